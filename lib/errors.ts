@@ -1,0 +1,19 @@
+// The one domain error: a refusal or failure callers branch on by `code`.
+
+import type { ErrorCode } from "./protocol.ts";
+
+/** Codes of {@linkcode TunnelError}: the server's refusals plus local failures. */
+export type TunnelErrorCode = ErrorCode | "connect" | "protocol";
+
+/** A tunnel could not be opened or kept; `code` says why. */
+export class TunnelError extends Error {
+  /** Why: a server refusal (`subdomain-taken`, ...), `connect` or `protocol`. */
+  readonly code: TunnelErrorCode;
+
+  /** Creates an error with a code and a message starting with the failed action. */
+  constructor(code: TunnelErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "TunnelError";
+    this.code = code;
+  }
+}

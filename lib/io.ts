@@ -1,0 +1,129 @@
+// Small I/O helpers over Deno.Conn: buffered reads, whole writes, deadlines, quiet close.
+
+import { type DecodeResult, FRAME_HEADER_BYTES, MAX_FRAME_BYTES } from "./protocol.ts";
+
+/** Closes a resource, ignoring that it may be closed already. */
+export function closeQuietly(resource: { close(): void }): void {
+  try {
+    resource.close();
+  } catch {
+    // Already closed: closing is idempotent for our purposes.
+  }
+}
+
+/** Writes all of `bytes`, looping over partial writes. */
+export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  let at = 0;
+  while (at < bytes.length) at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
+}
+
+/** Bytes needed to read one control frame with some room to spare. */
+export const FRAME_READER_CAPACITY = FRAME_HEADER_BYTES + MAX_FRAME_BYTES + 4096;
+
+/** Reads from a connection into one fixed buffer that callers parse in place. */
+export class ByteReader {
+  #conn: Deno.Conn;
+  #buffer: Uint8Array;
+  #start = 0;
+  #end = 0;
+
+  /** Reads from `conn` into a buffer of `capacity` bytes, starting with `initial`. */
+  constructor(conn: Deno.Conn, capacity: number, initial?: Uint8Array) {
+    this.#conn = conn;
+    this.#buffer = new Uint8Array(Math.max(capacity, initial?.length ?? 0));
+    if (initial) {
+      this.#buffer.set(initial);
+      this.#end = initial.length;
+    }
+  }
+
+  /** The bytes read and not yet consumed (a view, valid until the next fill). */
+  get buffered(): Uint8Array {
+    return this.#buffer.subarray(this.#start, this.#end);
+  }
+
+  /** Marks `n` buffered bytes as used. */
+  consume(n: number): void {
+    this.#start += n;
+  }
+
+  /** Reads more bytes; false at end of stream. Throws when the buffer is full. */
+  async fill(): Promise<boolean> {
+    if (this.#start > 0) {
+      this.#buffer.copyWithin(0, this.#start, this.#end);
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    if (this.#end === this.#buffer.length) {
+      throw new RangeError(`Cannot read more: ${this.#buffer.length}-byte buffer is full`);
+    }
+    const n = await this.#conn.read(this.#buffer.subarray(this.#end));
+    if (n === null) return false;
+    this.#end += n;
+    return true;
+  }
+
+  /** Reads and decodes one frame; null at a clean end of stream. Throws SyntaxError if invalid. */
+  async readFrame<M>(decode: (bytes: Uint8Array) => DecodeResult<M>): Promise<M | null> {
+    for (;;) {
+      const result = decode(this.buffered);
+      if (result.state === "frame") {
+        this.consume(result.length);
+        return result.message;
+      }
+      if (result.state === "invalid") throw new SyntaxError(`Invalid frame: ${result.reason}`);
+      if (!await this.fill()) {
+        if (this.buffered.length === 0) return null;
+        throw new Deno.errors.UnexpectedEof("Connection closed inside a frame");
+      }
+    }
+  }
+}
+
+/** A timer that can be cancelled; `expired` tells whether it fired. */
+export interface Deadline {
+  /** Whether the timer has fired. */
+  readonly expired: boolean;
+  /** Cancels the timer if it has not fired. */
+  clear(): void;
+}
+
+/** Runs `onExpire` after `ms` unless cleared first. */
+export function deadline(ms: number, onExpire: () => void): Deadline {
+  let expired = false;
+  const id = setTimeout(() => {
+    expired = true;
+    onExpire();
+  }, ms);
+  return {
+    get expired() {
+      return expired;
+    },
+    clear: () => clearTimeout(id),
+  };
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = (): void => {
+      clearTimeout(id);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const id = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+const encoder = new TextEncoder();
+
+/** A complete HTTP/1.1 response with a short plain-text body, closing the connection. */
+export function httpError(status: number, reason: string, body: string): Uint8Array {
+  const text = encoder.encode(body + "\n");
+  return encoder.encode(
+    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
+      `Content-Length: ${text.length}\r\nConnection: close\r\n\r\n${body}\n`,
+  );
+}

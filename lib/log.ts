@@ -1,0 +1,84 @@
+// A small levelled logger: text or JSON lines to a sink (stderr by default).
+
+/** Severity levels, lowest first; `silent` turns logging off. */
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+
+/** Structured context attached to a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** What the server and client log through. The library is silent unless given one. */
+export interface Logger {
+  /** Routine detail: connections opened and closed, expected disconnects. */
+  debug(message: string, fields?: LogFields): void;
+  /** Lifecycle: listening, tunnel registered, reconnected. */
+  info(message: string, fields?: LogFields): void;
+  /** Something went wrong for one connection or peer; the process goes on. */
+  warn(message: string, fields?: LogFields): void;
+  /** Something went wrong for the whole server or tunnel. */
+  error(message: string, fields?: LogFields): void;
+}
+
+/** Options for {@linkcode createLogger}. */
+export interface LoggerOptions {
+  /** Lowest level written. @default {"info"} */
+  level?: LogLevel;
+  /** `text` for people, `json` for log collectors. @default {"text"} */
+  format?: "text" | "json";
+  /** Where lines go. @default {a synchronous write to stderr} */
+  sink?: (line: string) => void;
+}
+
+const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3, silent: 4 };
+
+/** The names of the log levels, for flag parsing. */
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
+
+/** A logger that drops everything: the library's default. */
+export const silentLogger: Logger = {
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
+};
+
+const encoder = new TextEncoder();
+const writeStderr = (line: string): void => {
+  Deno.stderr.writeSync(encoder.encode(line + "\n"));
+};
+
+/** Creates a logger writing one line per entry at or above `level`. */
+export function createLogger(options: LoggerOptions = {}): Logger {
+  const min = RANK[options.level ?? "info"];
+  const sink = options.sink ?? writeStderr;
+  const json = options.format === "json";
+  const emit = (level: Exclude<LogLevel, "silent">) => (msg: string, fields?: LogFields) => {
+    if (RANK[level] < min) return;
+    const time = new Date().toISOString();
+    if (json) {
+      sink(JSON.stringify({ time, level, msg, ...fields }));
+      return;
+    }
+    let line = `${time} ${level.toUpperCase().padEnd(5)} ${msg}`;
+    for (const [key, value] of Object.entries(fields ?? {})) {
+      line += ` ${key}=${typeof value === "string" ? value : JSON.stringify(value)}`;
+    }
+    sink(line);
+  };
+  return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
+}
+
+/** A short description of an error for logs. */
+export function describeError(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+/** Whether an error is an ordinary disconnect (reset, broken pipe, closed), logged at debug. */
+export function isDisconnect(error: unknown): boolean {
+  return error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.BrokenPipe ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.NotConnected ||
+    error instanceof Deno.errors.BadResource ||
+    error instanceof Deno.errors.UnexpectedEof ||
+    error instanceof Deno.errors.Interrupted;
+}

@@ -1,0 +1,122 @@
+// Moves bytes both ways between two connections: back-pressure, half-close, one close.
+
+import { closeQuietly, writeAll } from "./io.ts";
+
+/** A read already started on a connection; the relay takes its bytes first. */
+export interface PendingRead {
+  /** The buffer the read fills. */
+  buffer: Uint8Array;
+  /** The read itself: bytes read, or null at end of stream. */
+  result: Promise<number | null>;
+}
+
+/** Bytes moved by a finished relay, and the error that ended it, if any. */
+export interface RelayResult {
+  /** Bytes copied from the first connection to the second. */
+  aToB: number;
+  /** Bytes copied from the second connection to the first. */
+  bToA: number;
+  /** The first error in either direction; undefined when both ended cleanly. */
+  error: unknown;
+}
+
+/** A relay buffer starts at this size, which keeps idle connections cheap. */
+export const RELAY_BUFFER_SMALL = 16 * 1024;
+/** It grows to this size once reads keep filling it (a bulk flow). */
+export const RELAY_BUFFER_LARGE = 256 * 1024;
+/** Consecutive full reads that switch a direction to the large buffer. */
+const FULL_READS_TO_GROW = 2;
+/** Free buffers kept for reuse, per size. */
+const MAX_FREE_SMALL = 256;
+const MAX_FREE_LARGE = 16;
+
+const freeSmall: Uint8Array[] = [];
+const freeLarge: Uint8Array[] = [];
+
+function acquire(size: number): Uint8Array {
+  const free = size === RELAY_BUFFER_LARGE ? freeLarge : freeSmall;
+  return free.pop() ?? new Uint8Array(size);
+}
+
+function release(buffer: Uint8Array): void {
+  const large = buffer.length === RELAY_BUFFER_LARGE;
+  const free = large ? freeLarge : freeSmall;
+  if (free.length < (large ? MAX_FREE_LARGE : MAX_FREE_SMALL)) free.push(buffer);
+}
+
+/**
+ * Copies `src` to `dst` until `src` ends, then half-closes `dst` so the peer
+ * sees the end while the other direction goes on. Returns the bytes copied.
+ */
+async function pump(src: Deno.Conn, dst: Deno.Conn, pending?: PendingRead): Promise<number> {
+  let total = 0;
+  if (pending) {
+    const n = await pending.result;
+    if (n !== null) {
+      await writeAll(dst, pending.buffer.subarray(0, n));
+      total += n;
+    }
+    if (n === null) return finish(dst, total);
+  }
+  let buffer = acquire(RELAY_BUFFER_SMALL);
+  let fullReads = 0;
+  try {
+    for (;;) {
+      const n = await src.read(buffer);
+      if (n === null) break;
+      await writeAll(dst, buffer.subarray(0, n));
+      total += n;
+      if (buffer.length === RELAY_BUFFER_SMALL) {
+        fullReads = n === buffer.length ? fullReads + 1 : 0;
+        if (fullReads === FULL_READS_TO_GROW) {
+          release(buffer);
+          buffer = acquire(RELAY_BUFFER_LARGE);
+        }
+      }
+    }
+  } finally {
+    release(buffer);
+  }
+  return finish(dst, total);
+}
+
+async function finish(dst: Deno.Conn, total: number): Promise<number> {
+  try {
+    await dst.closeWrite();
+  } catch {
+    // The peer is gone already; the other direction sees it and ends the relay.
+  }
+  return total;
+}
+
+/**
+ * Relays between `a` and `b` until both directions end, then closes both.
+ * The relay owns both connections from the call on: when either direction
+ * fails, both are closed at once (exactly once), which ends the other one.
+ * `pendingB` is a read already under way on `b` whose bytes go to `a` first.
+ */
+export async function relay(
+  a: Deno.Conn,
+  b: Deno.Conn,
+  options: { pendingB?: PendingRead } = {},
+): Promise<RelayResult> {
+  let closed = false;
+  let error: unknown;
+  const closeBoth = (): void => {
+    if (closed) return;
+    closed = true;
+    closeQuietly(a);
+    closeQuietly(b);
+  };
+  const fail = (e: unknown): number => {
+    if (!closed) error = e;
+    closeBoth();
+    return 0;
+  };
+  const [aToB, bToA] = await Promise.all([
+    pump(a, b).catch(fail),
+    pump(b, a, options.pendingB).catch(fail),
+  ]);
+  closeBoth();
+  return { aToB, bToA, error };
+}

@@ -1,0 +1,271 @@
+// Routing from the first bytes of a connection: HTTP Host or TLS SNI (pure, no I/O).
+
+import { normalizeHost } from "./names.ts";
+import { MAX_SNIFF_BYTES } from "./protocol.ts";
+
+/** An HTTP request head, as far as routing needs it. */
+export type SniffedHttp = {
+  state: "http";
+  method: string;
+  target: string;
+  /** Normalised Host: lowercase, no port, no trailing dot. */
+  host: string;
+  /** Whether the host is an IP literal. */
+  ip: boolean;
+  /** Lowercased `Upgrade` header, if any. */
+  upgrade: string | undefined;
+  /** Bytes up to and including the blank line that ends the head. */
+  headLength: number;
+};
+
+/** A TLS ClientHello, as far as routing needs it. */
+export type SniffedTls = {
+  state: "tls";
+  /** Normalised server name from the SNI extension, if the client sent one. */
+  serverName: string | undefined;
+};
+
+/**
+ * What the first bytes of a connection say. `invalid` carries the HTTP status to
+ * answer with when the bytes were recognisably HTTP; without one, close.
+ */
+export type SniffResult =
+  | SniffedHttp
+  | SniffedTls
+  | { state: "need-more" }
+  | { state: "invalid"; reason: string; status?: 400 | 431 };
+
+const TLS_HANDSHAKE = 0x16;
+const TLS_CLIENT_HELLO = 1;
+const TLS_RECORD_HEADER = 5;
+const MAX_TLS_RECORD = 16384 + 2048;
+const SNI_EXTENSION = 0;
+const SNI_HOST_NAME = 0;
+const MAX_METHOD_LENGTH = 32;
+
+/** Tells TLS from HTTP by the first byte, and sniffs with the matching parser. */
+export function sniff(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
+  if (bytes.length === 0) return { state: "need-more" };
+  const first = bytes[0]!;
+  if (first === TLS_HANDSHAKE) return sniffTlsSni(bytes, maxBytes);
+  if (first >= 0x41 && first <= 0x5a) return sniffHttpHost(bytes, maxBytes);
+  return { state: "invalid", reason: "neither HTTP nor TLS" };
+}
+
+const TCHAR = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Methods are tokens; every registered one is uppercase letters, "-" and "_". Holding
+// them to that tells an SSH banner ("SSH-2.0-...") from HTTP by its fifth byte.
+const REQUEST_LINE = /^([A-Z_-]+) (\S+) HTTP\/(\d)\.(\d)$/;
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+const bad = (reason: string): SniffResult => ({ state: "invalid", reason, status: 400 });
+
+/**
+ * Reads the Host of an HTTP/1.x request head (RFC 9112): missing or repeated
+ * Host, a malformed Host or an absolute-form target naming another host is 400;
+ * a head longer than `maxBytes` is 431.
+ */
+export function sniffHttpHost(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
+  const limit = Math.min(bytes.length, maxBytes);
+  // Reject what cannot become a request line early, so garbage never waits for the deadline.
+  for (let i = 0; i < Math.min(limit, MAX_METHOD_LENGTH + 1); i++) {
+    const b = bytes[i]!;
+    if (b === 0x20) break;
+    if (i === MAX_METHOD_LENGTH || !isMethodChar(b)) {
+      return { state: "invalid", reason: "not an HTTP request line" };
+    }
+  }
+  let start = 0;
+  let requestLine: string | undefined;
+  let host: string | undefined;
+  let hostCount = 0;
+  let upgrade: string | undefined;
+  for (let i = 0; i < limit; i++) {
+    if (bytes[i] !== 0x0a) continue;
+    const end = i > start && bytes[i - 1] === 0x0d ? i - 1 : i;
+    const line = latin1(bytes, start, end);
+    start = i + 1;
+    if (line.includes("\r")) return bad("bare CR in request head");
+    if (requestLine === undefined) {
+      requestLine = line;
+      if (!REQUEST_LINE.test(line)) {
+        return line.includes(" HTTP/")
+          ? bad("malformed request line")
+          : { state: "invalid", reason: "not an HTTP request line" };
+      }
+      continue;
+    }
+    if (line === "") {
+      return finishHttp(requestLine, host, hostCount, upgrade, start);
+    }
+    if (line.startsWith(" ") || line.startsWith("\t")) return bad("obsolete line folding");
+    const colon = line.indexOf(":");
+    if (colon <= 0) return bad("header line without a name");
+    const name = line.slice(0, colon);
+    if (!TCHAR.test(name)) return bad("bad header name");
+    const value = line.slice(colon + 1).trim();
+    if (!FIELD_VALUE.test(value)) return bad("control character in header value");
+    const lower = name.toLowerCase();
+    if (lower === "host") {
+      hostCount++;
+      host = value;
+    } else if (lower === "upgrade") {
+      upgrade = value.toLowerCase();
+    }
+  }
+  if (bytes.length >= maxBytes) {
+    return { state: "invalid", reason: `request head exceeds ${maxBytes} bytes`, status: 431 };
+  }
+  return { state: "need-more" };
+}
+
+function finishHttp(
+  requestLine: string,
+  hostValue: string | undefined,
+  hostCount: number,
+  upgrade: string | undefined,
+  headLength: number,
+): SniffResult {
+  const [, method, target] = REQUEST_LINE.exec(requestLine)!;
+  if (hostCount === 0) return bad("missing Host header");
+  if (hostCount > 1) return bad("more than one Host header");
+  const host = normalizeHost(hostValue!);
+  if (typeof host === "string") return bad(`bad Host header: ${host}`);
+  const absolute = /^https?:\/\/([^/?#]*)/i.exec(target!);
+  if (absolute) {
+    const authority = absolute[1]!;
+    const targetHost = authority.includes("@") ? "userinfo" : normalizeHost(authority);
+    if (typeof targetHost === "string" || targetHost.host !== host.host) {
+      return bad("request target names another host than Host");
+    }
+  }
+  return {
+    state: "http",
+    method: method!,
+    target: target!,
+    host: host.host,
+    ip: host.ip,
+    upgrade,
+    headLength,
+  };
+}
+
+function isMethodChar(b: number): boolean {
+  return (b >= 0x41 && b <= 0x5a) || b === 0x2d || b === 0x5f;
+}
+
+function latin1(bytes: Uint8Array, start: number, end: number): string {
+  let s = "";
+  for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i]!);
+  return s;
+}
+
+const malformed = (what: string): SniffResult => ({
+  state: "invalid",
+  reason: `malformed ClientHello: ${what}`,
+});
+
+/**
+ * Reads the server name of a TLS ClientHello, which may span several records
+ * and arrive in any number of pieces. A ClientHello that claims more than
+ * `maxBytes`, or is malformed, is invalid.
+ */
+export function sniffTlsSni(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
+  // Reassemble the handshake message from consecutive handshake records.
+  const message: number[] = [];
+  let at = 0;
+  let needed = -1; // handshake message length including its 4-byte header, once known
+  while (needed < 0 || message.length < needed) {
+    if (at + TLS_RECORD_HEADER > bytes.length) return needMoreTls(bytes, maxBytes);
+    if (bytes[at] !== TLS_HANDSHAKE) return malformed("record is not a handshake");
+    if (bytes[at + 1] !== 3) return malformed("bad record version");
+    const length = (bytes[at + 3]! << 8) | bytes[at + 4]!;
+    if (length === 0 || length > MAX_TLS_RECORD) return malformed("bad record length");
+    const body = bytes.subarray(at + TLS_RECORD_HEADER, at + TLS_RECORD_HEADER + length);
+    for (const b of body) message.push(b);
+    if (needed < 0 && message.length >= 4) {
+      if (message[0] !== TLS_CLIENT_HELLO) return malformed("first message is not ClientHello");
+      needed = helloLength(message);
+      if (needed > maxBytes) return tooLarge(maxBytes);
+    }
+    if (body.length < length) return needMoreTls(bytes, maxBytes);
+    at += TLS_RECORD_HEADER + length;
+  }
+  return parseClientHello(message.slice(4, needed));
+}
+
+function helloLength(message: number[]): number {
+  return 4 + ((message[1]! << 16) | (message[2]! << 8) | message[3]!);
+}
+
+function tooLarge(maxBytes: number): SniffResult {
+  return { state: "invalid", reason: `ClientHello exceeds ${maxBytes} bytes` };
+}
+
+function needMoreTls(bytes: Uint8Array, maxBytes: number): SniffResult {
+  return bytes.length >= maxBytes ? tooLarge(maxBytes) : { state: "need-more" };
+}
+
+function parseClientHello(body: number[]): SniffResult {
+  let at = 2 + 32; // legacy_version, random
+  const u8 = (): number => body[at++] ?? -1;
+  const u16 = (): number => {
+    const hi = body[at];
+    const lo = body[at + 1];
+    at += 2;
+    return hi === undefined || lo === undefined ? -1 : (hi << 8) | lo;
+  };
+  const sessionId = u8();
+  if (sessionId < 0 || sessionId > 32) return malformed("session id");
+  at += sessionId;
+  const suites = u16();
+  if (suites < 2 || suites % 2 !== 0) return malformed("cipher suites");
+  at += suites;
+  const compression = u8();
+  if (compression < 1) return malformed("compression methods");
+  at += compression;
+  if (at > body.length) return malformed("truncated before extensions");
+  if (at === body.length) return { state: "tls", serverName: undefined };
+  const extensionsLength = u16();
+  const extensionsEnd = at + extensionsLength;
+  if (extensionsLength < 0 || extensionsEnd !== body.length) return malformed("extensions length");
+  let serverName: string | undefined;
+  while (at < extensionsEnd) {
+    const type = u16();
+    const length = u16();
+    const end = at + length;
+    if (type < 0 || length < 0 || end > extensionsEnd) return malformed("extension length");
+    if (type === SNI_EXTENSION) {
+      if (serverName !== undefined) return malformed("two server_name extensions");
+      const name = readServerName(body, at, end);
+      if (name === null) return malformed("server_name extension");
+      serverName = name;
+    }
+    at = end;
+  }
+  return { state: "tls", serverName };
+}
+
+/** The first host_name in a server_name extension, `undefined` without one, null if malformed. */
+function readServerName(body: number[], start: number, end: number): string | undefined | null {
+  if (end - start < 2) return null;
+  const listEnd = start + 2 + ((body[start]! << 8) | body[start + 1]!);
+  if (listEnd !== end) return null;
+  let at = start + 2;
+  while (at < listEnd) {
+    if (at + 3 > listEnd) return null;
+    const type = body[at]!;
+    const length = (body[at + 1]! << 8) | body[at + 2]!;
+    at += 3;
+    if (at + length > listEnd || length === 0) return null;
+    if (type === SNI_HOST_NAME) {
+      let name = "";
+      for (let i = at; i < at + length; i++) name += String.fromCharCode(body[i]!);
+      if (name.includes(":")) return null;
+      const host = normalizeHost(name);
+      return typeof host === "string" ? null : host.host;
+    }
+    at += length;
+  }
+  return undefined;
+}

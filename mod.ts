@@ -1,0 +1,40 @@
+/**
+ * Gotunnel: expose a local port at a public subdomain through a self-hosted server.
+ *
+ * The server routes each public connection by its first bytes (HTTP `Host` or
+ * TLS SNI) to the client that owns the subdomain, and relays the raw TCP
+ * stream, so HTTP/1.1, WebSocket and end-to-end TLS all pass through.
+ *
+ * @example A server and a tunnel in one process
+ * ```ts
+ * import { openTunnel, startServer } from "@gotunnel/gotunnel";
+ *
+ * const app = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, () => new Response("hi"));
+ * await using server = await startServer({ port: 0, hostname: "127.0.0.1" });
+ * await using tunnel = await openTunnel({
+ *   port: app.addr.port,
+ *   localHost: "127.0.0.1",
+ *   server: `http://127.0.0.1:${server.addr.port}`,
+ *   subdomain: "demo",
+ * });
+ * console.log(tunnel.url); // http://demo.localhost:<port>
+ * await tunnel.close();
+ * await app.shutdown();
+ * ```
+ *
+ * @module
+ */
+
+export { startServer } from "./lib/server/server.ts";
+export type { ServerOptions, TunnelServer } from "./lib/server/server.ts";
+export { openTunnel } from "./lib/client/tunnel.ts";
+export type { Tunnel, TunnelOptions } from "./lib/client/tunnel.ts";
+export type { HeartbeatTiming } from "./lib/control.ts";
+export { TunnelError } from "./lib/errors.ts";
+export type { TunnelErrorCode } from "./lib/errors.ts";
+export { createLogger, silentLogger } from "./lib/log.ts";
+export type { LogFields, Logger, LoggerOptions, LogLevel } from "./lib/log.ts";
+export { sniff, sniffHttpHost, sniffTlsSni } from "./lib/sniff.ts";
+export type { SniffedHttp, SniffedTls, SniffResult } from "./lib/sniff.ts";
+export { GOTUNNEL_VERSION, PROTOCOL_VERSION } from "./lib/protocol.ts";
+export type { ErrorCode } from "./lib/protocol.ts";

@@ -1,0 +1,111 @@
+/**
+ * The Gotunnel server: run it on a public host with a wildcard DNS record.
+ *
+ * ```sh
+ * deno run -A jsr:@gotunnel/gotunnel/server --domain tunnel.example --port 80
+ * ```
+ *
+ * @module
+ */
+
+import { choiceFlag, intFlag, logLevelFlag, parseFlags, UsageError } from "./lib/cli.ts";
+import { createLogger } from "./lib/log.ts";
+import { normalizeHost } from "./lib/names.ts";
+import { GOTUNNEL_VERSION } from "./lib/protocol.ts";
+import { startServer } from "./lib/server/server.ts";
+
+/** The server's `--help` text. */
+export const SERVER_USAGE =
+  `Gotunnel server ${GOTUNNEL_VERSION}: exposes clients' local apps at <name>.<domain>
+
+Usage: gotunnel-server [options]
+
+Options:
+  --port N           TCP port for browsers and clients; 0 picks a free one (default 8080)
+  --hostname ADDR    address to listen on (default 0.0.0.0)
+  --domain NAME      tunnels are <name>.NAME; NAME itself shows the landing page (default localhost)
+  --log-level LEVEL  debug, info, warn, error or silent (default info)
+  --log-format FMT   text or json (default text)
+  -h, --help         show this help
+  -V, --version      show the version
+
+Prints its URL on stdout once listening. SIGINT or SIGTERM stops it.
+
+Examples:
+  gotunnel-server                                   # http://localhost:8080, tunnels at *.localhost
+  gotunnel-server --domain tunnel.example --port 80 # production, with DNS *.tunnel.example
+`;
+
+const FLAGS = {
+  port: { type: "string" },
+  hostname: { type: "string" },
+  domain: { type: "string" },
+  "log-level": { type: "string" },
+  "log-format": { type: "string" },
+  help: { type: "boolean", short: "h" },
+  version: { type: "boolean", short: "V" },
+} as const;
+
+const print = (text: string): void => {
+  Deno.stdout.writeSync(new TextEncoder().encode(text.endsWith("\n") ? text : text + "\n"));
+};
+const printError = (text: string): void => {
+  Deno.stderr.writeSync(new TextEncoder().encode(`gotunnel-server: ${text}\n`));
+};
+
+/**
+ * Runs the server CLI with `args` until SIGINT or SIGTERM; returns the exit status.
+ *
+ * @param args Command-line arguments, without the program name.
+ * @returns 0 after a clean stop, 1 when the server cannot start, 2 on a bad flag.
+ *
+ * @example Print the version
+ * ```ts
+ * import { main } from "@gotunnel/gotunnel/server";
+ * await main(["--version"]);
+ * ```
+ */
+export async function main(args: string[]): Promise<number> {
+  let options;
+  try {
+    const { values, positionals } = parseFlags(args, FLAGS);
+    if (values.help) return print(SERVER_USAGE), 0;
+    if (values.version) return print(`gotunnel-server ${GOTUNNEL_VERSION}`), 0;
+    if (positionals.length > 0) throw new UsageError(`Unexpected argument "${positionals[0]}"`);
+    const domain = typeof values.domain === "string" ? values.domain : "localhost";
+    const host = normalizeHost(domain);
+    if (typeof host === "string" || host.ip || domain.includes(":")) {
+      throw new UsageError(`Invalid --domain ${JSON.stringify(domain)}: use a DNS name`);
+    }
+    options = {
+      port: intFlag("port", values.port, 8080, 0, 65535),
+      hostname: typeof values.hostname === "string" ? values.hostname : "0.0.0.0",
+      domain: host.host,
+      logger: createLogger({
+        level: logLevelFlag(values["log-level"]),
+        format: choiceFlag("log-format", values["log-format"], "text", ["text", "json"] as const),
+      }),
+    };
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    printError(`${e.message} (see --help)`);
+    return 2;
+  }
+  const stop = new AbortController();
+  let server;
+  try {
+    server = await startServer({ ...options, signal: stop.signal });
+  } catch (e) {
+    printError(`Cannot listen on ${options.hostname}:${options.port}: ${(e as Error).message}`);
+    return 1;
+  }
+  const onSignal = (): void => stop.abort();
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  print(server.url);
+  await server.finished;
+  for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  return 0;
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

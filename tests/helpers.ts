@@ -1,0 +1,239 @@
+// Test helpers: a sample app, a server+tunnel stack, deterministic bytes, raw HTTP.
+
+import { openTunnel, type Tunnel, type TunnelOptions } from "../lib/client/tunnel.ts";
+import { startServer, type TunnelServer } from "../lib/server/server.ts";
+
+export const HOST = "127.0.0.1";
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Deterministic pseudo-random bytes (xorshift32), so both ends can check a hash. */
+export function patternBytes(length: number, seed = 0x9e3779b9): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(length);
+  const words = new Uint32Array(out.buffer, 0, length >>> 2);
+  let x = seed >>> 0 || 1;
+  for (let i = 0; i < words.length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    words[i] = x;
+  }
+  for (let i = words.length * 4; i < length; i++) out[i] = i & 0xff;
+  return out;
+}
+
+export async function sha256(bytes: Uint8Array): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+  return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A sample app: `/bytes/N`, `POST /sha256`, `/chunked`, `/ws` echo, `/whoami`, `/name`. */
+export function startApp(name = "app"): Deno.HttpServer<Deno.NetAddr> {
+  return Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req, info) => {
+    const url = new URL(req.url);
+    const [, route, arg] = url.pathname.split("/");
+    switch (route) {
+      case "bytes":
+        return new Response(patternBytes(Number(arg)));
+      case "sha256": {
+        const body = new Uint8Array(await req.arrayBuffer());
+        return Response.json({ length: body.length, sha256: await sha256(body) });
+      }
+      case "chunked": {
+        const parts = ["first,", "second,", "third"];
+        const stream = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const next = parts.shift();
+            if (next === undefined) return controller.close();
+            controller.enqueue(encoder.encode(next));
+            await new Promise((r) => setTimeout(r, 10));
+          },
+        });
+        return new Response(stream);
+      }
+      case "ws": {
+        const { socket, response } = Deno.upgradeWebSocket(req);
+        socket.onmessage = (e) => socket.send(`echo:${e.data}`);
+        return response;
+      }
+      case "whoami":
+        return Response.json({
+          name,
+          host: req.headers.get("host"),
+          port: (info.remoteAddr as Deno.NetAddr).port,
+        });
+      default:
+        return new Response(`hello from ${name}\n`);
+    }
+  });
+}
+
+/** A server on a free port of 127.0.0.1. */
+export function startTestServer(
+  extra: Parameters<typeof startServer>[0] = {},
+): Promise<TunnelServer> {
+  return startServer({ port: 0, hostname: HOST, ...extra });
+}
+
+/** A tunnel from `server` to a local port on 127.0.0.1. */
+export function openTestTunnel(
+  server: TunnelServer,
+  port: number,
+  extra: Partial<TunnelOptions> = {},
+): Promise<Tunnel> {
+  return openTunnel({
+    port,
+    localHost: HOST,
+    server: `http://${HOST}:${server.addr.port}`,
+    ...extra,
+  });
+}
+
+/** An app, a server and a tunnel to it, torn down in reverse order. */
+export async function startStack(
+  subdomain = "demo",
+  tunnelExtra: Partial<TunnelOptions> = {},
+): Promise<
+  {
+    app: Deno.HttpServer<Deno.NetAddr>;
+    server: TunnelServer;
+    tunnel: Tunnel;
+    http: Deno.HttpClient;
+    fetch(path: string, init?: RequestInit): Promise<Response>;
+    host: string;
+    [Symbol.asyncDispose](): Promise<void>;
+  }
+> {
+  const app = startApp();
+  const server = await startTestServer();
+  const tunnel = await openTestTunnel(server, app.addr.port, { subdomain, ...tunnelExtra });
+  const http = Deno.createHttpClient({ allowHost: true });
+  const host = `${subdomain}.localhost:${server.addr.port}`;
+  return {
+    app,
+    server,
+    tunnel,
+    http,
+    host,
+    fetch: (path, init = {}) =>
+      fetch(`http://${HOST}:${server.addr.port}${path}`, {
+        ...init,
+        client: http,
+        headers: { ...init.headers as Record<string, string>, host },
+      }),
+    async [Symbol.asyncDispose]() {
+      http.close();
+      await tunnel.close();
+      await server.close();
+      await app.shutdown();
+    },
+  };
+}
+
+/** Connects to `port` on 127.0.0.1, with Nagle off. */
+export async function connect(port: number): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: HOST, port });
+  conn.setNoDelay(true);
+  return conn;
+}
+
+/** Reads until end of stream. */
+export async function readAll(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(64 * 1024);
+  for (;;) {
+    const n = await conn.read(buf);
+    if (n === null) break;
+    chunks.push(buf.slice(0, n));
+  }
+  const out = new Uint8Array(chunks.reduce((s, c) => s + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Sends one raw request with `Connection: close` and returns the whole answer as text. */
+export async function rawRequest(port: number, head: string, body = ""): Promise<string> {
+  const conn = await connect(port);
+  try {
+    await conn.write(encoder.encode(head + body));
+    return decoder.decode(await readAll(conn));
+  } finally {
+    conn.close();
+  }
+}
+
+/** Writes all bytes. */
+export async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+}
+
+/** Resolves when `check` returns true, polling; rejects after `ms`. */
+export async function waitFor(check: () => boolean, ms = 5000, what = "condition"): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const readFixture = (name: string): Uint8Array =>
+  Deno.readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
+
+/** A CLI subprocess (`deno run -A <script> ...`) whose output is collected as it comes. */
+export interface Cli {
+  /** Resolves with the first stdout line; rejects if the process exits first. */
+  firstLine(): Promise<string>;
+  /** Sends `signal` (if still running) and resolves with status and all output. */
+  stop(signal?: Deno.Signal): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Resolves when the process exits by itself. */
+  exited: Promise<{ code: number; stdout: string; stderr: string }>;
+}
+
+/** Starts `deno run -A <script> ...args` from the project root. */
+export function spawnCli(script: string, args: string[]): Cli {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", script, ...args],
+    cwd: new URL("..", import.meta.url),
+    stdout: "piped",
+    stderr: "piped",
+    stdin: "null",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  let stdout = "";
+  let stderr = "";
+  const collect = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) add(decoder.decode(chunk, { stream: true }));
+  };
+  const collecting = Promise.all([
+    collect(child.stdout, (s) => stdout += s),
+    collect(child.stderr, (s) => stderr += s),
+  ]);
+  let running = true;
+  const exited = (async () => {
+    const status = await child.status;
+    running = false;
+    await collecting;
+    return { code: status.code, stdout, stderr };
+  })();
+  return {
+    async firstLine() {
+      while (!stdout.includes("\n")) {
+        if (!running) throw new Error(`exited before printing a line; stderr: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      return stdout.slice(0, stdout.indexOf("\n"));
+    },
+    stop(signal: Deno.Signal = "SIGTERM") {
+      if (running) child.kill(signal);
+      return exited;
+    },
+    exited,
+  };
+}

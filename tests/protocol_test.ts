@@ -1,0 +1,147 @@
+// Frames, names and hosts: the pure parts of the protocol.
+
+import assert from "node:assert/strict";
+import {
+  checkSubdomain,
+  normalizeHost,
+  randomSubdomain,
+  randomToken,
+  routeHost,
+  timingSafeEqual,
+} from "../lib/names.ts";
+import {
+  type ClientMessage,
+  decodeClientFrame,
+  decodeServerFrame,
+  encodeFrame,
+  MAX_FRAME_BYTES,
+  type ServerMessage,
+} from "../lib/protocol.ts";
+import { backoffDelay } from "../lib/client/tunnel.ts";
+
+const frameOf = (json: string): Uint8Array => {
+  const body = new TextEncoder().encode(json);
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, body.length);
+  out.set(body, 4);
+  return out;
+};
+
+Deno.test("encodeFrame() and the decoders round-trip every message, at every split", () => {
+  const client: ClientMessage[] = [
+    { type: "hello", version: 1 },
+    { type: "hello", version: 1, subdomain: "demo" },
+    { type: "attach", version: 1, tunnel: "t", secret: "s" },
+    { type: "ping" },
+    { type: "bye" },
+  ];
+  const server: ServerMessage[] = [
+    { type: "welcome", version: 1, tunnel: "t", secret: "s", subdomain: "d", url: "http://d.x" },
+    { type: "error", code: "subdomain-taken", message: "in use" },
+    { type: "open", peer: "127.0.0.1:5000", proto: "http" },
+    { type: "demand", count: 3 },
+    { type: "ping" },
+  ];
+  const check = <M>(messages: M[], decode: (b: Uint8Array) => unknown) => {
+    for (const message of messages) {
+      const frame = encodeFrame(message as ClientMessage);
+      const tail = new Uint8Array([9, 9, 9]);
+      const both = new Uint8Array([...frame, ...tail]);
+      assert.deepEqual(decode(both), { state: "frame", message, length: frame.length });
+      for (let cut = 0; cut < frame.length; cut++) {
+        assert.deepEqual(decode(frame.subarray(0, cut)), { state: "need-more" });
+      }
+    }
+  };
+  check(client, decodeClientFrame);
+  check(server, decodeServerFrame);
+});
+
+Deno.test("the decoders refuse oversized, non-JSON, non-object and ill-typed frames", () => {
+  const huge = new Uint8Array(4);
+  new DataView(huge.buffer).setUint32(0, MAX_FRAME_BYTES + 1);
+  assert.equal(decodeClientFrame(huge).state, "invalid"); // refused from the header alone
+  for (
+    const json of [
+      "nope",
+      "[1]",
+      "null",
+      '"x"',
+      '{"type":"launch"}',
+      '{"type":"hello"}',
+      '{"type":"hello","version":1,"subdomain":5}',
+      '{"type":"attach","version":1,"tunnel":"t"}',
+    ]
+  ) {
+    assert.equal(decodeClientFrame(frameOf(json)).state, "invalid", json);
+  }
+  assert.equal(decodeClientFrame(new Uint8Array([0, 0, 0, 2, 0xff, 0xfe])).state, "invalid");
+  for (
+    const json of [
+      '{"type":"demand","count":-1}',
+      '{"type":"demand","count":1.5}',
+      '{"type":"error","code":"teapot","message":"x"}',
+      '{"type":"open","peer":"x","proto":"udp"}',
+      '{"type":"welcome","version":1}',
+    ]
+  ) {
+    assert.equal(decodeServerFrame(frameOf(json)).state, "invalid", json);
+  }
+  assert.throws(
+    () => encodeFrame({ type: "hello", version: 1, subdomain: "x".repeat(MAX_FRAME_BYTES) }),
+    RangeError,
+  );
+});
+
+Deno.test("checkSubdomain() takes 1-63 of [a-z0-9-], lowercased, no dash at either end", () => {
+  for (const ok of ["a", "demo", "my-app-2", "x".repeat(63), "0"]) {
+    assert.deepEqual(checkSubdomain(ok), { ok: true, name: ok });
+  }
+  assert.deepEqual(checkSubdomain("Demo"), { ok: true, name: "demo" });
+  for (const bad of ["", "-a", "a-", "a.b", "a_b", "x".repeat(64), "é", "a b"]) {
+    assert.equal(checkSubdomain(bad).ok, false, bad);
+  }
+});
+
+Deno.test("randomSubdomain() and randomToken() give fresh values of the right shape", () => {
+  const names = new Set(Array.from({ length: 1000 }, () => randomSubdomain()));
+  assert.equal(names.size, 1000);
+  for (const name of names) assert.match(name, /^[a-z0-9]{10}$/);
+  const token = randomToken(32);
+  assert.match(token, /^[A-Za-z0-9_-]{43}$/);
+  assert.notEqual(token, randomToken(32));
+});
+
+Deno.test("normalizeHost() and routeHost() route apex, IPs, tunnels and strangers", () => {
+  const route = (value: string) => {
+    const host = normalizeHost(value);
+    return typeof host === "string" ? host : routeHost(host, "tunnel.example");
+  };
+  assert.deepEqual(route("tunnel.example"), { kind: "apex" });
+  assert.deepEqual(route("TUNNEL.example.:443"), { kind: "apex" });
+  assert.deepEqual(route("192.0.2.1"), { kind: "apex" });
+  assert.deepEqual(route("[2001:db8::1]:80"), { kind: "apex" });
+  assert.deepEqual(route("Demo.tunnel.example"), { kind: "tunnel", name: "demo" });
+  assert.deepEqual(route("a.demo.tunnel.example"), { kind: "other" });
+  assert.deepEqual(route("-x.tunnel.example"), { kind: "other" });
+  assert.deepEqual(route("example.com"), { kind: "other" });
+  assert.deepEqual(route("eviltunnel.example"), { kind: "other" });
+  assert.equal(typeof route("a:b:c"), "string");
+  assert.equal(typeof route("a..b"), "string");
+});
+
+Deno.test("timingSafeEqual() compares whole strings", () => {
+  assert.ok(timingSafeEqual("secret", "secret"));
+  assert.ok(!timingSafeEqual("secret", "secreT"));
+  assert.ok(!timingSafeEqual("secret", "secret2"));
+  assert.ok(!timingSafeEqual("", "x"));
+  assert.ok(timingSafeEqual("", ""));
+});
+
+Deno.test("backoffDelay() doubles from 1 s to 30 s with jitter in the upper half", () => {
+  assert.equal(backoffDelay(0, 0), 500);
+  assert.equal(backoffDelay(0, 1), 1000);
+  assert.equal(backoffDelay(3, 1), 8000);
+  assert.equal(backoffDelay(10, 1), 30_000);
+  assert.equal(backoffDelay(10, 0), 15_000);
+});

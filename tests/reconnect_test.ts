@@ -1,0 +1,191 @@
+// Lost connections: server restarts, killed clients, silent peers on either side.
+
+import assert from "node:assert/strict";
+import { ByteReader, closeQuietly, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
+import {
+  concatBytes,
+  decodeClientFrame,
+  decodeServerFrame,
+  encodeFrame,
+  encodeUpgradeRequest,
+  PROTOCOL_VERSION,
+  UPGRADE_RESPONSE,
+} from "../lib/protocol.ts";
+import {
+  connect,
+  HOST,
+  openTestTunnel,
+  spawnCli,
+  startApp,
+  startTestServer,
+  waitFor,
+} from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+const FAST = { intervalMs: 50, peerTimeoutMs: 300 };
+
+async function get(port: number, host: string, path = "/"): Promise<string> {
+  const http = Deno.createHttpClient({ allowHost: true });
+  try {
+    const res = await fetch(`http://${HOST}:${port}${path}`, { client: http, headers: { host } });
+    return `${res.status} ${await res.text()}`;
+  } finally {
+    http.close();
+  }
+}
+
+Deno.test({
+  name: "the client reconnects by itself to a restarted server and gets its subdomain back",
+  ...T,
+  async fn() {
+    const app = startApp();
+    let server = await startTestServer();
+    const port = server.addr.port;
+    const urls: string[] = [];
+    const tunnel = await openTestTunnel(server, app.addr.port, {
+      subdomain: "back",
+      onReady: (url) => urls.push(url),
+    });
+    try {
+      assert.equal(await get(port, `back.localhost:${port}`), "200 hello from app\n");
+      await server.close();
+      server = await startTestServer({ port }); // the same port, as a restarted server has
+      await waitFor(() => urls.length === 2, 10_000, "a second onReady");
+      assert.deepEqual(urls, [`http://back.localhost:${port}`, `http://back.localhost:${port}`]);
+      assert.equal(await get(port, `back.localhost:${port}`), "200 hello from app\n");
+    } finally {
+      await tunnel.close();
+      await server.close();
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "a client killed with SIGKILL can be restarted at once with the same subdomain",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer();
+    const args = [
+      String(app.addr.port),
+      "--server",
+      `http://${HOST}:${server.addr.port}`,
+      "--subdomain",
+      "phoenix",
+      "--local-host",
+      HOST,
+    ];
+    const host = `phoenix.localhost:${server.addr.port}`;
+    try {
+      const first = spawnCli("client.ts", args);
+      assert.equal(await first.firstLine(), `http://${host}`);
+      assert.equal(await get(server.addr.port, host), "200 hello from app\n");
+      assert.equal((await first.stop("SIGKILL")).code, 137);
+      await waitFor(() => server.tunnelCount === 0, 5_000, "the server to drop the session");
+      const second = spawnCli("client.ts", args);
+      assert.equal(await second.firstLine(), `http://${host}`);
+      assert.equal(await get(server.addr.port, host), "200 hello from app\n");
+      const end = await second.stop("SIGINT");
+      assert.equal(end.code, 0, end.stderr);
+      await waitFor(() => server.tunnelCount === 0, 5_000, "the name to be freed");
+    } finally {
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "the server drops a client that sends no heartbeats",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ heartbeat: FAST });
+    const conn = await connect(server.addr.port);
+    try {
+      await writeAll(
+        conn,
+        concatBytes(
+          encodeUpgradeRequest("localhost"),
+          encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "mute" }),
+        ),
+      );
+      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
+      while (reader.buffered.length < UPGRADE_RESPONSE.length) await reader.fill();
+      reader.consume(UPGRADE_RESPONSE.length);
+      assert.equal((await reader.readFrame(decodeServerFrame))?.type, "welcome");
+      assert.equal(server.tunnelCount, 1);
+      const started = Date.now();
+      // The server pings us, then gives up on our silence and closes.
+      let pings = 0;
+      for (let m; (m = await reader.readFrame(decodeServerFrame)) !== null;) {
+        if (m.type === "ping") pings++;
+      }
+      const elapsed = Date.now() - started;
+      assert.ok(pings >= 2, `only ${pings} pings`);
+      assert.ok(
+        elapsed >= FAST.peerTimeoutMs - 50 && elapsed < 3_000,
+        `closed after ${elapsed} ms`,
+      );
+      await waitFor(() => server.tunnelCount === 0, 1_000, "the session to be removed");
+    } finally {
+      closeQuietly(conn);
+    }
+  },
+});
+
+Deno.test({
+  name: "the client notices a silent server and reconnects",
+  ...T,
+  async fn() {
+    // A fake server that welcomes every hello and then says nothing at all.
+    const listener = Deno.listen({ hostname: HOST, port: 0 });
+    const hellos: number[] = [];
+    const conns: Deno.Conn[] = [];
+    const serving = (async () => {
+      for await (const conn of listener) {
+        conns.push(conn);
+        (async () => {
+          const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
+          let text = "";
+          while (!text.includes("\r\n\r\n")) {
+            if (!await reader.fill()) return;
+            text = new TextDecoder().decode(reader.buffered);
+          }
+          reader.consume(text.indexOf("\r\n\r\n") + 4);
+          const first = await reader.readFrame(decodeClientFrame);
+          if (first?.type !== "hello") return; // proxy connections just hang
+          hellos.push(Date.now());
+          await writeAll(
+            conn,
+            concatBytes(
+              UPGRADE_RESPONSE,
+              encodeFrame({
+                type: "welcome",
+                version: PROTOCOL_VERSION,
+                tunnel: "t",
+                secret: "s",
+                subdomain: "quiet",
+                url: "http://quiet.localhost",
+              }),
+            ),
+          );
+        })().catch(() => {});
+      }
+    })().catch(() => {});
+    const tunnel = await openTestTunnel(
+      { addr: listener.addr } as Parameters<typeof openTestTunnel>[0],
+      9,
+      { heartbeat: FAST, pool: 1 },
+    );
+    try {
+      await waitFor(() => hellos.length >= 2, 5_000, "a second hello");
+      const gap = hellos[1]! - hellos[0]!;
+      assert.ok(gap >= FAST.peerTimeoutMs, `reconnected after ${gap} ms`);
+    } finally {
+      await tunnel.close();
+      listener.close();
+      await serving;
+      conns.forEach(closeQuietly);
+    }
+  },
+});
