@@ -37,4 +37,4 @@ export type { LogFields, Logger, LoggerOptions, LogLevel } from "./lib/log.ts";
 export { sniff, sniffHttpHost, sniffTlsSni } from "./lib/sniff.ts";
 export type { SniffedHttp, SniffedTls, SniffResult } from "./lib/sniff.ts";
 export { GOTUNNEL_VERSION, PROTOCOL_VERSION } from "./lib/protocol.ts";
-export type { ErrorCode } from "./lib/protocol.ts";
+export type { ErrorCode, ServerLimits } from "./lib/protocol.ts";

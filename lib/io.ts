@@ -1,6 +1,12 @@
 // Small I/O helpers over Deno.Conn: buffered reads, whole writes, deadlines, quiet close.
 
-import { type DecodeResult, FRAME_HEADER_BYTES, MAX_FRAME_BYTES } from "./protocol.ts";
+import {
+  type DecodeResult,
+  FRAME_HEADER_BYTES,
+  LINGER_MAX_BYTES,
+  LINGER_MS,
+  MAX_FRAME_BYTES,
+} from "./protocol.ts";
 
 /** Closes a resource, ignoring that it may be closed already. */
 export function closeQuietly(resource: { close(): void }): void {
@@ -126,4 +132,32 @@ export function httpError(status: number, reason: string, body: string): Uint8Ar
     `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
       `Content-Length: ${text.length}\r\nConnection: close\r\n\r\n${body}\n`,
   );
+}
+
+/**
+ * Writes a final answer, half-closes, and reads and drops what the peer still
+ * sends (up to LINGER_MS and LINGER_MAX_BYTES) so that closing does not reset
+ * the connection and destroy the answer before the peer reads it. The caller
+ * closes the connection afterwards.
+ */
+export async function answerAndLinger(conn: Deno.Conn, answer: Uint8Array): Promise<void> {
+  await writeAll(conn, answer);
+  try {
+    await conn.closeWrite();
+  } catch {
+    return; // the peer is gone already
+  }
+  const timer = deadline(LINGER_MS, () => closeQuietly(conn));
+  const buffer = new Uint8Array(4096);
+  try {
+    for (let total = 0; total < LINGER_MAX_BYTES;) {
+      const n = await conn.read(buffer);
+      if (n === null) break;
+      total += n;
+    }
+  } catch {
+    // Closed by the timer or reset by the peer: either way, done.
+  } finally {
+    timer.clear();
+  }
 }

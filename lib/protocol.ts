@@ -27,6 +27,10 @@ export const PEER_TIMEOUT_MS = 30_000;
 export const PROXY_WAIT_TIMEOUT_MS = 10_000;
 /** How long the client waits for the local app to accept (then 502). */
 export const LOCAL_DIAL_TIMEOUT_MS = 5_000;
+/** After an error answer, how long the peer may go on sending before the socket is closed. */
+export const LINGER_MS = 1_000;
+/** ...and how many bytes of it are read and dropped at most. */
+export const LINGER_MAX_BYTES = 64 * 1024;
 /** Idle proxy connections the client keeps open by default. */
 export const DEFAULT_POOL_SIZE = 8;
 /** Idle proxy connections the server holds per session at most. */
@@ -45,6 +49,23 @@ export const SECRET_BYTES = 32;
 export const RANDOM_SUBDOMAIN_LENGTH = 10;
 /** Bytes in a frame's length prefix (unsigned, big-endian). */
 export const FRAME_HEADER_BYTES = 4;
+
+/** The server's timeouts; a server option may override any of them (tests shorten them). */
+export interface ServerLimits {
+  /** Absolute deadline for the first bytes of a public connection (then 408 or close). */
+  sniffTimeoutMs: number;
+  /** Time a client connection has for its upgrade and first frame. */
+  handshakeTimeoutMs: number;
+  /** How long a visitor waits for an idle proxy connection (then 504). */
+  proxyWaitTimeoutMs: number;
+}
+
+/** The defaults of {@linkcode ServerLimits}, from the constants above. */
+export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
+  sniffTimeoutMs: SNIFF_TIMEOUT_MS,
+  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  proxyWaitTimeoutMs: PROXY_WAIT_TIMEOUT_MS,
+};
 
 /** Why a server refused a client; the client branches on it. */
 export type ErrorCode =

@@ -3,7 +3,15 @@
 import { ControlChannel } from "../control.ts";
 import type { HeartbeatTiming } from "../control.ts";
 import { TunnelError } from "../errors.ts";
-import { type ByteReader, closeQuietly, deadline, httpError, sleep, writeAll } from "../io.ts";
+import {
+  answerAndLinger,
+  type ByteReader,
+  closeQuietly,
+  deadline,
+  httpError,
+  sleep,
+  writeAll,
+} from "../io.ts";
 import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
 import {
   type ClientMessage,
@@ -51,6 +59,8 @@ export interface Tunnel {
   readonly url: string;
   /** The subdomain the server gave. */
   readonly subdomain: string;
+  /** The local address visitors are relayed to (`localHost` and `port`). */
+  readonly addr: Deno.NetAddr;
   /**
    * Resolves when the tunnel is closed by `close()` or the signal; rejects with
    * a {@linkcode TunnelError} when the server refuses a reconnect for good.
@@ -86,11 +96,16 @@ export function backoffDelay(attempt: number, random: number = Math.random()): n
  * server cannot be reached or refuses (subdomain taken or invalid). After
  * that, lost connections are re-established with backoff.
  *
- * @example Expose a local app
- * ```ts ignore
- * import { openTunnel } from "@gotunnel/gotunnel";
- * await using tunnel = await openTunnel({ port: 3000, server: "http://localhost:8080" });
- * console.log(tunnel.url);
+ * @example Expose the app on port 3000 through a server
+ * ```ts
+ * import { openTunnel, startServer } from "@gotunnel/gotunnel";
+ * await using server = await startServer({ port: 0, hostname: "127.0.0.1" });
+ * await using tunnel = await openTunnel({
+ *   port: 3000,
+ *   localHost: "127.0.0.1",
+ *   server: `http://127.0.0.1:${server.addr.port}`,
+ * });
+ * console.log(tunnel.url); // http://<random>.localhost:<port>
  * ```
  */
 export async function openTunnel(options: TunnelOptions): Promise<Tunnel> {
@@ -101,6 +116,8 @@ export async function openTunnel(options: TunnelOptions): Promise<Tunnel> {
 
 class TunnelClient implements Tunnel {
   #options: TunnelOptions;
+  #localHost: string;
+  #dialer: LocalDialer;
   #target: ServerTarget;
   #log: Logger;
   #pool: number;
@@ -119,6 +136,8 @@ class TunnelClient implements Tunnel {
     this.#options = options;
     this.#target = parseServerUrl(options.server ?? "http://localhost:8080");
     this.#log = options.logger ?? silentLogger;
+    this.#localHost = options.localHost ?? "localhost";
+    this.#dialer = new LocalDialer(this.#localHost, options.port);
     this.#pool = Math.min(options.pool ?? DEFAULT_POOL_SIZE, MAX_IDLE_PROXIES);
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new RangeError(`Invalid local port ${options.port}: use 1-65535`);
@@ -132,6 +151,10 @@ class TunnelClient implements Tunnel {
 
   get subdomain(): string {
     return this.#welcome?.subdomain ?? "";
+  }
+
+  get addr(): Deno.NetAddr {
+    return { transport: "tcp", hostname: this.#localHost, port: this.#options.port };
   }
 
   get finished(): Promise<void> {
@@ -319,16 +342,15 @@ class TunnelClient implements Tunnel {
     reader: ByteReader,
     open: Extract<ServerMessage, { type: "open" }>,
   ): Promise<void> {
-    const localHost = this.#options.localHost ?? "localhost";
-    const where = `${localHost}:${this.#options.port}`;
+    const where = `${this.#localHost}:${this.#options.port}`;
     let local: Deno.TcpConn;
     try {
-      local = await dialLocal(localHost, this.#options.port);
+      local = await this.#dialer.dial();
     } catch (e) {
       this.#log.warn("Cannot reach local app", { local: where, error: describeError(e) });
       if (open.proto === "http") {
         const why = e instanceof Deno.errors.ConnectionRefused ? "connection refused" : `${e}`;
-        await writeAll(
+        await answerAndLinger(
           conn,
           httpError(502, "Bad Gateway", `Gotunnel: cannot reach the local app at ${where}: ${why}`),
         ).catch(() => {});
@@ -347,8 +369,43 @@ class TunnelClient implements Tunnel {
   }
 }
 
-/** Connects to the local app, giving up after LOCAL_DIAL_TIMEOUT_MS. */
-async function dialLocal(hostname: string, port: number): Promise<Deno.TcpConn> {
+/**
+ * Connects to the local app. `localhost` means either loopback address: dev
+ * servers bind to 127.0.0.1 or to ::1 depending on the runtime, so on a refusal
+ * the other one is tried, and the one that answered is tried first next time.
+ */
+class LocalDialer {
+  #candidates: string[];
+  #port: number;
+
+  constructor(hostname: string, port: number) {
+    this.#candidates = hostname === "localhost" ? ["127.0.0.1", "::1"] : [hostname];
+    this.#port = port;
+  }
+
+  async dial(): Promise<Deno.TcpConn> {
+    let error: unknown;
+    for (const hostname of [...this.#candidates]) {
+      try {
+        const conn = await dialWithTimeout(hostname, this.#port);
+        if (hostname !== this.#candidates[0]) {
+          this.#candidates = [
+            hostname,
+            ...this.#candidates.filter((h) => h !== hostname),
+          ];
+        }
+        return conn;
+      } catch (e) {
+        error ??= e;
+        if (!(e instanceof Deno.errors.ConnectionRefused)) break;
+      }
+    }
+    throw error;
+  }
+}
+
+/** Connects, giving up after LOCAL_DIAL_TIMEOUT_MS. */
+async function dialWithTimeout(hostname: string, port: number): Promise<Deno.TcpConn> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const connecting = Deno.connect({ hostname, port });
   const timeout = new Promise<never>((_, reject) => {

@@ -2,6 +2,7 @@
 
 import type { HeartbeatTiming } from "../control.ts";
 import {
+  answerAndLinger,
   ByteReader,
   closeQuietly,
   deadline,
@@ -21,14 +22,14 @@ import {
 import {
   concatBytes,
   decodeClientFrame,
+  DEFAULT_SERVER_LIMITS,
   encodeFrame,
-  HANDSHAKE_TIMEOUT_MS,
+  LINGER_MS,
   MAX_SNIFF_BYTES,
   PROTOCOL_VERSION,
-  PROXY_WAIT_TIMEOUT_MS,
   SECRET_BYTES,
+  type ServerLimits,
   type ServerMessage,
-  SNIFF_TIMEOUT_MS,
   UPGRADE_PATH,
   UPGRADE_RESPONSE,
   UPGRADE_TOKEN,
@@ -52,6 +53,8 @@ export interface ServerOptions {
   signal?: AbortSignal;
   /** Heartbeat timing for control connections (tests shorten it). @default {10 s / 30 s} */
   heartbeat?: HeartbeatTiming;
+  /** Timeouts (tests shorten them). @default {10 s sniff, 5 s handshake, 10 s proxy wait} */
+  limits?: Partial<ServerLimits>;
 }
 
 /** A running server. */
@@ -70,6 +73,7 @@ export interface TunnelServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+const REQUEST_TIMEOUT = httpError(408, "Request Timeout", "Request timeout");
 const ACCEPT_BACKOFF_MIN_MS = 5;
 const ACCEPT_BACKOFF_MAX_MS = 1_000;
 
@@ -101,6 +105,7 @@ type Outcome = void | "kept";
 export function startServer(options: ServerOptions = {}): Promise<TunnelServer> {
   const domain = (options.domain ?? "localhost").toLowerCase();
   const log = options.logger ?? silentLogger;
+  const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
   const listener = Deno.listen({
     port: options.port ?? 8080,
     hostname: options.hostname ?? "0.0.0.0",
@@ -154,30 +159,57 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
   const handleConnection = async (conn: Deno.TcpConn, id: number): Promise<Outcome> => {
     conn.setNoDelay(true);
     const reader = new ByteReader(conn, MAX_SNIFF_BYTES);
-    const timer = deadline(SNIFF_TIMEOUT_MS, () => closeQuietly(conn));
+    // At the deadline a pending read cannot be cancelled, only ended by closing the
+    // socket. Answer 408 if the bytes so far look like HTTP and half-close; the
+    // loop below goes on reading (and dropping) until the peer closes or the
+    // linger time is up.
+    const lingerAbort = new AbortController();
+    const answerTimeout = async (): Promise<void> => {
+      const first = reader.buffered[0];
+      if (first !== undefined && first !== 0x16) {
+        try {
+          await writeAll(conn, REQUEST_TIMEOUT);
+          await conn.closeWrite();
+          await sleep(LINGER_MS, lingerAbort.signal);
+        } catch {
+          // The peer is gone: nothing to answer.
+        }
+      }
+      closeQuietly(conn);
+    };
+    let expired: Promise<void> | undefined;
+    const timer = deadline(limits.sniffTimeoutMs, () => expired = answerTimeout());
     let result = sniff(reader.buffered);
-    let looksHttp = false;
     try {
       while (result.state === "need-more") {
-        if (!await reader.fill()) return log.debug("Closed before routing", { conn: id });
-        result = sniff(reader.buffered);
-        looksHttp ||= reader.buffered[0] !== 0x16;
+        if (!await reader.fill()) break;
+        if (timer.expired) reader.consume(reader.buffered.length); // drop: answered already
+        else result = sniff(reader.buffered);
       }
     } catch (e) {
       if (!timer.expired) throw e;
-      log.debug("Sniff deadline passed", { conn: id });
-      if (looksHttp) await writeAll(conn, httpError(408, "Request Timeout", "Request timeout"));
-      return;
     } finally {
       timer.clear();
     }
+    if (timer.expired) {
+      log.debug("Sniff deadline passed", { conn: id });
+      lingerAbort.abort(); // the peer closed, or the socket is closed: no need to wait
+      return await expired;
+    }
+    if (result.state === "need-more") return log.debug("Closed before routing", { conn: id });
     switch (result.state) {
       case "invalid":
         log.debug("Unroutable connection", { conn: id, reason: result.reason });
         if (result.status === 431) {
-          await writeAll(conn, httpError(431, "Request Header Fields Too Large", result.reason));
+          await answerAndLinger(
+            conn,
+            httpError(431, "Request Header Fields Too Large", result.reason),
+          );
         } else if (result.status === 400) {
-          await writeAll(conn, httpError(400, "Bad Request", `Bad request: ${result.reason}`));
+          await answerAndLinger(
+            conn,
+            httpError(400, "Bad Request", `Bad request: ${result.reason}`),
+          );
         }
         return;
       case "tls": {
@@ -205,7 +237,7 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
     }
     const route = routeHost({ host: head.host, ip: head.ip }, domain);
     if (route.kind === "apex") {
-      return await writeAll(
+      return await answerAndLinger(
         conn,
         renderPage(head.method, head.target, domain, { tunnels: sessionsByName.size }),
       );
@@ -215,7 +247,7 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
       const body = route.kind === "tunnel"
         ? `Tunnel ${head.host} not found`
         : `Unknown host ${head.host}`;
-      return await writeAll(conn, httpError(404, "Not Found", body));
+      return await answerAndLinger(conn, httpError(404, "Not Found", body));
     }
     await forward(conn, reader.buffered, session, "http", id);
   };
@@ -228,11 +260,14 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
     proto: "http" | "tls",
     id: number,
   ): Promise<void> => {
-    const proxy = await session.takeProxy(PROXY_WAIT_TIMEOUT_MS);
+    const proxy = await session.takeProxy(limits.proxyWaitTimeoutMs);
     if (!proxy) {
       log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
       if (proto === "http") {
-        await writeAll(conn, httpError(504, "Gateway Timeout", "Tunnel did not answer in time"));
+        await answerAndLinger(
+          conn,
+          httpError(504, "Gateway Timeout", "Tunnel did not answer in time"),
+        );
       }
       return;
     }
@@ -260,7 +295,7 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
     id: number,
   ): Promise<Outcome> => {
     const reader = new ByteReader(conn, FRAME_READER_CAPACITY, bytes.buffered);
-    const timer = deadline(HANDSHAKE_TIMEOUT_MS, () => closeQuietly(conn));
+    const timer = deadline(limits.handshakeTimeoutMs, () => closeQuietly(conn));
     let first;
     try {
       first = await reader.readFrame(decodeClientFrame);

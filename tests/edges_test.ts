@@ -1,0 +1,166 @@
+// The server's answers at its edges, over real sockets: 400, 408, 431, 504, and pool hygiene.
+
+import assert from "node:assert/strict";
+import { writeAll } from "../lib/io.ts";
+import {
+  concatBytes,
+  encodeFrame,
+  encodeUpgradeRequest,
+  PROTOCOL_VERSION,
+} from "../lib/protocol.ts";
+import {
+  connect,
+  HOST,
+  openTestTunnel,
+  rawRequest,
+  readAll,
+  startStack,
+  startTestServer,
+  waitFor,
+} from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+Deno.test({
+  name: "malformed heads get 400, oversized heads 431, and the tunnel keeps serving",
+  ...T,
+  async fn() {
+    await using stack = await startStack();
+    const port = stack.server.addr.port;
+    const cases: [string, RegExp][] = [
+      ["GET / HTTP/1.1\r\nUser-Agent: x\r\n\r\n", /^HTTP\/1\.1 400 [^]*missing Host/],
+      [`GET / HTTP/1.1\r\nHost: ${stack.host}\r\nHost: x.localhost\r\n\r\n`, /^HTTP\/1\.1 400 /],
+      ["GET / HTTP/1.1\r\nHost: demo.localhost:99999\r\n\r\n", /^HTTP\/1\.1 400 /],
+      [`GET http://other.localhost/ HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`, /^HTTP\/1\.1 400 /],
+      [
+        `GET / HTTP/1.1\r\nHost: ${stack.host}\r\nX: ${"a".repeat(64 * 1024)}\r\n\r\n`,
+        /^HTTP\/1\.1 431 /,
+      ],
+    ];
+    for (const [head, expected] of cases) {
+      assert.match(await rawRequest(port, head), expected, head.slice(0, 60));
+    }
+    // Uppercase and a trailing dot still reach the tunnel.
+    const ok = await rawRequest(
+      port,
+      `GET / HTTP/1.1\r\nHost: DEMO.localhost.:${port}\r\nConnection: close\r\n\r\n`,
+    );
+    assert.match(ok, /^HTTP\/1\.1 200 [^]*hello from app/);
+  },
+});
+
+Deno.test({
+  name: "the sniff deadline is absolute: a byte-a-tick trickle gets 408 on time",
+  ...T,
+  async fn() {
+    const sniffTimeoutMs = 400;
+    await using server = await startTestServer({ limits: { sniffTimeoutMs } });
+    const conn = await connect(server.addr.port);
+    const started = Date.now();
+    const head = encode("GET / HTTP/1.1\r\nHost: demo.localhost\r\nX-Slow: " + "a".repeat(1000));
+    const trickle = (async () => {
+      try {
+        for (const byte of head) {
+          await conn.write(Uint8Array.of(byte));
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } catch { /* closed by the server: expected */ }
+    })();
+    const answer = new TextDecoder().decode(await readAll(conn));
+    const elapsed = Date.now() - started;
+    conn.close();
+    await trickle;
+    assert.match(answer, /^HTTP\/1\.1 408 /);
+    assert.ok(elapsed >= sniffTimeoutMs - 50 && elapsed < sniffTimeoutMs + 1500, `${elapsed} ms`);
+  },
+});
+
+Deno.test({
+  name: "an idle connection that sends nothing is closed at the deadline, without an answer",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ limits: { sniffTimeoutMs: 300 } });
+    const conn = await connect(server.addr.port);
+    assert.equal((await readAll(conn)).length, 0);
+    conn.close();
+  },
+});
+
+Deno.test({
+  name: "a visitor gets 504 when the tunnel has no proxy connection in time",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ limits: { proxyWaitTimeoutMs: 300 } });
+    // A client that registers but never opens a proxy connection.
+    const control = await connect(server.addr.port);
+    await writeAll(
+      control,
+      concatBytes(
+        encodeUpgradeRequest("localhost"),
+        encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "stuck" }),
+      ),
+    );
+    await waitFor(() => server.tunnelCount === 1, 5_000, "registration");
+    const answer = await rawRequest(
+      server.addr.port,
+      "GET / HTTP/1.1\r\nHost: stuck.localhost\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 504 /);
+    control.close();
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the session to end");
+  },
+});
+
+Deno.test({
+  name: "an idle pool holds no connection to the app; each visitor gets one",
+  ...T,
+  async fn() {
+    const app = Deno.listen({ hostname: HOST, port: 0 });
+    let accepted = 0;
+    const serving = (async () => {
+      for await (const conn of app) {
+        accepted++;
+        await readAll(conn).catch(() => {});
+        conn.close();
+      }
+    })();
+    await using server = await startTestServer();
+    const tunnel = await openTestTunnel(server, app.addr.port, { subdomain: "lazy", pool: 8 });
+    try {
+      await new Promise((r) => setTimeout(r, 200)); // let the pool fill
+      assert.equal(accepted, 0);
+      const conn = await connect(server.addr.port);
+      await conn.write(encode("GET / HTTP/1.1\r\nHost: lazy.localhost\r\n\r\n"));
+      await waitFor(() => accepted === 1, 5_000, "the app to be dialled");
+      conn.close();
+    } finally {
+      await tunnel.close();
+      app.close();
+      await serving.catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "localhost reaches an app that listens on ::1 only",
+  ...T,
+  async fn() {
+    const app = Deno.serve({ port: 0, hostname: "::1", onListen() {} }, () => new Response("v6"));
+    await using server = await startTestServer();
+    const tunnel = await openTestTunnel(server, app.addr.port, {
+      subdomain: "six",
+      localHost: "localhost",
+    });
+    try {
+      const answer = await rawRequest(
+        server.addr.port,
+        "GET / HTTP/1.1\r\nHost: six.localhost\r\nConnection: close\r\n\r\n",
+      );
+      assert.match(answer, /^HTTP\/1\.1 200 [^]*v6$/);
+    } finally {
+      await tunnel.close();
+      await app.shutdown();
+    }
+  },
+});
