@@ -8,14 +8,12 @@ import {
   type DecodeResult,
   encodeFrame,
   HEARTBEAT_INTERVAL_MS,
+  LAST_FRAME_GRACE_MS,
   PEER_TIMEOUT_MS,
 } from "./protocol.ts";
 import type { ClientMessage, ServerMessage } from "./protocol.ts";
 
 type Message = ClientMessage | ServerMessage;
-
-/** How long a closing channel waits for its last frame to be written. */
-const LAST_FRAME_GRACE_MS = 1_000;
 
 /** Timing of heartbeats; tests shorten it. */
 export interface HeartbeatTiming {

@@ -27,6 +27,12 @@ export const PEER_TIMEOUT_MS = 30_000;
 export const PROXY_WAIT_TIMEOUT_MS = 10_000;
 /** How long the client waits for the local app to accept (then 502). */
 export const LOCAL_DIAL_TIMEOUT_MS = 5_000;
+/** Accept errors that mean resource exhaustion (EMFILE) back off from this... */
+export const ACCEPT_BACKOFF_MIN_MS = 5;
+/** ...doubling up to this; they never end the server. */
+export const ACCEPT_BACKOFF_MAX_MS = 1_000;
+/** How long a closing control channel waits for its last frame (bye, shutdown) to go out. */
+export const LAST_FRAME_GRACE_MS = 1_000;
 /** After an error answer, how long the peer may go on sending before the socket is closed. */
 export const LINGER_MS = 1_000;
 /** ...and how many bytes of it are read and dropped at most. */

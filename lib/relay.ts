@@ -46,17 +46,19 @@ function release(buffer: Uint8Array): void {
 
 /**
  * Copies `src` to `dst` until `src` ends, then half-closes `dst` so the peer
- * sees the end while the other direction goes on. Returns the bytes copied.
+ * sees the end while the other direction goes on. Counts the bytes copied in `count`.
  */
-async function pump(src: Deno.Conn, dst: Deno.Conn, pending?: PendingRead): Promise<number> {
-  let total = 0;
+async function pump(
+  src: Deno.Conn,
+  dst: Deno.Conn,
+  count: { bytes: number },
+  pending?: PendingRead,
+): Promise<void> {
   if (pending) {
     const n = await pending.result;
-    if (n !== null) {
-      await writeAll(dst, pending.buffer.subarray(0, n));
-      total += n;
-    }
-    if (n === null) return finish(dst, total);
+    if (n === null) return finish(dst);
+    await writeAll(dst, pending.buffer.subarray(0, n));
+    count.bytes += n;
   }
   let buffer = acquire(RELAY_BUFFER_SMALL);
   let fullReads = 0;
@@ -65,7 +67,7 @@ async function pump(src: Deno.Conn, dst: Deno.Conn, pending?: PendingRead): Prom
       const n = await src.read(buffer);
       if (n === null) break;
       await writeAll(dst, buffer.subarray(0, n));
-      total += n;
+      count.bytes += n;
       if (buffer.length === RELAY_BUFFER_SMALL) {
         fullReads = n === buffer.length ? fullReads + 1 : 0;
         if (fullReads === FULL_READS_TO_GROW) {
@@ -77,16 +79,15 @@ async function pump(src: Deno.Conn, dst: Deno.Conn, pending?: PendingRead): Prom
   } finally {
     release(buffer);
   }
-  return finish(dst, total);
+  return finish(dst);
 }
 
-async function finish(dst: Deno.Conn, total: number): Promise<number> {
+async function finish(dst: Deno.Conn): Promise<void> {
   try {
     await dst.closeWrite();
   } catch {
     // The peer is gone already; the other direction sees it and ends the relay.
   }
-  return total;
 }
 
 /**
@@ -108,15 +109,16 @@ export async function relay(
     closeQuietly(a);
     closeQuietly(b);
   };
-  const fail = (e: unknown): number => {
+  const fail = (e: unknown): void => {
     if (!closed) error = e;
     closeBoth();
-    return 0;
   };
-  const [aToB, bToA] = await Promise.all([
-    pump(a, b).catch(fail),
-    pump(b, a, options.pendingB).catch(fail),
+  const aToB = { bytes: 0 };
+  const bToA = { bytes: 0 };
+  await Promise.all([
+    pump(a, b, aToB).catch(fail),
+    pump(b, a, bToA, options.pendingB).catch(fail),
   ]);
   closeBoth();
-  return { aToB, bToA, error };
+  return { aToB: aToB.bytes, bToA: bToA.bytes, error };
 }

@@ -171,31 +171,54 @@ const malformed = (what: string): SniffResult => ({
  * `maxBytes`, or is malformed, is invalid.
  */
 export function sniffTlsSni(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
-  // Reassemble the handshake message from consecutive handshake records.
-  const message: number[] = [];
+  // Walk the record headers without copying; gather the handshake bytes only once
+  // the whole ClientHello is there, so a trickle costs O(records) per call.
+  const fragments: [number, number][] = [];
+  let total = 0;
   let at = 0;
   let needed = -1; // handshake message length including its 4-byte header, once known
-  while (needed < 0 || message.length < needed) {
+  while (needed < 0 || total < needed) {
     if (at + TLS_RECORD_HEADER > bytes.length) return needMoreTls(bytes, maxBytes);
     if (bytes[at] !== TLS_HANDSHAKE) return malformed("record is not a handshake");
     if (bytes[at + 1] !== 3) return malformed("bad record version");
     const length = (bytes[at + 3]! << 8) | bytes[at + 4]!;
     if (length === 0 || length > MAX_TLS_RECORD) return malformed("bad record length");
-    const body = bytes.subarray(at + TLS_RECORD_HEADER, at + TLS_RECORD_HEADER + length);
-    for (const b of body) message.push(b);
-    if (needed < 0 && message.length >= 4) {
-      if (message[0] !== TLS_CLIENT_HELLO) return malformed("first message is not ClientHello");
-      needed = helloLength(message);
+    const start = at + TLS_RECORD_HEADER;
+    const end = Math.min(start + length, bytes.length);
+    fragments.push([start, end]);
+    total += end - start;
+    if (needed < 0 && total >= 4) {
+      const header = gather(bytes, fragments, 4);
+      if (header[0] !== TLS_CLIENT_HELLO) return malformed("first message is not ClientHello");
+      needed = 4 + ((header[1]! << 16) | (header[2]! << 8) | header[3]!);
       if (needed > maxBytes) return tooLarge(maxBytes);
     }
-    if (body.length < length) return needMoreTls(bytes, maxBytes);
-    at += TLS_RECORD_HEADER + length;
+    if (end < start + length) {
+      return needed >= 0 && total >= needed ? parseHello(bytes, fragments, needed) : needMoreTls(
+        bytes,
+        maxBytes,
+      );
+    }
+    at = end;
   }
-  return parseClientHello(message.slice(4, needed));
+  return parseHello(bytes, fragments, needed);
 }
 
-function helloLength(message: number[]): number {
-  return 4 + ((message[1]! << 16) | (message[2]! << 8) | message[3]!);
+function parseHello(bytes: Uint8Array, fragments: [number, number][], needed: number): SniffResult {
+  return parseClientHello(gather(bytes, fragments, needed).subarray(4));
+}
+
+/** The first `length` bytes of the concatenated fragments. */
+function gather(bytes: Uint8Array, fragments: [number, number][], length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let filled = 0;
+  for (const [start, end] of fragments) {
+    const take = Math.min(end - start, length - filled);
+    out.set(bytes.subarray(start, start + take), filled);
+    filled += take;
+    if (filled === length) break;
+  }
+  return out;
 }
 
 function tooLarge(maxBytes: number): SniffResult {
@@ -206,7 +229,7 @@ function needMoreTls(bytes: Uint8Array, maxBytes: number): SniffResult {
   return bytes.length >= maxBytes ? tooLarge(maxBytes) : { state: "need-more" };
 }
 
-function parseClientHello(body: number[]): SniffResult {
+function parseClientHello(body: Uint8Array): SniffResult {
   let at = 2 + 32; // legacy_version, random
   const u8 = (): number => body[at++] ?? -1;
   const u16 = (): number => {
@@ -247,7 +270,7 @@ function parseClientHello(body: number[]): SniffResult {
 }
 
 /** The first host_name in a server_name extension, `undefined` without one, null if malformed. */
-function readServerName(body: number[], start: number, end: number): string | undefined | null {
+function readServerName(body: Uint8Array, start: number, end: number): string | undefined | null {
   if (end - start < 2) return null;
   const listEnd = start + 2 + ((body[start]! << 8) | body[start + 1]!);
   if (listEnd !== end) return null;

@@ -23,6 +23,7 @@ import {
   MAX_CLIENT_PROXIES,
   MAX_FRAME_BYTES,
   MAX_IDLE_PROXIES,
+  PEER_TIMEOUT_MS,
   PROTOCOL_VERSION,
   RECONNECT_MAX_MS,
   RECONNECT_MIN_MS,
@@ -162,11 +163,20 @@ class TunnelClient implements Tunnel {
   }
 
   async start(): Promise<void> {
-    const first = await this.#establish();
-    this.#track(this.#loop(first));
     const signal = this.#options.signal;
-    if (signal?.aborted) await this.close();
-    signal?.addEventListener("abort", () => void this.close(), { once: true });
+    const onAbort = (): void => void this.close();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#finished.promise.finally(() => signal?.removeEventListener("abort", onAbort))
+      .catch(() => {});
+    if (signal?.aborted) this.#stop.abort();
+    let first: Established;
+    try {
+      first = await this.#establish();
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    this.#track(this.#loop(first));
   }
 
   close(): Promise<void> {
@@ -205,6 +215,7 @@ class TunnelClient implements Tunnel {
     const stop = (): void => closeQuietly(conn);
     const timer = deadline(HANDSHAKE_TIMEOUT_MS, stop);
     this.#stop.signal.addEventListener("abort", stop);
+    if (this.#stop.signal.aborted) stop();
     try {
       reply = await reader.readFrame(decodeServerFrame);
     } catch (e) {
@@ -251,7 +262,11 @@ class TunnelClient implements Tunnel {
     );
     this.#control = control; // it owns `conn`; close() sends bye through it
     this.#log.info("Tunnel ready", { url: welcome.url });
-    this.#options.onReady?.(welcome.url);
+    try {
+      this.#options.onReady?.(welcome.url);
+    } catch (e) {
+      this.#log.error("onReady callback failed", { error: describeError(e) });
+    }
     this.#openProxies(this.#pool, generation, welcome);
     const reason = await control.run((message) => {
       if (message.type === "demand") this.#openProxies(message.count, generation, welcome);
@@ -265,6 +280,7 @@ class TunnelClient implements Tunnel {
   }
 
   async #reconnect(): Promise<Established | undefined> {
+    let takenSince: number | undefined;
     for (let attempt = 0; !this.#stop.signal.aborted; attempt++) {
       const delay = backoffDelay(attempt);
       this.#log.info("Reconnecting", { in_ms: delay, attempt: attempt + 1 });
@@ -274,7 +290,14 @@ class TunnelClient implements Tunnel {
         return await this.#establish();
       } catch (e) {
         if (e instanceof TunnelError && FATAL.has(e.code)) throw e;
-        // "subdomain-taken" too: the server may not have noticed our old session is gone.
+        if (e instanceof TunnelError && e.code === "subdomain-taken") {
+          // The server may not have noticed yet that our old session is gone (it
+          // takes up to PEER_TIMEOUT_MS); after that, someone else holds the name.
+          takenSince ??= Date.now();
+          if (Date.now() - takenSince > PEER_TIMEOUT_MS + RECONNECT_MAX_MS) throw e;
+        } else {
+          takenSince = undefined;
+        }
         this.#log.warn("Reconnect failed", { error: describeError(e) });
       }
     }

@@ -24,7 +24,7 @@ function landingPage(domain: string): string {
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
 <body style="font-family: system-ui, sans-serif; max-width: 40em; margin: 3em auto; line-height: 1.5">
 <h1>Gotunnel</h1>
-<p>This server exposes apps running on developers' machines at <code>https://&lt;name&gt;.${domain}</code>.</p>
+<p>This server exposes apps running on developers' machines at <code>http://&lt;name&gt;.${domain}</code>.</p>
 <p>Expose your app on port 3000:</p>
 <pre>deno run -A jsr:@gotunnel/gotunnel/client 3000 --server http://${domain}</pre>
 <p>Status: <a href="/api/status">/api/status</a> &middot; version ${GOTUNNEL_VERSION}</p>

@@ -14,12 +14,15 @@ import {
 import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
 import {
   checkSubdomain,
+  normalizeHost,
   randomSubdomain,
   randomToken,
   routeHost,
   timingSafeEqual,
 } from "../names.ts";
 import {
+  ACCEPT_BACKOFF_MAX_MS,
+  ACCEPT_BACKOFF_MIN_MS,
   concatBytes,
   decodeClientFrame,
   DEFAULT_SERVER_LIMITS,
@@ -73,14 +76,30 @@ export interface TunnelServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const REQUEST_TIMEOUT = httpError(408, "Request Timeout", "Request timeout");
-const ACCEPT_BACKOFF_MIN_MS = 5;
-const ACCEPT_BACKOFF_MAX_MS = 1_000;
+const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request Timeout", "Request timeout");
 
 /** Formats `host:port` for a URL, bracketing IPv6 and dropping port 80. */
 export function hostWithPort(host: string, port: number): string {
   const h = host.includes(":") ? `[${host}]` : host;
   return port === 80 ? h : `${h}:${port}`;
+}
+
+/**
+ * Whether new bytes (from `before` on) can change a need-more answer: an HTTP
+ * head is parsed once its blank line has arrived (and within its first bytes,
+ * where the method is checked); TLS is cheap to re-walk. Only the new bytes are
+ * searched, so a trickle costs linear time, not quadratic.
+ */
+function worthSniffing(bytes: Uint8Array, before: number): boolean {
+  if (bytes[0] === 0x16 || before < 64 || bytes.length >= MAX_SNIFF_BYTES) return true;
+  for (
+    let lf = bytes.indexOf(0x0a, Math.max(0, before - 2));
+    lf >= 0;
+    lf = bytes.indexOf(0x0a, lf + 1)
+  ) {
+    if (bytes[lf + 1] === 0x0a || (bytes[lf + 1] === 0x0d && bytes[lf + 2] === 0x0a)) return true;
+  }
+  return false;
 }
 
 /** Formats a remote address as `ip:port`. */
@@ -102,8 +121,12 @@ type Outcome = void | "kept";
  * console.log(server.url); // http://localhost:<port>
  * ```
  */
-export function startServer(options: ServerOptions = {}): Promise<TunnelServer> {
-  const domain = (options.domain ?? "localhost").toLowerCase();
+export async function startServer(options: ServerOptions = {}): Promise<TunnelServer> {
+  const normalized = normalizeHost(options.domain ?? "localhost");
+  if (typeof normalized === "string" || normalized.ip) {
+    throw new TypeError(`Invalid domain ${JSON.stringify(options.domain)}: use a DNS name`);
+  }
+  const domain = normalized.host;
   const log = options.logger ?? silentLogger;
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
   const listener = Deno.listen({
@@ -115,9 +138,11 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
   const sessionsByName = new Map<string, Session>();
   const sessionsById = new Map<string, Session>();
   const conns = new Set<Deno.Conn>();
+  const controlConns = new Set<Deno.Conn>(); // closed by their sessions, after a last frame
   const tasks = new Set<Promise<void>>();
   let closing = false;
   let nextId = 1;
+  const stopAccepting = new AbortController();
 
   const track = (task: Promise<void>): void => {
     tasks.add(task);
@@ -133,8 +158,13 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
         backoff = ACCEPT_BACKOFF_MIN_MS;
       } catch (e) {
         if (closing || e instanceof Deno.errors.BadResource) break;
+        if (isDisconnect(e)) {
+          // One peer reset before we accepted it: not the listener's fault.
+          log.debug("Accepted connection was already gone", { error: describeError(e) });
+          continue;
+        }
         log.warn("Accept failed, backing off", { error: describeError(e), ms: backoff });
-        await sleep(backoff);
+        await sleep(backoff, stopAccepting.signal);
         backoff = Math.min(backoff * 2, ACCEPT_BACKOFF_MAX_MS);
         continue;
       }
@@ -168,7 +198,7 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
       const first = reader.buffered[0];
       if (first !== undefined && first !== 0x16) {
         try {
-          await writeAll(conn, REQUEST_TIMEOUT);
+          await writeAll(conn, REQUEST_TIMEOUT_ANSWER);
           await conn.closeWrite();
           await sleep(LINGER_MS, lingerAbort.signal);
         } catch {
@@ -182,9 +212,10 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
     let result = sniff(reader.buffered);
     try {
       while (result.state === "need-more") {
+        const before = reader.buffered.length;
         if (!await reader.fill()) break;
         if (timer.expired) reader.consume(reader.buffered.length); // drop: answered already
-        else result = sniff(reader.buffered);
+        else if (worthSniffing(reader.buffered, before)) result = sniff(reader.buffered);
       }
     } catch (e) {
       if (!timer.expired) throw e;
@@ -354,26 +385,33 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
     );
     sessionsByName.set(name, session);
     sessionsById.set(session.id, session);
-    const tunnelUrl = url.replace("//", `//${name}.`);
-    log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
-    await writeAll(
-      conn,
-      concatBytes(
-        UPGRADE_RESPONSE,
-        encodeFrame({
-          type: "welcome",
-          version: PROTOCOL_VERSION,
-          tunnel: session.id,
-          secret: session.secret,
-          subdomain: name,
-          url: tunnelUrl,
-        }),
-      ),
-    );
-    const reason = await session.run();
-    sessionsByName.delete(name);
-    sessionsById.delete(session.id);
-    log.info("Tunnel closed", { conn: id, subdomain: name, reason });
+    controlConns.add(conn);
+    let reason = "welcome not delivered";
+    try {
+      const tunnelUrl = url.replace("//", `//${name}.`);
+      log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
+      await writeAll(
+        conn,
+        concatBytes(
+          UPGRADE_RESPONSE,
+          encodeFrame({
+            type: "welcome",
+            version: PROTOCOL_VERSION,
+            tunnel: session.id,
+            secret: session.secret,
+            subdomain: name,
+            url: tunnelUrl,
+          }),
+        ),
+      );
+      reason = await session.run();
+    } finally {
+      session.close();
+      controlConns.delete(conn);
+      sessionsByName.delete(name);
+      sessionsById.delete(session.id);
+      log.info("Tunnel closed", { conn: id, subdomain: name, reason });
+    }
   };
 
   const refuse = async (
@@ -383,7 +421,8 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
     upgrade = true,
   ): Promise<void> => {
     log.debug("Refused client", { code, message });
-    const frame = encodeFrame({ type: "error", code, message });
+    const short = message.length > 200 ? message.slice(0, 200) + "…" : message;
+    const frame = encodeFrame({ type: "error", code, message: short });
     await writeAll(conn, upgrade ? concatBytes(UPGRADE_RESPONSE, frame) : frame);
   };
 
@@ -393,23 +432,27 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
   const close = (): Promise<void> => {
     closed ??= (async () => {
       closing = true;
+      stopAccepting.abort();
       closeQuietly(listener);
       await accepting;
       for (const session of sessionsByName.values()) {
         session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
       }
-      for (const conn of conns) closeQuietly(conn);
+      for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
       log.info("Server closed");
       finished.resolve();
     })();
     return closed;
   };
-  options.signal?.addEventListener("abort", () => void close(), { once: true });
+  const onAbort = (): void => void close();
+  options.signal?.addEventListener("abort", onAbort, { once: true });
+  finished.promise.then(() => options.signal?.removeEventListener("abort", onAbort));
   if (options.signal?.aborted) void close();
   log.info("Listening", { url, addr: `${addr.hostname}:${addr.port}` });
 
-  return Promise.resolve({
+  await Promise.resolve();
+  return {
     addr,
     url,
     finished: finished.promise,
@@ -418,5 +461,5 @@ export function startServer(options: ServerOptions = {}): Promise<TunnelServer> 
     },
     close,
     [Symbol.asyncDispose]: close,
-  });
+  };
 }

@@ -71,12 +71,15 @@ export class Session {
   /** Serves the control channel until it ends, then closes everything the session holds. */
   async run(): Promise<string> {
     const reason = await this.#control.run((message) => {
-      if (message.type === "bye") this.#control.close("client said bye");
-      else {this.#control.close("unexpected frame", {
-          type: "error",
-          code: "bad-request",
-          message: `Unexpected ${message.type} frame on control connection`,
-        });}
+      if (message.type === "bye") {
+        this.#control.close("client said bye");
+        return;
+      }
+      this.#control.close("unexpected frame", {
+        type: "error",
+        code: "bad-request",
+        message: `Unexpected ${message.type} frame on control connection`,
+      });
     });
     this.close();
     return reason;
@@ -90,6 +93,9 @@ export class Session {
     if (this.#closed || this.#idle.length >= MAX_IDLE_PROXIES) return false;
     const buffer = new Uint8Array(IDLE_READ_BYTES);
     const proxy: IdleProxy = { conn, pending: { buffer, result: conn.read(buffer) } };
+    // Whoever takes the proxy awaits the read; this keeps an unawaited failure from
+    // becoming an unhandled rejection when the connection is closed before that.
+    proxy.pending.result.catch(() => {});
     const waiter = this.#waiters.shift();
     if (waiter) {
       clearTimeout(waiter.timer);

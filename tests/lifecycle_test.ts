@@ -1,0 +1,107 @@
+// Starting and stopping: errors reject, shutdown is announced, callbacks cannot break a tunnel.
+
+import assert from "node:assert/strict";
+import { ByteReader, closeQuietly, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
+import {
+  concatBytes,
+  decodeServerFrame,
+  encodeFrame,
+  encodeUpgradeRequest,
+  PROTOCOL_VERSION,
+  UPGRADE_RESPONSE,
+} from "../lib/protocol.ts";
+import { connect, HOST, openTestTunnel, startApp, startTestServer } from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+
+Deno.test({
+  name: "startServer() rejects when the port is taken, and on a bad domain",
+  ...T,
+  async fn() {
+    await using server = await startTestServer();
+    await assert.rejects(startTestServer({ port: server.addr.port }), Deno.errors.AddrInUse);
+    await assert.rejects(startTestServer({ domain: "not a domain" }), TypeError);
+    await assert.rejects(startTestServer({ domain: "127.0.0.1" }), TypeError);
+  },
+});
+
+Deno.test({
+  name: "server.close() tells each client it is shutting down before closing",
+  ...T,
+  async fn() {
+    const server = await startTestServer();
+    const conn = await connect(server.addr.port);
+    try {
+      await writeAll(
+        conn,
+        concatBytes(
+          encodeUpgradeRequest("localhost"),
+          encodeFrame({ type: "hello", version: PROTOCOL_VERSION }),
+        ),
+      );
+      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
+      while (reader.buffered.length < UPGRADE_RESPONSE.length) await reader.fill();
+      reader.consume(UPGRADE_RESPONSE.length);
+      assert.equal((await reader.readFrame(decodeServerFrame))?.type, "welcome");
+      await server.close();
+      assert.deepEqual(await reader.readFrame(decodeServerFrame), {
+        type: "error",
+        code: "shutdown",
+        message: "Server is shutting down",
+      });
+      assert.equal(await reader.readFrame(decodeServerFrame), null);
+    } finally {
+      closeQuietly(conn);
+    }
+  },
+});
+
+Deno.test({
+  name: "a throwing onReady callback is logged and the tunnel keeps working",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer();
+    const errors: string[] = [];
+    const tunnel = await openTestTunnel(server, app.addr.port, {
+      subdomain: "cb",
+      onReady: () => {
+        throw new Error("stdout closed");
+      },
+      logger: {
+        debug() {},
+        info() {},
+        warn() {},
+        error: (message) => void errors.push(message),
+      },
+    });
+    try {
+      assert.deepEqual(errors, ["onReady callback failed"]);
+      const http = Deno.createHttpClient({ allowHost: true });
+      const res = await fetch(`http://${HOST}:${server.addr.port}/`, {
+        client: http,
+        headers: { host: "cb.localhost" },
+      });
+      assert.equal(await res.text(), "hello from app\n");
+      http.close();
+    } finally {
+      await tunnel.close();
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "an aborted signal stops openTunnel() and closes an open tunnel",
+  ...T,
+  async fn() {
+    await using server = await startTestServer();
+    const aborted = AbortSignal.abort();
+    await assert.rejects(openTestTunnel(server, 9, { signal: aborted }));
+    const stop = new AbortController();
+    const tunnel = await openTestTunnel(server, 9, { signal: stop.signal });
+    assert.equal(server.tunnelCount, 1);
+    stop.abort();
+    await tunnel.finished;
+  },
+});
