@@ -1,6 +1,8 @@
 // Moves bytes both ways between two connections: back-pressure, half-close, one close.
 
+import type { ProxyChannel, ReadBuffer, StreamEnd } from "./channel.ts";
 import { closeQuietly, writeAll } from "./io.ts";
+import { FRAME_HEADER_BYTES } from "./protocol.ts";
 
 /** A read already started on a connection; the relay takes its bytes first. */
 export interface PendingRead {
@@ -20,28 +22,65 @@ export interface RelayResult {
   error: unknown;
 }
 
-/** A relay buffer starts at this size, which keeps idle connections cheap. */
-export const RELAY_BUFFER_SMALL = 16 * 1024;
-/** It grows to this size once reads keep filling it (a bulk flow). */
+/** A relay buffer starts at this size, which keeps idle connections cheap... */
+export const RELAY_BUFFER_SMALL = 8 * 1024;
+/** ...and grows to this size once reads keep filling it (a bulk flow). */
 export const RELAY_BUFFER_LARGE = 256 * 1024;
 /** Consecutive full reads that switch a direction to the large buffer. */
 const FULL_READS_TO_GROW = 2;
 /** Free buffers kept for reuse, per size. */
-const MAX_FREE_SMALL = 256;
+const MAX_FREE_SMALL = 1024;
 const MAX_FREE_LARGE = 16;
 
 const freeSmall: Uint8Array[] = [];
 const freeLarge: Uint8Array[] = [];
 
-function acquire(size: number): Uint8Array {
-  const free = size === RELAY_BUFFER_LARGE ? freeLarge : freeSmall;
-  return free.pop() ?? new Uint8Array(size);
-}
+/**
+ * A read buffer from a shared free list: small at first, large after
+ * FULL_READS_TO_GROW reads in a row fill it. `release()` returns it.
+ */
+export class GrowingBuffer implements ReadBuffer {
+  #buffer: Uint8Array = freeSmall.pop() ?? new Uint8Array(RELAY_BUFFER_SMALL);
+  #offset: number;
+  #view: Uint8Array;
+  #fullReads = 0;
 
-function release(buffer: Uint8Array): void {
-  const large = buffer.length === RELAY_BUFFER_LARGE;
-  const free = large ? freeLarge : freeSmall;
-  if (free.length < (large ? MAX_FREE_LARGE : MAX_FREE_SMALL)) free.push(buffer);
+  /** A buffer whose reads land after `offset` reserved bytes (room for a frame header). */
+  constructor(offset = 0) {
+    this.#offset = offset;
+    this.#view = offset === 0 ? this.#buffer : this.#buffer.subarray(offset);
+  }
+
+  /** The whole buffer, reserved bytes included. */
+  get whole(): Uint8Array {
+    return this.#buffer;
+  }
+
+  /** Where the next read goes. */
+  get buffer(): Uint8Array {
+    return this.#view;
+  }
+
+  /** Counts full reads and grows after enough of them in a row. */
+  filled(bytes: number): void {
+    if (this.#buffer.length !== RELAY_BUFFER_SMALL) return;
+    this.#fullReads = bytes === this.#view.length ? this.#fullReads + 1 : 0;
+    if (this.#fullReads < FULL_READS_TO_GROW) return;
+    this.#giveBack();
+    this.#buffer = freeLarge.pop() ?? new Uint8Array(RELAY_BUFFER_LARGE);
+    this.#view = this.#offset === 0 ? this.#buffer : this.#buffer.subarray(this.#offset);
+  }
+
+  /** Returns the buffer to the free list; the object must not be used afterwards. */
+  release(): void {
+    this.#giveBack();
+  }
+
+  #giveBack(): void {
+    const large = this.#buffer.length === RELAY_BUFFER_LARGE;
+    const free = large ? freeLarge : freeSmall;
+    if (free.length < (large ? MAX_FREE_LARGE : MAX_FREE_SMALL)) free.push(this.#buffer);
+  }
 }
 
 /**
@@ -60,24 +99,18 @@ async function pump(
     await writeAll(dst, pending.buffer.subarray(0, n));
     count.bytes += n;
   }
-  let buffer = acquire(RELAY_BUFFER_SMALL);
-  let fullReads = 0;
+  const reads = new GrowingBuffer();
   try {
     for (;;) {
+      const buffer = reads.buffer;
       const n = await src.read(buffer);
       if (n === null) break;
       await writeAll(dst, buffer.subarray(0, n));
       count.bytes += n;
-      if (buffer.length === RELAY_BUFFER_SMALL) {
-        fullReads = n === buffer.length ? fullReads + 1 : 0;
-        if (fullReads === FULL_READS_TO_GROW) {
-          release(buffer);
-          buffer = acquire(RELAY_BUFFER_LARGE);
-        }
-      }
+      reads.filled(n);
     }
   } finally {
-    release(buffer);
+    reads.release();
   }
   return finish(dst);
 }
@@ -121,4 +154,93 @@ export async function relay(
   ]);
   closeBoth();
   return { aToB: aToB.bytes, bToA: bToA.bytes, error };
+}
+
+/** What a stream over a proxy channel did. */
+export interface StreamResult {
+  /** Bytes read from the raw connection and sent as DATA. */
+  sent: number;
+  /** DATA bytes received and written to the raw connection. */
+  received: number;
+  /** Whether the channel is in step and may carry the next stream. */
+  reusable: boolean;
+  /** What broke the channel, if it broke. */
+  error: unknown;
+}
+
+/**
+ * Relays one stream between a raw connection (a visitor, or the local app) and
+ * a proxy channel, until both directions have ended; closes `raw` at the end.
+ * The raw connection's end of stream becomes an END frame and an inbound END a
+ * half-close, so half-close crosses the tunnel; a failed raw connection becomes
+ * an ABORT and an inbound ABORT closes it. When the channel itself fails, both
+ * are closed and the result is not reusable.
+ */
+export async function relayStream(raw: Deno.Conn, channel: ProxyChannel): Promise<StreamResult> {
+  let rawClosed = false;
+  const closeRaw = (): void => {
+    if (rawClosed) return;
+    rawClosed = true;
+    closeQuietly(raw);
+  };
+  let error: unknown;
+  const breakChannel = (e: unknown): void => {
+    error ??= e;
+    closeQuietly(channel.conn);
+    closeRaw();
+  };
+  let sent = 0;
+  let received = 0;
+  let outboundEnded = false;
+  // A raw connection that cannot take more bytes: while our direction is open,
+  // closing it makes our read fail and send ABORT, which stops the other side.
+  // After our END there is no frame left to say so, so the channel goes.
+  const sinkFailed = (): void => {
+    if (outboundEnded) breakChannel(new Deno.errors.BrokenPipe("raw connection gone after END"));
+    else closeRaw();
+  };
+
+  const outbound = async (): Promise<void> => {
+    const reads = new GrowingBuffer(FRAME_HEADER_BYTES);
+    let end: StreamEnd = "end";
+    try {
+      for (;;) {
+        let n: number | null;
+        try {
+          n = await raw.read(reads.buffer);
+        } catch {
+          end = "abort"; // reset by its peer, or closed by us after an inbound ABORT
+          break;
+        }
+        if (n === null) break;
+        await channel.sendData(reads.whole, n);
+        sent += n;
+        reads.filled(n);
+      }
+      outboundEnded = true;
+      await channel.sendEnd(end);
+    } catch (e) {
+      breakChannel(e);
+    } finally {
+      reads.release();
+    }
+  };
+
+  const inbound = async (): Promise<void> => {
+    const reads = new GrowingBuffer();
+    try {
+      const { end, bytes } = await channel.receive(raw, reads, sinkFailed);
+      received = bytes;
+      if (end === "abort") closeRaw();
+      else if (!rawClosed) await raw.closeWrite().catch(() => {});
+    } catch (e) {
+      breakChannel(e);
+    } finally {
+      reads.release();
+    }
+  };
+
+  await Promise.all([outbound(), inbound()]);
+  closeRaw();
+  return { sent, received, reusable: error === undefined, error };
 }

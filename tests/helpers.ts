@@ -237,3 +237,58 @@ export function spawnCli(script: string, args: string[]): Cli {
     exited,
   };
 }
+
+/** A plain TCP hop on 127.0.0.1 that forwards to `port` and counts the connections it sees. */
+export function countingHop(port: number): {
+  port: number;
+  readonly connections: number;
+  [Symbol.asyncDispose](): Promise<void>;
+} {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const tasks: Promise<void>[] = [];
+  let connections = 0;
+  const close = (c: Deno.Conn) => {
+    if (conns.delete(c)) c.close();
+  };
+  const copy = async (from: Deno.Conn, to: Deno.TcpConn) => {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (let n; (n = await from.read(buffer)) !== null;) {
+        await writeAllTo(to, buffer.subarray(0, n));
+      }
+      await to.closeWrite();
+    } catch {
+      close(from);
+      close(to);
+    }
+  };
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        connections++;
+        conn.setNoDelay(true);
+        const upstream = await connect(port);
+        conns.add(conn).add(upstream);
+        tasks.push(
+          Promise.all([copy(conn, upstream), copy(upstream, conn)]).then(() => {
+            close(conn);
+            close(upstream);
+          }),
+        );
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: listener.addr.port,
+    get connections() {
+      return connections;
+    },
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const c of [...conns]) close(c);
+      await Promise.all(tasks);
+    },
+  };
+}

@@ -3,15 +3,7 @@
 import { ControlChannel } from "../control.ts";
 import type { HeartbeatTiming } from "../control.ts";
 import { TunnelError } from "../errors.ts";
-import {
-  answerAndLinger,
-  type ByteReader,
-  closeQuietly,
-  deadline,
-  httpError,
-  sleep,
-  writeAll,
-} from "../io.ts";
+import { type ByteReader, closeQuietly, deadline, httpError, sleep, writeAll } from "../io.ts";
 import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
 import {
   type ClientMessage,
@@ -29,7 +21,8 @@ import {
   RECONNECT_MIN_MS,
   type ServerMessage,
 } from "../protocol.ts";
-import { relay } from "../relay.ts";
+import { dataFrame, ProxyChannel } from "../channel.ts";
+import { GrowingBuffer, relayStream } from "../relay.ts";
 import { dialServer, parseServerUrl, type ServerTarget } from "./dial.ts";
 
 /** Options for {@linkcode openTunnel}. */
@@ -311,7 +304,7 @@ class TunnelClient implements Tunnel {
     }
   }
 
-  // One proxy connection: wait idle for `open`, then dial the local app and relay.
+  // One proxy connection for its whole life: idle until `open`, a stream, idle again...
   async #runProxy(generation: number, welcome: Welcome): Promise<void> {
     let dialed;
     this.#connecting++;
@@ -334,25 +327,33 @@ class TunnelClient implements Tunnel {
       this.#connecting--;
     }
     const { conn, reader } = dialed;
-    if (this.#stop.signal.aborted || generation !== this.#generation) return closeQuietly(conn);
+    const channel = new ProxyChannel(conn, reader.buffered.slice());
     this.#conns.add(conn);
-    this.#idle.add(conn);
     try {
-      let message: ServerMessage | null = null;
-      try {
-        message = await reader.readFrame(decodeServerFrame);
-      } catch (e) {
-        if (!isDisconnect(e)) this.#log.warn("Bad frame on proxy", { error: describeError(e) });
-      } finally {
-        this.#idle.delete(conn);
-      }
-      if (message?.type === "error") {
-        const level = message.code === "pool-full" ? "debug" : "warn";
-        this.#log[level]("Proxy connection refused", { code: message.code, msg: message.message });
-      } else if (message?.type === "open") {
-        await this.#serveVisitor(conn, reader, message);
-      } else if (message) {
-        this.#log.warn("Unexpected frame on proxy", { type: message.type });
+      while (!this.#stop.signal.aborted && generation === this.#generation) {
+        let message: ServerMessage | null = null;
+        this.#idle.add(conn);
+        try {
+          message = await channel.readMessage(decodeServerFrame);
+        } catch (e) {
+          if (!isDisconnect(e)) this.#log.warn("Bad frame on proxy", { error: describeError(e) });
+        } finally {
+          this.#idle.delete(conn);
+        }
+        if (message?.type === "open") {
+          // Keep `pool` connections ready: replace this one while it is busy.
+          this.#openProxies(this.#pool - this.#idle.size - this.#connecting, generation, welcome);
+          if (await this.#serveVisitor(channel, message)) continue;
+        } else if (message?.type === "error") {
+          const level = message.code === "pool-full" ? "debug" : "warn";
+          this.#log[level]("Proxy connection refused", {
+            code: message.code,
+            msg: message.message,
+          });
+        } else if (message) {
+          this.#log.warn("Unexpected frame on proxy", { type: message.type });
+        }
+        break;
       }
     } finally {
       this.#conns.delete(conn);
@@ -360,34 +361,64 @@ class TunnelClient implements Tunnel {
     }
   }
 
+  // One visitor's stream; true when the channel may carry the next one.
   async #serveVisitor(
-    conn: Deno.TcpConn,
-    reader: ByteReader,
+    channel: ProxyChannel,
     open: Extract<ServerMessage, { type: "open" }>,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const where = `${this.#localHost}:${this.#options.port}`;
     let local: Deno.TcpConn;
     try {
       local = await this.#dialer.dial();
     } catch (e) {
       this.#log.warn("Cannot reach local app", { local: where, error: describeError(e) });
-      if (open.proto === "http") {
-        const why = e instanceof Deno.errors.ConnectionRefused ? "connection refused" : `${e}`;
-        await answerAndLinger(
-          conn,
-          httpError(502, "Bad Gateway", `Gotunnel: cannot reach the local app at ${where}: ${why}`),
-        ).catch(() => {});
-      }
-      return;
+      return await this.#refuseVisitor(channel, open, e);
     }
     this.#conns.add(local);
     try {
-      await writeAll(local, reader.buffered);
-      const result = await relay(conn, local);
-      this.#log.debug("Visitor done", { peer: open.peer, in: result.aToB, out: result.bToA });
+      const result = await relayStream(local, channel);
+      this.#log.debug("Visitor done", {
+        peer: open.peer,
+        in: result.received,
+        out: result.sent,
+        reusable: result.reusable,
+      });
+      return result.reusable;
     } finally {
       this.#conns.delete(local);
       closeQuietly(local);
+    }
+  }
+
+  // The app cannot be reached: an HTTP visitor gets 502, a TLS one a close.
+  async #refuseVisitor(
+    channel: ProxyChannel,
+    open: Extract<ServerMessage, { type: "open" }>,
+    error: unknown,
+  ): Promise<boolean> {
+    const where = `${this.#localHost}:${this.#options.port}`;
+    const reads = new GrowingBuffer();
+    try {
+      if (open.proto === "http") {
+        const why = error instanceof Deno.errors.ConnectionRefused
+          ? "connection refused"
+          : `${error}`;
+        const answer = httpError(
+          502,
+          "Bad Gateway",
+          `Gotunnel: cannot reach the local app at ${where}: ${why}`,
+        );
+        await writeAll(channel.conn, dataFrame(answer));
+        await channel.sendEnd("end");
+      } else {
+        await channel.sendEnd("abort");
+      }
+      await channel.receive(undefined, reads); // the visitor's bytes, dropped, to its end
+      return true;
+    } catch {
+      return false;
+    } finally {
+      reads.release();
     }
   }
 }

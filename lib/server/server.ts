@@ -37,7 +37,8 @@ import {
   UPGRADE_RESPONSE,
   UPGRADE_TOKEN,
 } from "../protocol.ts";
-import { relay } from "../relay.ts";
+import { dataFrame, ProxyChannel } from "../channel.ts";
+import { relayStream } from "../relay.ts";
 import { sniff, type SniffedHttp } from "../sniff.ts";
 import { renderPage } from "./pages.ts";
 import { Session } from "./session.ts";
@@ -303,19 +304,24 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       return;
     }
     conns.add(proxy.conn);
+    let reused = false;
     try {
       const open: ServerMessage = { type: "open", peer: peerOf(conn), proto };
-      await writeAll(proxy.conn, concatBytes(encodeFrame(open), prefix));
-      const result = await relay(conn, proxy.conn, { pendingB: proxy.pending });
-      log.debug("Relay done", {
+      const data = prefix.length > 0 ? dataFrame(prefix) : new Uint8Array(0);
+      await writeAll(proxy.conn, concatBytes(encodeFrame(open), data));
+      const result = await relayStream(conn, proxy);
+      log.debug("Stream done", {
         conn: id,
         subdomain: session.subdomain,
-        in: result.aToB,
-        out: result.bToA,
+        in: result.sent,
+        out: result.received,
+        reusable: result.reusable,
       });
+      conns.delete(proxy.conn);
+      reused = result.reusable && !closing && session.addProxy(proxy);
     } finally {
       conns.delete(proxy.conn);
-      closeQuietly(proxy.conn);
+      if (!reused) closeQuietly(proxy.conn);
     }
   };
 
@@ -357,10 +363,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
         return await refuse(conn, "bad-request", "Unexpected bytes after attach");
       }
       await writeAll(conn, UPGRADE_RESPONSE);
-      if (!session.addProxy(conn)) {
+      if (!session.addProxy(new ProxyChannel(conn))) {
         return await refuse(conn, "pool-full", "Too many idle proxy connections", false);
       }
-      return "kept"; // the session owns it now, then the relay that takes it
+      return "kept"; // the session owns it now, then each stream that takes it
     }
     let name: string;
     if (first.subdomain !== undefined) {

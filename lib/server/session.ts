@@ -10,22 +10,11 @@ import {
   MAX_IDLE_PROXIES,
   type ServerMessage,
 } from "../protocol.ts";
-import type { PendingRead } from "../relay.ts";
+import type { ProxyChannel } from "../channel.ts";
 import type { ByteReader } from "../io.ts";
 
-/** Bytes an idle proxy connection's watch read may take: the start of a response. */
-const IDLE_READ_BYTES = 4096;
-
-/** An idle proxy connection, with the read that watches it for a close. */
-export interface IdleProxy {
-  /** The connection, opened by the client and upgraded. */
-  conn: Deno.Conn;
-  /** The watch read; its bytes are the first the client sends back. */
-  pending: PendingRead;
-}
-
 interface Waiter {
-  resolve(proxy: IdleProxy | undefined): void;
+  resolve(proxy: ProxyChannel | undefined): void;
   timer: ReturnType<typeof setTimeout>;
 }
 
@@ -38,7 +27,7 @@ export class Session {
   /** The subdomain this session holds. */
   readonly subdomain: string;
   #control: ControlChannel<ClientMessage, ServerMessage>;
-  #idle: IdleProxy[] = [];
+  #idle: ProxyChannel[] = [];
   #waiters: Waiter[] = [];
   #demand = 0;
   #log: Logger;
@@ -86,39 +75,36 @@ export class Session {
   }
 
   /**
-   * Adds an upgraded proxy connection: hands it to the oldest waiting public
-   * connection, or keeps it idle. Returns false when the pool is full.
+   * Adds a proxy connection, new or back from a finished stream: hands it to
+   * the oldest waiting visitor, or keeps it idle. False when the session has
+   * ended or the pool is full; the caller then closes it.
    */
-  addProxy(conn: Deno.Conn): boolean {
-    if (this.#closed || this.#idle.length >= MAX_IDLE_PROXIES) return false;
-    const buffer = new Uint8Array(IDLE_READ_BYTES);
-    const proxy: IdleProxy = { conn, pending: { buffer, result: conn.read(buffer) } };
-    // Whoever takes the proxy awaits the read; this keeps an unawaited failure from
-    // becoming an unhandled rejection when the connection is closed before that.
-    proxy.pending.result.catch(() => {});
+  addProxy(proxy: ProxyChannel): boolean {
+    if (this.#closed) return false;
     const waiter = this.#waiters.shift();
     if (waiter) {
       clearTimeout(waiter.timer);
       waiter.resolve(proxy);
       return true;
     }
+    if (this.#idle.length >= MAX_IDLE_PROXIES) return false;
     this.#idle.push(proxy);
     // While idle, any outcome of the watch read (EOF, error, stray bytes) retires the connection.
-    proxy.pending.result.then(() => this.#retire(proxy), () => this.#retire(proxy));
+    proxy.watch().then(() => this.#retire(proxy));
     return true;
   }
 
   /**
    * Takes an idle proxy connection for a public connection, waiting up to
-   * `timeoutMs` for one; undefined on timeout or when the session ends.
-   * Each call asks the client for one more proxy connection, so the client
-   * replaces every connection used and a burst gets one per waiting visitor.
+   * `timeoutMs` for one; undefined on timeout or when the session ends. The
+   * client keeps its pool topped up by itself; a visitor that has to wait asks
+   * it for one more connection, so a burst gets one per waiting visitor.
    */
-  takeProxy(timeoutMs: number): Promise<IdleProxy | undefined> {
+  takeProxy(timeoutMs: number): Promise<ProxyChannel | undefined> {
     if (this.#closed) return Promise.resolve(undefined);
-    this.#requestProxy();
     const proxy = this.#idle.pop();
     if (proxy) return Promise.resolve(proxy);
+    this.#requestProxy();
     return new Promise((resolve) => {
       const waiter: Waiter = {
         resolve,
@@ -143,7 +129,7 @@ export class Session {
     }
   }
 
-  #retire(proxy: IdleProxy): void {
+  #retire(proxy: ProxyChannel): void {
     const at = this.#idle.indexOf(proxy);
     if (at < 0) return; // taken by a public connection: the relay owns the read now
     this.#idle.splice(at, 1);
