@@ -47,6 +47,8 @@ export interface ReadBuffer {
   readonly buffer: Uint8Array;
   /** Reports how many bytes the last read into `buffer` returned. */
   filled(bytes: number): void;
+  /** Whether `filled()` moves to another buffer, so a write may still use the last one. */
+  readonly large: boolean;
 }
 
 /** Where a stream's inbound DATA goes; `undefined` drops it. */
@@ -145,48 +147,69 @@ export class ProxyChannel {
     let remaining = 0;
     let bytes = 0;
     let target = sink;
-    for (;;) {
-      const buffer = reads.buffer;
-      const chunk = await this.#chunk(buffer);
-      if (chunk === null) throw new Deno.errors.UnexpectedEof("Proxy connection closed mid-stream");
-      const fresh = chunk.buffer === buffer.buffer; // a read into `reads`, not leftover
-      let at = 0;
-      while (at < chunk.length) {
-        if (remaining > 0) {
-          const take = Math.min(remaining, chunk.length - at);
-          if (target) {
-            try {
-              await writeAll(target, chunk.subarray(at, at + take));
-            } catch {
-              target = undefined;
-              onSinkFailed();
-            }
-          }
-          at += take;
-          remaining -= take;
-          bytes += take;
-          continue;
-        }
-        const take = Math.min(FRAME_HEADER_BYTES - have, chunk.length - at);
-        header.set(chunk.subarray(at, at + take), have);
-        have += take;
-        at += take;
-        if (have < FRAME_HEADER_BYTES) break;
-        have = 0;
-        const length = (header[1]! << 16) | (header[2]! << 8) | header[3]!;
-        if (header[0] === FrameKind.data && length > 0) {
-          remaining = length;
-        } else if ((header[0] === FrameKind.end || header[0] === FrameKind.abort) && length === 0) {
-          if (at < chunk.length) this.#leftover = chunk.slice(at);
-          return { end: header[0] === FrameKind.end ? "end" : "abort", bytes };
-        } else {
-          throw new SyntaxError(
-            `Unexpected frame (kind ${header[0]}, ${length} bytes) in a stream`,
-          );
-        }
+    // Payload bytes of a chunk are moved together over the headers between them
+    // and written with one write per chunk, not one per frame piece.
+    const flush = async (payload: Uint8Array): Promise<void> => {
+      if (!target || payload.length === 0) return;
+      try {
+        await writeAll(target, payload);
+      } catch {
+        target = undefined;
+        onSinkFailed();
       }
-      // Only now: growing hands the old buffer back, and `chunk` was a view of it.
-      if (fresh) reads.filled(chunk.length);
+    };
+    let flushing: Promise<void> = Promise.resolve(); // never rejects: flush catches
+    try {
+      for (;;) {
+        const buffer = reads.buffer;
+        const chunk = await this.#chunk(buffer);
+        if (chunk === null) {
+          throw new Deno.errors.UnexpectedEof("Proxy connection closed mid-stream");
+        }
+        const fresh = chunk.buffer === buffer.buffer; // a read into `reads`, not leftover
+        let at = 0;
+        let out = 0; // payload bytes gathered at the start of `chunk`
+        while (at < chunk.length) {
+          if (remaining > 0) {
+            const take = Math.min(remaining, chunk.length - at);
+            if (out !== at) chunk.copyWithin(out, at, at + take);
+            out += take;
+            at += take;
+            remaining -= take;
+            bytes += take;
+            continue;
+          }
+          const take = Math.min(FRAME_HEADER_BYTES - have, chunk.length - at);
+          header.set(chunk.subarray(at, at + take), have);
+          have += take;
+          at += take;
+          if (have < FRAME_HEADER_BYTES) break;
+          have = 0;
+          const length = (header[1]! << 16) | (header[2]! << 8) | header[3]!;
+          if (header[0] === FrameKind.data && length > 0) {
+            remaining = length;
+          } else if (
+            (header[0] === FrameKind.end || header[0] === FrameKind.abort) && length === 0
+          ) {
+            if (at < chunk.length) this.#leftover = chunk.slice(at);
+            await flushing;
+            await flush(chunk.subarray(0, out));
+            return { end: header[0] === FrameKind.end ? "end" : "abort", bytes };
+          } else {
+            throw new SyntaxError(
+              `Unexpected frame (kind ${header[0]}, ${length} bytes) in a stream`,
+            );
+          }
+        }
+        // In a bulk flow the write goes on while the next read fills the other
+        // buffer; otherwise it ends before the buffer is read into again.
+        await flushing;
+        flushing = flush(chunk.subarray(0, out));
+        if (!reads.large) await flushing;
+        if (fresh) reads.filled(chunk.length);
+      }
+    } finally {
+      await flushing; // a write may still use a buffer the caller is about to release
     }
   }
 }

@@ -10,12 +10,18 @@ import {
 
 /** Closes a resource, ignoring that it may be closed already. */
 export function closeQuietly(resource: { close(): void }): void {
+  // Deno throws BadResource on a second close; a throw costs a stack trace, and
+  // connections are often closed from two places (relay, then handler).
+  if (closed.has(resource)) return;
+  closed.add(resource);
   try {
     resource.close();
   } catch {
-    // Already closed: closing is idempotent for our purposes.
+    // Closed by someone else first: closing is idempotent for our purposes.
   }
 }
+
+const closed = new WeakSet<object>();
 
 /** Writes all of `bytes`, looping over partial writes. */
 export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
@@ -33,10 +39,15 @@ export class ByteReader {
   #start = 0;
   #end = 0;
 
-  /** Reads from `conn` into a buffer of `capacity` bytes, starting with `initial`. */
-  constructor(conn: Deno.Conn, capacity: number, initial?: Uint8Array) {
+  /**
+   * Reads from `conn` into a buffer of `capacity` bytes (or into `capacity`
+   * itself when it is a buffer), starting with `initial`.
+   */
+  constructor(conn: Deno.Conn, capacity: number | Uint8Array, initial?: Uint8Array) {
     this.#conn = conn;
-    this.#buffer = new Uint8Array(Math.max(capacity, initial?.length ?? 0));
+    this.#buffer = typeof capacity === "number"
+      ? new Uint8Array(Math.max(capacity, initial?.length ?? 0))
+      : capacity;
     if (initial) {
       this.#buffer.set(initial);
       this.#end = initial.length;

@@ -36,11 +36,15 @@ const freeSmall: Uint8Array[] = [];
 const freeLarge: Uint8Array[] = [];
 
 /**
- * A read buffer from a shared free list: small at first, large after
- * FULL_READS_TO_GROW reads in a row fill it. `release()` returns it.
+ * Read buffers from shared free lists for one direction of a relay: one small
+ * buffer at first; after FULL_READS_TO_GROW reads in a row fill it, two large
+ * ones used in turn, so the next read can go on while the last write is still
+ * in flight. The caller awaits a write before it reads into that buffer again
+ * (at most one write in flight) and before `release()`.
  */
 export class GrowingBuffer implements ReadBuffer {
-  #buffer: Uint8Array = freeSmall.pop() ?? new Uint8Array(RELAY_BUFFER_SMALL);
+  #buffers: Uint8Array[] = [freeSmall.pop() ?? new Uint8Array(RELAY_BUFFER_SMALL)];
+  #index = 0;
   #offset: number;
   #view: Uint8Array;
   #fullReads = 0;
@@ -48,12 +52,12 @@ export class GrowingBuffer implements ReadBuffer {
   /** A buffer whose reads land after `offset` reserved bytes (room for a frame header). */
   constructor(offset = 0) {
     this.#offset = offset;
-    this.#view = offset === 0 ? this.#buffer : this.#buffer.subarray(offset);
+    this.#view = this.#viewOf(this.#buffers[0]!);
   }
 
-  /** The whole buffer, reserved bytes included. */
+  /** The buffer the next read goes to, reserved bytes included. */
   get whole(): Uint8Array {
-    return this.#buffer;
+    return this.#buffers[this.#index]!;
   }
 
   /** Where the next read goes. */
@@ -61,26 +65,43 @@ export class GrowingBuffer implements ReadBuffer {
     return this.#view;
   }
 
-  /** Counts full reads and grows after enough of them in a row. */
+  /** Whether the large buffers are in use (a bulk flow). */
+  get large(): boolean {
+    return this.#buffers.length === 2;
+  }
+
+  /** Reports a read into `buffer`; moves to the next buffer, growing after full reads. */
   filled(bytes: number): void {
-    if (this.#buffer.length !== RELAY_BUFFER_SMALL) return;
+    if (this.large) {
+      this.#index ^= 1;
+      this.#view = this.#viewOf(this.#buffers[this.#index]!);
+      return;
+    }
     this.#fullReads = bytes === this.#view.length ? this.#fullReads + 1 : 0;
     if (this.#fullReads < FULL_READS_TO_GROW) return;
-    this.#giveBack();
-    this.#buffer = freeLarge.pop() ?? new Uint8Array(RELAY_BUFFER_LARGE);
-    this.#view = this.#offset === 0 ? this.#buffer : this.#buffer.subarray(this.#offset);
+    // The small buffer may still be in a write: leave it to the collector.
+    this.#buffers = [takeLarge(), takeLarge()];
+    this.#index = 0;
+    this.#view = this.#viewOf(this.#buffers[0]!);
   }
 
-  /** Returns the buffer to the free list; the object must not be used afterwards. */
+  /** Returns the buffers to the free lists; the object must not be used afterwards. */
   release(): void {
-    this.#giveBack();
+    for (const buffer of this.#buffers) {
+      const large = buffer.length === RELAY_BUFFER_LARGE;
+      const free = large ? freeLarge : freeSmall;
+      if (free.length < (large ? MAX_FREE_LARGE : MAX_FREE_SMALL)) free.push(buffer);
+    }
+    this.#buffers = [];
   }
 
-  #giveBack(): void {
-    const large = this.#buffer.length === RELAY_BUFFER_LARGE;
-    const free = large ? freeLarge : freeSmall;
-    if (free.length < (large ? MAX_FREE_LARGE : MAX_FREE_SMALL)) free.push(this.#buffer);
+  #viewOf(buffer: Uint8Array): Uint8Array {
+    return this.#offset === 0 ? buffer : buffer.subarray(this.#offset);
   }
+}
+
+function takeLarge(): Uint8Array {
+  return freeLarge.pop() ?? new Uint8Array(RELAY_BUFFER_LARGE);
 }
 
 /**
@@ -202,6 +223,7 @@ export async function relayStream(raw: Deno.Conn, channel: ProxyChannel): Promis
 
   const outbound = async (): Promise<void> => {
     const reads = new GrowingBuffer(FRAME_HEADER_BYTES);
+    let writing: Promise<void> = Promise.resolve();
     let end: StreamEnd = "end";
     try {
       for (;;) {
@@ -213,15 +235,20 @@ export async function relayStream(raw: Deno.Conn, channel: ProxyChannel): Promis
           break;
         }
         if (n === null) break;
-        await channel.sendData(reads.whole, n);
+        await writing;
+        writing = channel.sendData(reads.whole, n);
+        writing.catch(() => {}); // handled where it is awaited, not reported as unhandled
+        if (!reads.large) await writing; // small flows: no second buffer to read into
         sent += n;
         reads.filled(n);
       }
+      await writing;
       outboundEnded = true;
       await channel.sendEnd(end);
     } catch (e) {
       breakChannel(e);
     } finally {
+      await writing.catch(() => {});
       reads.release();
     }
   };
