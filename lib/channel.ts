@@ -15,8 +15,12 @@ export const FrameKind = { json: 0, data: 1, end: 2, abort: 3 } as const;
 
 /** Largest DATA payload: the 24-bit length of the header. */
 export const MAX_DATA_BYTES = 0xff_ffff;
-/** Bytes of the read that watches an idle proxy connection for a close. */
-export const IDLE_READ_BYTES = 4096;
+/**
+ * Bytes of the read that watches an idle proxy connection for a close. It
+ * becomes the first read of the next stream, so it holds the start of an answer;
+ * eight of them per tunnel are most of an idle tunnel's memory.
+ */
+export const IDLE_READ_BYTES = 2048;
 
 /** How a direction of a stream ended. */
 export type StreamEnd = "end" | "abort";

@@ -32,22 +32,26 @@ export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void
 /** Bytes needed to read one control frame with some room to spare. */
 export const FRAME_READER_CAPACITY = FRAME_HEADER_BYTES + MAX_FRAME_BYTES + 4096;
 
-/** Reads from a connection into one fixed buffer that callers parse in place. */
+/** First size of a ByteReader's buffer: most heads, hellos and frames fit. */
+const READER_START_BYTES = 2048;
+
+/** Reads from a connection into one buffer (grown when full) that callers parse in place. */
 export class ByteReader {
   #conn: Deno.Conn;
   #buffer: Uint8Array;
+  #capacity: number;
   #start = 0;
   #end = 0;
 
   /**
-   * Reads from `conn` into a buffer of `capacity` bytes (or into `capacity`
-   * itself when it is a buffer), starting with `initial`.
+   * Reads from `conn`, starting with `initial`, into a buffer that starts at
+   * READER_START_BYTES and doubles as needed up to `capacity` bytes.
    */
-  constructor(conn: Deno.Conn, capacity: number | Uint8Array, initial?: Uint8Array) {
+  constructor(conn: Deno.Conn, capacity: number, initial?: Uint8Array) {
     this.#conn = conn;
-    this.#buffer = typeof capacity === "number"
-      ? new Uint8Array(Math.max(capacity, initial?.length ?? 0))
-      : capacity;
+    this.#capacity = Math.max(capacity, initial?.length ?? 0);
+    const size = Math.max(Math.min(READER_START_BYTES, capacity), initial?.length ?? 0);
+    this.#buffer = new Uint8Array(size);
     if (initial) {
       this.#buffer.set(initial);
       this.#end = initial.length;
@@ -72,7 +76,12 @@ export class ByteReader {
       this.#start = 0;
     }
     if (this.#end === this.#buffer.length) {
-      throw new RangeError(`Cannot read more: ${this.#buffer.length}-byte buffer is full`);
+      if (this.#buffer.length >= this.#capacity) {
+        throw new RangeError(`Cannot read more: ${this.#capacity}-byte buffer is full`);
+      }
+      const grown = new Uint8Array(Math.min(this.#capacity, this.#buffer.length * 2));
+      grown.set(this.#buffer.subarray(0, this.#end));
+      this.#buffer = grown;
     }
     const n = await this.#conn.read(this.#buffer.subarray(this.#end));
     if (n === null) return false;

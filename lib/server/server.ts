@@ -77,10 +77,6 @@ export interface TunnelServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Sniff buffers kept for reuse; visitors' first bytes are copied out before routing ends. */
-const MAX_FREE_SNIFF_BUFFERS = 256;
-const sniffBuffers: Uint8Array[] = [];
-
 const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request Timeout", "Request timeout");
 
 /** Formats `host:port` for a URL, bracketing IPv6 and dropping port 80. */
@@ -192,22 +188,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
 
   // Owns `conn` until it returns; the caller closes it afterwards unless it was kept.
   const handleConnection = async (conn: Deno.TcpConn, id: number): Promise<Outcome> => {
-    const buffer = sniffBuffers.pop() ?? new Uint8Array(MAX_SNIFF_BYTES);
-    try {
-      return await routeConnection(conn, id, buffer);
-    } finally {
-      if (sniffBuffers.length < MAX_FREE_SNIFF_BUFFERS) sniffBuffers.push(buffer);
-    }
-  };
-
-  // Reads the first bytes into `buffer` (returned to the free list afterwards) and routes.
-  const routeConnection = async (
-    conn: Deno.TcpConn,
-    id: number,
-    buffer: Uint8Array,
-  ): Promise<Outcome> => {
     conn.setNoDelay(true);
-    const reader = new ByteReader(conn, buffer);
+    const reader = new ByteReader(conn, MAX_SNIFF_BYTES);
     // At the deadline a pending read cannot be cancelled, only ended by closing the
     // socket. Answer 408 if the bytes so far look like HTTP and half-close; the
     // loop below goes on reading (and dropping) until the peer closes or the
