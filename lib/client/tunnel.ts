@@ -3,16 +3,14 @@
 import { ControlChannel } from "../control.ts";
 import type { HeartbeatTiming } from "../control.ts";
 import { TunnelError } from "../errors.ts";
-import { type ByteReader, closeQuietly, deadline, httpError, sleep, writeAll } from "../io.ts";
-import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
+import { type ByteReader, closeQuietly, deadline, sleep } from "../io.ts";
+import { describeError, type Logger, silentLogger } from "../log.ts";
 import {
   type ClientMessage,
   decodeServerFrame,
   DEFAULT_POOL_SIZE,
   FRAME_HEADER_BYTES,
   HANDSHAKE_TIMEOUT_MS,
-  LOCAL_DIAL_TIMEOUT_MS,
-  MAX_CLIENT_PROXIES,
   MAX_FRAME_BYTES,
   MAX_IDLE_PROXIES,
   PEER_TIMEOUT_MS,
@@ -21,9 +19,8 @@ import {
   RECONNECT_MIN_MS,
   type ServerMessage,
 } from "../protocol.ts";
-import { dataFrame, ProxyChannel } from "../channel.ts";
-import { GrowingBuffer, relayStream } from "../relay.ts";
 import { dialServer, parseServerUrl, type ServerTarget } from "./dial.ts";
+import { LocalDialer, ProxyPool } from "./proxy.ts";
 
 /** Options for {@linkcode openTunnel}. */
 export interface TunnelOptions {
@@ -73,8 +70,6 @@ interface Established {
   welcome: Welcome;
 }
 
-/** Read buffer of a proxy connection while it waits for its `open` frame. */
-const PROXY_READER_BYTES = 4096;
 /** Refusals after which reconnecting cannot help. */
 const FATAL: ReadonlySet<string> = new Set(["version", "invalid-subdomain", "unauthorized"]);
 
@@ -117,10 +112,7 @@ class TunnelClient implements Tunnel {
   #pool: number;
   #welcome: Welcome | undefined;
   #control: ControlChannel<ServerMessage, ClientMessage> | undefined;
-  #generation = 0;
-  #idle = new Set<Deno.Conn>();
-  #connecting = 0;
-  #conns = new Set<Deno.Conn>();
+  #pools = new Set<ProxyPool>();
   #tasks = new Set<Promise<void>>();
   #stop = new AbortController();
   #finished = Promise.withResolvers<void>();
@@ -176,7 +168,7 @@ class TunnelClient implements Tunnel {
     this.#closing ??= (async () => {
       this.#stop.abort();
       this.#control?.close("client closing", { type: "bye" });
-      for (const conn of this.#conns) closeQuietly(conn);
+      for (const pool of this.#pools) pool.close();
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
       this.#finished.resolve();
     })();
@@ -244,7 +236,6 @@ class TunnelClient implements Tunnel {
   }
 
   async #serve({ conn, reader, welcome }: Established): Promise<string> {
-    const generation = ++this.#generation;
     this.#welcome = welcome;
     const control = new ControlChannel<ServerMessage, ClientMessage>(
       conn,
@@ -260,16 +251,32 @@ class TunnelClient implements Tunnel {
     } catch (e) {
       this.#log.error("onReady callback failed", { error: describeError(e) });
     }
-    this.#openProxies(this.#pool, generation, welcome);
+    const pool = new ProxyPool({
+      target: this.#target,
+      tunnel: welcome.tunnel,
+      secret: welcome.secret,
+      size: this.#pool,
+      dialer: this.#dialer,
+      log: this.#log,
+      track: (task) => this.#track(task),
+    });
+    this.#pools.add(pool);
+    pool.open(this.#pool);
     const reason = await control.run((message) => {
-      if (message.type === "demand") this.#openProxies(message.count, generation, welcome);
+      if (message.type === "demand") pool.open(message.count);
       else if (message.type === "error") {
         this.#log.warn("Server says", { code: message.code, message: message.message });
       }
     });
-    // Idle proxies of a dead session may be dead too; close them rather than wait.
-    for (const idle of this.#idle) closeQuietly(idle);
+    pool.retire();
+    this.#track(this.#forget(pool));
     return reason;
+  }
+
+  // Drops a retired pool once its busy connections are done.
+  async #forget(pool: ProxyPool): Promise<void> {
+    await pool.drained;
+    this.#pools.delete(pool);
   }
 
   async #reconnect(): Promise<Established | undefined> {
@@ -295,184 +302,5 @@ class TunnelClient implements Tunnel {
       }
     }
     return undefined;
-  }
-
-  #openProxies(count: number, generation: number, welcome: Welcome): void {
-    const room = MAX_CLIENT_PROXIES - this.#idle.size - this.#connecting;
-    for (let i = 0; i < Math.min(count, room); i++) {
-      this.#track(this.#runProxy(generation, welcome));
-    }
-  }
-
-  // One proxy connection for its whole life: idle until `open`, a stream, idle again...
-  async #runProxy(generation: number, welcome: Welcome): Promise<void> {
-    let dialed;
-    this.#connecting++;
-    try {
-      dialed = await dialServer(
-        this.#target,
-        {
-          type: "attach",
-          version: PROTOCOL_VERSION,
-          tunnel: welcome.tunnel,
-          secret: welcome.secret,
-        },
-        PROXY_READER_BYTES,
-        this.#stop.signal,
-      );
-    } catch (e) {
-      this.#log.debug("Cannot open proxy connection", { error: describeError(e) });
-      return;
-    } finally {
-      this.#connecting--;
-    }
-    const { conn, reader } = dialed;
-    const channel = new ProxyChannel(conn, reader.buffered.slice());
-    this.#conns.add(conn);
-    try {
-      while (!this.#stop.signal.aborted && generation === this.#generation) {
-        let message: ServerMessage | null = null;
-        this.#idle.add(conn);
-        try {
-          message = await channel.readMessage(decodeServerFrame);
-        } catch (e) {
-          if (!isDisconnect(e)) this.#log.warn("Bad frame on proxy", { error: describeError(e) });
-        } finally {
-          this.#idle.delete(conn);
-        }
-        if (message?.type === "open") {
-          // Keep `pool` connections ready: replace this one while it is busy.
-          this.#openProxies(this.#pool - this.#idle.size - this.#connecting, generation, welcome);
-          if (await this.#serveVisitor(channel, message)) continue;
-        } else if (message?.type === "error") {
-          const level = message.code === "pool-full" ? "debug" : "warn";
-          this.#log[level]("Proxy connection refused", {
-            code: message.code,
-            msg: message.message,
-          });
-        } else if (message) {
-          this.#log.warn("Unexpected frame on proxy", { type: message.type });
-        }
-        break;
-      }
-    } finally {
-      this.#conns.delete(conn);
-      closeQuietly(conn);
-    }
-  }
-
-  // One visitor's stream; true when the channel may carry the next one.
-  async #serveVisitor(
-    channel: ProxyChannel,
-    open: Extract<ServerMessage, { type: "open" }>,
-  ): Promise<boolean> {
-    const where = `${this.#localHost}:${this.#options.port}`;
-    let local: Deno.TcpConn;
-    try {
-      local = await this.#dialer.dial();
-    } catch (e) {
-      this.#log.warn("Cannot reach local app", { local: where, error: describeError(e) });
-      return await this.#refuseVisitor(channel, open, e);
-    }
-    this.#conns.add(local);
-    try {
-      const result = await relayStream(local, channel);
-      this.#log.debug("Visitor done", {
-        peer: open.peer,
-        in: result.received,
-        out: result.sent,
-        reusable: result.reusable,
-      });
-      return result.reusable;
-    } finally {
-      this.#conns.delete(local);
-      closeQuietly(local);
-    }
-  }
-
-  // The app cannot be reached: an HTTP visitor gets 502, a TLS one a close.
-  async #refuseVisitor(
-    channel: ProxyChannel,
-    open: Extract<ServerMessage, { type: "open" }>,
-    error: unknown,
-  ): Promise<boolean> {
-    const where = `${this.#localHost}:${this.#options.port}`;
-    const reads = new GrowingBuffer();
-    try {
-      if (open.proto === "http") {
-        const why = error instanceof Deno.errors.ConnectionRefused
-          ? "connection refused"
-          : `${error}`;
-        const answer = httpError(
-          502,
-          "Bad Gateway",
-          `Gotunnel: cannot reach the local app at ${where}: ${why}`,
-        );
-        await writeAll(channel.conn, dataFrame(answer));
-        await channel.sendEnd("end");
-      } else {
-        await channel.sendEnd("abort");
-      }
-      await channel.receive(undefined, reads); // the visitor's bytes, dropped, to its end
-      return true;
-    } catch {
-      return false;
-    } finally {
-      reads.release();
-    }
-  }
-}
-
-/**
- * Connects to the local app. `localhost` means either loopback address: dev
- * servers bind to 127.0.0.1 or to ::1 depending on the runtime, so on a refusal
- * the other one is tried, and the one that answered is tried first next time.
- */
-class LocalDialer {
-  #candidates: string[];
-  #port: number;
-
-  constructor(hostname: string, port: number) {
-    this.#candidates = hostname === "localhost" ? ["127.0.0.1", "::1"] : [hostname];
-    this.#port = port;
-  }
-
-  async dial(): Promise<Deno.TcpConn> {
-    let error: unknown;
-    for (const hostname of [...this.#candidates]) {
-      try {
-        const conn = await dialWithTimeout(hostname, this.#port);
-        if (hostname !== this.#candidates[0]) {
-          this.#candidates = [
-            hostname,
-            ...this.#candidates.filter((h) => h !== hostname),
-          ];
-        }
-        return conn;
-      } catch (e) {
-        error ??= e;
-        if (!(e instanceof Deno.errors.ConnectionRefused)) break;
-      }
-    }
-    throw error;
-  }
-}
-
-/** Connects, giving up after LOCAL_DIAL_TIMEOUT_MS. */
-async function dialWithTimeout(hostname: string, port: number): Promise<Deno.TcpConn> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const connecting = Deno.connect({ hostname, port });
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      connecting.then(closeQuietly, () => {});
-      reject(new Deno.errors.TimedOut(`no answer in ${LOCAL_DIAL_TIMEOUT_MS} ms`));
-    }, LOCAL_DIAL_TIMEOUT_MS);
-  });
-  try {
-    const conn = await Promise.race([connecting, timeout]);
-    conn.setNoDelay(true);
-    return conn;
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -1,0 +1,37 @@
+// What the server's connection handlers share: configuration, the registry, live sockets.
+
+import type { HeartbeatTiming } from "../control.ts";
+import type { Logger } from "../log.ts";
+import type { ServerLimits } from "../protocol.ts";
+import type { Registry } from "./registry.ts";
+
+/** State shared by the accept loop and the handlers of one server. */
+export interface ServerContext {
+  /** Tunnels are `<name>.<domain>`. */
+  readonly domain: string;
+  /** The server's own URL (`http://<domain>[:port]`). */
+  readonly url: string;
+  /** Limits and timeouts in force. */
+  readonly limits: ServerLimits;
+  /** Heartbeat timing of control channels. */
+  readonly heartbeat: HeartbeatTiming | undefined;
+  /** Where logs go. */
+  readonly log: Logger;
+  /** Registered tunnels. */
+  readonly registry: Registry;
+  /** Every live connection, closed by `close()`. */
+  readonly conns: Set<Deno.Conn>;
+  /** Control connections: their sessions close them after a last frame. */
+  readonly controlConns: Set<Deno.Conn>;
+  /** Whether the server is shutting down. */
+  readonly closing: boolean;
+}
+
+/** What a connection handler did with its connection: `kept` handed it to a session. */
+export type Outcome = void | "kept";
+
+/** Formats a remote address as `ip:port`. */
+export function peerOf(conn: Deno.Conn): string {
+  const { hostname, port } = conn.remoteAddr as Deno.NetAddr;
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}

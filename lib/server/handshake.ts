@@ -1,0 +1,143 @@
+// A client's upgraded connection: `hello` registers a tunnel, `attach` adds a proxy connection.
+
+import { ProxyChannel } from "../channel.ts";
+import { ByteReader, closeQuietly, deadline, FRAME_READER_CAPACITY, writeAll } from "../io.ts";
+import { checkSubdomain, randomSubdomain, randomToken, timingSafeEqual } from "../names.ts";
+import {
+  type ClientMessage,
+  concatBytes,
+  decodeClientFrame,
+  encodeFrame,
+  type ErrorCode,
+  PROTOCOL_VERSION,
+  SECRET_BYTES,
+  UPGRADE_RESPONSE,
+} from "../protocol.ts";
+import { type Outcome, peerOf, type ServerContext } from "./context.ts";
+import { Session } from "./session.ts";
+
+/** Reads the first frame of an upgraded connection and serves it as a control or proxy connection. */
+export async function handleClient(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  bytes: ByteReader,
+  id: number,
+): Promise<Outcome> {
+  const reader = new ByteReader(conn, FRAME_READER_CAPACITY, bytes.buffered);
+  const timer = deadline(ctx.limits.handshakeTimeoutMs, () => closeQuietly(conn));
+  let first;
+  try {
+    first = await reader.readFrame(decodeClientFrame);
+  } catch (e) {
+    if (timer.expired) return ctx.log.debug("Handshake timed out", { conn: id });
+    if (!(e instanceof SyntaxError)) throw e;
+    return await refuse(ctx, conn, "bad-request", `Cannot read first frame: ${e.message}`);
+  } finally {
+    timer.clear();
+  }
+  if (first === null) return;
+  if (first.type !== "hello" && first.type !== "attach") {
+    return await refuse(ctx, conn, "bad-request", `Expected hello or attach, got ${first.type}`);
+  }
+  if (first.version !== PROTOCOL_VERSION) {
+    return await refuse(
+      ctx,
+      conn,
+      "version",
+      `Protocol version ${first.version} is not supported; this server speaks ${PROTOCOL_VERSION}`,
+    );
+  }
+  if (first.type === "attach") return await attach(ctx, conn, reader, first);
+  return await hello(ctx, conn, reader, first, id);
+}
+
+async function attach(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  reader: ByteReader,
+  message: Extract<ClientMessage, { type: "attach" }>,
+): Promise<Outcome> {
+  const session = ctx.registry.byId(message.tunnel);
+  if (!session || !timingSafeEqual(message.secret, session.secret)) {
+    return await refuse(ctx, conn, "unauthorized", "Cannot attach: unknown tunnel or wrong secret");
+  }
+  if (reader.buffered.length > 0) {
+    return await refuse(ctx, conn, "bad-request", "Unexpected bytes after attach");
+  }
+  await writeAll(conn, UPGRADE_RESPONSE);
+  if (!session.addProxy(new ProxyChannel(conn))) {
+    return await refuse(ctx, conn, "pool-full", "Too many idle proxy connections", false);
+  }
+  return "kept"; // the session owns it now, then each stream that takes it
+}
+
+async function hello(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  reader: ByteReader,
+  message: Extract<ClientMessage, { type: "hello" }>,
+  id: number,
+): Promise<Outcome> {
+  let name: string;
+  if (message.subdomain !== undefined) {
+    const checked = checkSubdomain(message.subdomain);
+    if (!checked.ok) return await refuse(ctx, conn, "invalid-subdomain", checked.reason);
+    name = checked.name;
+    if (ctx.registry.get(name)) {
+      return await refuse(
+        ctx,
+        conn,
+        "subdomain-taken",
+        `Cannot register subdomain "${name}": already in use`,
+      );
+    }
+  } else {
+    do name = randomSubdomain(); while (ctx.registry.get(name));
+  }
+  const session = new Session(
+    { id: randomToken(16), secret: randomToken(SECRET_BYTES), subdomain: name, log: ctx.log },
+    conn,
+    reader,
+    ctx.heartbeat,
+  );
+  ctx.registry.add(session);
+  ctx.controlConns.add(conn);
+  let reason = "welcome not delivered";
+  try {
+    ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
+    await writeAll(
+      conn,
+      concatBytes(
+        UPGRADE_RESPONSE,
+        encodeFrame({
+          type: "welcome",
+          version: PROTOCOL_VERSION,
+          tunnel: session.id,
+          secret: session.secret,
+          subdomain: name,
+          url: ctx.url.replace("//", `//${name}.`),
+        }),
+      ),
+    );
+    reason = await session.run();
+  } finally {
+    session.close();
+    ctx.controlConns.delete(conn);
+    ctx.registry.remove(session);
+    ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason });
+  }
+}
+
+/** Answers a client with an error frame (after the 101, unless already sent). */
+async function refuse(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  code: ErrorCode,
+  message: string,
+  upgrade = true,
+): Promise<void> {
+  ctx.log.debug("Refused client", { code, message });
+  const short = message.length > 200 ? message.slice(0, 200) + "…" : message;
+  const frame = encodeFrame({ type: "error", code, message: short });
+  await writeAll(conn, upgrade ? concatBytes(UPGRADE_RESPONSE, frame) : frame);
+}

@@ -1,0 +1,192 @@
+// A public connection: read its first bytes, route by Host or SNI, answer or forward it.
+
+import { dataFrame } from "../channel.ts";
+import {
+  answerAndLinger,
+  ByteReader,
+  closeQuietly,
+  deadline,
+  httpError,
+  sleep,
+  writeAll,
+} from "../io.ts";
+import { routeHost } from "../names.ts";
+import {
+  concatBytes,
+  encodeFrame,
+  LINGER_MS,
+  MAX_SNIFF_BYTES,
+  type ServerMessage,
+  UPGRADE_PATH,
+  UPGRADE_TOKEN,
+} from "../protocol.ts";
+import { relayStream } from "../relay.ts";
+import { sniff, type SniffedHttp } from "../sniff.ts";
+import { type Outcome, peerOf, type ServerContext } from "./context.ts";
+import { handleClient } from "./handshake.ts";
+import { renderPage } from "./pages.ts";
+import type { Session } from "./session.ts";
+
+const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request Timeout", "Request timeout");
+
+/**
+ * Whether new bytes (from `before` on) can change a need-more answer: an HTTP
+ * head is parsed once its blank line has arrived (and within its first bytes,
+ * where the method is checked); TLS is cheap to re-walk. Only the new bytes are
+ * searched, so a trickle costs linear time, not quadratic.
+ */
+function worthSniffing(bytes: Uint8Array, before: number): boolean {
+  if (bytes[0] === 0x16 || before < 64 || bytes.length >= MAX_SNIFF_BYTES) return true;
+  for (
+    let lf = bytes.indexOf(0x0a, Math.max(0, before - 2));
+    lf >= 0;
+    lf = bytes.indexOf(0x0a, lf + 1)
+  ) {
+    if (bytes[lf + 1] === 0x0a || (bytes[lf + 1] === 0x0d && bytes[lf + 2] === 0x0a)) return true;
+  }
+  return false;
+}
+
+/**
+ * Routes a new connection by its first bytes. Owns `conn` until it returns;
+ * the caller closes it afterwards unless it was kept by a session.
+ */
+export async function routeConnection(
+  ctx: ServerContext,
+  conn: Deno.TcpConn,
+  id: number,
+): Promise<Outcome> {
+  conn.setNoDelay(true);
+  const reader = new ByteReader(conn, MAX_SNIFF_BYTES);
+  // At the deadline a pending read cannot be cancelled, only ended by closing the
+  // socket. Answer 408 if the bytes so far look like HTTP and half-close; the
+  // loop below goes on reading (and dropping) until the peer closes or the
+  // linger time is up.
+  const lingerAbort = new AbortController();
+  const answerTimeout = async (): Promise<void> => {
+    const first = reader.buffered[0];
+    if (first !== undefined && first !== 0x16) {
+      try {
+        await writeAll(conn, REQUEST_TIMEOUT_ANSWER);
+        await conn.closeWrite();
+        await sleep(LINGER_MS, lingerAbort.signal);
+      } catch {
+        // The peer is gone: nothing to answer.
+      }
+    }
+    closeQuietly(conn);
+  };
+  let expired: Promise<void> | undefined;
+  const timer = deadline(ctx.limits.sniffTimeoutMs, () => expired = answerTimeout());
+  let result = sniff(reader.buffered);
+  try {
+    while (result.state === "need-more") {
+      const before = reader.buffered.length;
+      if (!await reader.fill()) break;
+      if (timer.expired) reader.consume(reader.buffered.length); // drop: answered already
+      else if (worthSniffing(reader.buffered, before)) result = sniff(reader.buffered);
+    }
+  } catch (e) {
+    if (!timer.expired) throw e;
+  } finally {
+    timer.clear();
+  }
+  if (timer.expired) {
+    ctx.log.debug("Sniff deadline passed", { conn: id });
+    lingerAbort.abort(); // the peer closed, or the socket is closed: no need to wait
+    return await expired;
+  }
+  switch (result.state) {
+    case "need-more":
+      return ctx.log.debug("Closed before routing", { conn: id });
+    case "invalid":
+      ctx.log.debug("Unroutable connection", { conn: id, reason: result.reason });
+      if (result.status === 431) {
+        await answerAndLinger(
+          conn,
+          httpError(431, "Request Header Fields Too Large", result.reason),
+        );
+      } else if (result.status === 400) {
+        await answerAndLinger(conn, httpError(400, "Bad Request", `Bad request: ${result.reason}`));
+      }
+      return;
+    case "tls": {
+      const route = result.serverName === undefined
+        ? undefined
+        : routeHost({ host: result.serverName, ip: false }, ctx.domain);
+      const session = route?.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
+      if (!session) return ctx.log.debug("TLS for no tunnel", { conn: id, sni: result.serverName });
+      return await forward(ctx, conn, reader.buffered, session, "tls", id);
+    }
+    case "http":
+      return await routeHttp(ctx, conn, reader, result, id);
+  }
+}
+
+async function routeHttp(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  reader: ByteReader,
+  head: SniffedHttp,
+  id: number,
+): Promise<Outcome> {
+  if (head.upgrade === UPGRADE_TOKEN && head.target === UPGRADE_PATH) {
+    reader.consume(head.headLength);
+    return await handleClient(ctx, conn, reader, id);
+  }
+  const route = routeHost({ host: head.host, ip: head.ip }, ctx.domain);
+  if (route.kind === "apex") {
+    const page = renderPage(head.method, head.target, ctx.domain, { tunnels: ctx.registry.size });
+    return await answerAndLinger(conn, page);
+  }
+  const session = route.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
+  if (!session) {
+    const body = route.kind === "tunnel"
+      ? `Tunnel ${head.host} not found`
+      : `Unknown host ${head.host}`;
+    return await answerAndLinger(conn, httpError(404, "Not Found", body));
+  }
+  await forward(ctx, conn, reader.buffered, session, "http", id);
+}
+
+/** Hands a public connection to an idle proxy connection and relays one stream over it. */
+async function forward(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  prefix: Uint8Array,
+  session: Session,
+  proto: "http" | "tls",
+  id: number,
+): Promise<void> {
+  const proxy = await session.takeProxy(ctx.limits.proxyWaitTimeoutMs);
+  if (!proxy) {
+    ctx.log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
+    if (proto === "http") {
+      await answerAndLinger(
+        conn,
+        httpError(504, "Gateway Timeout", "Tunnel did not answer in time"),
+      );
+    }
+    return;
+  }
+  ctx.conns.add(proxy.conn);
+  let reused = false;
+  try {
+    const open: ServerMessage = { type: "open", peer: peerOf(conn), proto };
+    const data = prefix.length > 0 ? dataFrame(prefix) : new Uint8Array(0);
+    await writeAll(proxy.conn, concatBytes(encodeFrame(open), data));
+    const result = await relayStream(conn, proxy);
+    ctx.log.debug("Stream done", {
+      conn: id,
+      subdomain: session.subdomain,
+      in: result.sent,
+      out: result.received,
+      reusable: result.reusable,
+    });
+    ctx.conns.delete(proxy.conn);
+    reused = result.reusable && !ctx.closing && session.addProxy(proxy);
+  } finally {
+    ctx.conns.delete(proxy.conn);
+    if (!reused) closeQuietly(proxy.conn);
+  }
+}
