@@ -11,7 +11,8 @@
 import { choiceFlag, intFlag, logLevelFlag, parseFlags, UsageError } from "./lib/cli.ts";
 import { createLogger } from "./lib/log.ts";
 import { normalizeHost } from "./lib/names.ts";
-import { GOTUNNEL_VERSION } from "./lib/protocol.ts";
+import { DEFAULT_SERVER_LIMITS, GOTUNNEL_VERSION } from "./lib/protocol.ts";
+import { LIMIT_FLAGS, limitUsage, readLimitFlags } from "./lib/server/limits.ts";
 import { startServer } from "./lib/server/server.ts";
 
 /** The server's `--help` text. */
@@ -29,6 +30,9 @@ Options:
   -h, --help         show this help
   -V, --version      show the version
 
+Limits (TIME: 500ms, 10s, 10m, 1h; N = 0: no limit):
+${limitUsage(DEFAULT_SERVER_LIMITS)}
+
 Prints its URL on stdout once listening. SIGINT or SIGTERM stops it.
 
 Examples:
@@ -44,6 +48,7 @@ const FLAGS = {
   "log-format": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
+  ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: "string" } as const])),
 } as const;
 
 const print = (text: string): void => {
@@ -77,7 +82,14 @@ export async function main(args: string[]): Promise<number> {
     if (typeof host === "string" || host.ip || domain.includes(":")) {
       throw new UsageError(`Invalid --domain ${JSON.stringify(domain)}: use a DNS name`);
     }
+    let limits;
+    try {
+      limits = readLimitFlags(values);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
     options = {
+      limits,
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: typeof values.hostname === "string" ? values.hostname : "0.0.0.0",
       domain: host.host,

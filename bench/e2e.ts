@@ -167,7 +167,18 @@ try {
 
   const server = await spawnDeno(
     "server.ts",
-    ["--port", "0", "--hostname", "127.0.0.1", "--log-level", "warn", ...SERVER_ARGS],
+    // All load comes from 127.0.0.1, so the per-IP limit on connections being routed is lifted.
+    [
+      "--port",
+      "0",
+      "--hostname",
+      "127.0.0.1",
+      "--log-level",
+      "warn",
+      "--max-sniffing-per-ip",
+      "0",
+      ...SERVER_ARGS,
+    ],
     `${work}/server.log`,
   );
   children.push(server);

@@ -34,11 +34,23 @@ const stop = async (child: Child): Promise<void> => {
 const mib = (kib: number): string => (kib / 1024).toFixed(1);
 
 try {
-  const server = await start(
-    "server.ts",
-    ["--port", "0", "--hostname", "127.0.0.1", "--log-level", "warn"],
-    "server",
-  );
+  // Every tunnel and visitor comes from 127.0.0.1: lift the per-IP and per-tunnel limits.
+  const server = await start("server.ts", [
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    "--log-level",
+    "warn",
+    "--max-sniffing-per-ip",
+    "0",
+    "--max-tunnels-per-ip",
+    "0",
+    "--max-sessions-per-ip-per-minute",
+    "0",
+    "--max-streams-per-tunnel",
+    "0",
+  ], "server");
   const port = new URL(server.line).port;
   await sleep(SETTLE_MS);
   const base = rssKiB(server.pid);

@@ -41,6 +41,18 @@ export const LINGER_MAX_BYTES = 64 * 1024;
 export const DEFAULT_POOL_SIZE = 8;
 /** Idle proxy connections the server holds per session at most. */
 export const MAX_IDLE_PROXIES = 32;
+/** A relayed connection with no byte either way for this long is closed. */
+export const STREAM_IDLE_TIMEOUT_MS = 10 * 60_000;
+/** Concurrent public connections per tunnel (then 503). */
+export const MAX_STREAMS_PER_TUNNEL = 200;
+/** Connections from one IP address whose first bytes are still being read. */
+export const MAX_SNIFFING_PER_IP = 50;
+/** Connections whose first bytes are still being read, in all. */
+export const MAX_SNIFFING_TOTAL = 10_000;
+/** Tunnels one IP address may hold. */
+export const MAX_TUNNELS_PER_IP = 10;
+/** New control sessions one IP address may open per minute. */
+export const MAX_SESSIONS_PER_IP_PER_MINUTE = 30;
 /** Largest `demand` count in one frame. */
 export const MAX_DEMAND = 1024;
 /** Proxy connections a client keeps idle or opening at most, whatever the server asks. */
@@ -56,21 +68,57 @@ export const RANDOM_SUBDOMAIN_LENGTH = 10;
 /** Bytes in a frame's length prefix (unsigned, big-endian). */
 export const FRAME_HEADER_BYTES = 4;
 
-/** The server's timeouts; a server option may override any of them (tests shorten them). */
+/**
+ * The server's limits and timeouts; each is a server option and a CLI flag.
+ * For counts, 0 means no limit.
+ */
 export interface ServerLimits {
   /** Absolute deadline for the first bytes of a public connection (then 408 or close). */
   sniffTimeoutMs: number;
+  /** Largest HTTP request head or TLS ClientHello read to route (then 431 or close). */
+  maxSniffBytes: number;
   /** Time a client connection has for its upgrade and first frame. */
   handshakeTimeoutMs: number;
+  /** Largest control frame a client may send. */
+  maxFrameBytes: number;
+  /** Interval between heartbeats on control connections. */
+  heartbeatIntervalMs: number;
+  /** Inbound silence after which a client is taken as dead. */
+  peerTimeoutMs: number;
   /** How long a visitor waits for an idle proxy connection (then 504). */
   proxyWaitTimeoutMs: number;
+  /** A relayed connection idle both ways for this long is closed. */
+  streamIdleTimeoutMs: number;
+  /** Concurrent public connections per tunnel (then 503). */
+  maxStreamsPerTunnel: number;
+  /** Idle proxy connections held per tunnel. */
+  maxIdleProxies: number;
+  /** Connections from one IP still being sniffed (more are closed). */
+  maxSniffingPerIp: number;
+  /** Connections still being sniffed, in all (more are closed). */
+  maxSniffingTotal: number;
+  /** Tunnels one IP may hold. */
+  maxTunnelsPerIp: number;
+  /** New control sessions one IP may open per minute. */
+  maxSessionsPerIpPerMinute: number;
 }
 
 /** The defaults of {@linkcode ServerLimits}, from the constants above. */
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
   sniffTimeoutMs: SNIFF_TIMEOUT_MS,
+  maxSniffBytes: MAX_SNIFF_BYTES,
   handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  maxFrameBytes: MAX_FRAME_BYTES,
+  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+  peerTimeoutMs: PEER_TIMEOUT_MS,
   proxyWaitTimeoutMs: PROXY_WAIT_TIMEOUT_MS,
+  streamIdleTimeoutMs: STREAM_IDLE_TIMEOUT_MS,
+  maxStreamsPerTunnel: MAX_STREAMS_PER_TUNNEL,
+  maxIdleProxies: MAX_IDLE_PROXIES,
+  maxSniffingPerIp: MAX_SNIFFING_PER_IP,
+  maxSniffingTotal: MAX_SNIFFING_TOTAL,
+  maxTunnelsPerIp: MAX_TUNNELS_PER_IP,
+  maxSessionsPerIpPerMinute: MAX_SESSIONS_PER_IP_PER_MINUTE,
 };
 
 /** Why a server refused a client; the client branches on it. */
@@ -81,6 +129,7 @@ export type ErrorCode =
   | "bad-request" // malformed or unexpected frame
   | "unauthorized" // unknown tunnel or wrong secret
   | "pool-full" // too many idle proxy connections
+  | "limit" // a per-IP limit: too many tunnels, or too many new ones a minute
   | "shutdown"; // server is going away
 
 /** Frames a client sends. `hello` opens a control connection, `attach` a proxy one. */
@@ -126,9 +175,12 @@ export function encodeFrame(message: ClientMessage | ServerMessage): Uint8Array 
   return frame;
 }
 
-/** Decodes the first frame in `bytes` as a client message. */
-export function decodeClientFrame(bytes: Uint8Array): DecodeResult<ClientMessage> {
-  return decodeFrame(bytes, parseClientMessage);
+/** Decodes the first frame in `bytes` as a client message, of at most `maxBytes`. */
+export function decodeClientFrame(
+  bytes: Uint8Array,
+  maxBytes: number = MAX_FRAME_BYTES,
+): DecodeResult<ClientMessage> {
+  return decodeFrame(bytes, parseClientMessage, maxBytes);
 }
 
 /** Decodes the first frame in `bytes` as a server message. */
@@ -139,11 +191,12 @@ export function decodeServerFrame(bytes: Uint8Array): DecodeResult<ServerMessage
 function decodeFrame<M>(
   bytes: Uint8Array,
   parse: (value: Record<string, unknown>) => M | string,
+  maxBytes = MAX_FRAME_BYTES,
 ): DecodeResult<M> {
   if (bytes.length < FRAME_HEADER_BYTES) return { state: "need-more" };
   const size = new DataView(bytes.buffer, bytes.byteOffset, FRAME_HEADER_BYTES).getUint32(0);
-  if (size > MAX_FRAME_BYTES) {
-    return { state: "invalid", reason: `frame of ${size} bytes exceeds ${MAX_FRAME_BYTES}` };
+  if (size > maxBytes) {
+    return { state: "invalid", reason: `frame of ${size} bytes exceeds ${maxBytes}` };
   }
   const end = FRAME_HEADER_BYTES + size;
   if (bytes.length < end) return { state: "need-more" };
@@ -171,6 +224,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "bad-request",
   "unauthorized",
   "pool-full",
+  "limit",
   "shutdown",
 ]);
 

@@ -48,10 +48,15 @@ export class GrowingBuffer implements ReadBuffer {
   #offset: number;
   #view: Uint8Array;
   #fullReads = 0;
+  #onRead: (() => void) | undefined;
 
-  /** A buffer whose reads land after `offset` reserved bytes (room for a frame header). */
-  constructor(offset = 0) {
+  /**
+   * A buffer whose reads land after `offset` reserved bytes (room for a frame
+   * header); `onRead` is called for each read reported to `filled()`.
+   */
+  constructor(offset = 0, onRead?: () => void) {
     this.#offset = offset;
+    this.#onRead = onRead;
     this.#view = this.#viewOf(this.#buffers[0]!);
   }
 
@@ -72,6 +77,7 @@ export class GrowingBuffer implements ReadBuffer {
 
   /** Reports a read into `buffer`; moves to the next buffer, growing after full reads. */
   filled(bytes: number): void {
+    this.#onRead?.();
     if (this.large) {
       this.#index ^= 1;
       this.#view = this.#viewOf(this.#buffers[this.#index]!);
@@ -195,9 +201,14 @@ export interface StreamResult {
  * The raw connection's end of stream becomes an END frame and an inbound END a
  * half-close, so half-close crosses the tunnel; a failed raw connection becomes
  * an ABORT and an inbound ABORT closes it. When the channel itself fails, both
- * are closed and the result is not reusable.
+ * are closed and the result is not reusable. With `idleTimeoutMs`, a stream
+ * with no read either way for that long is aborted.
  */
-export async function relayStream(raw: Deno.Conn, channel: ProxyChannel): Promise<StreamResult> {
+export async function relayStream(
+  raw: Deno.Conn,
+  channel: ProxyChannel,
+  idleTimeoutMs = 0,
+): Promise<StreamResult> {
   let rawClosed = false;
   const closeRaw = (): void => {
     if (rawClosed) return;
@@ -221,8 +232,21 @@ export async function relayStream(raw: Deno.Conn, channel: ProxyChannel): Promis
     else closeRaw();
   };
 
+  // Idle timeout: reads stamp the time; one timer checks it and re-arms itself.
+  let lastRead = Date.now();
+  const touch = (): void => {
+    lastRead = Date.now();
+  };
+  let idleTimer: ReturnType<typeof setTimeout> | undefined;
+  const checkIdle = (): void => {
+    const idle = Date.now() - lastRead;
+    if (idle >= idleTimeoutMs) closeRaw(); // our read fails: ABORT both ways, channel kept
+    else idleTimer = setTimeout(checkIdle, idleTimeoutMs - idle);
+  };
+  if (idleTimeoutMs > 0) idleTimer = setTimeout(checkIdle, idleTimeoutMs);
+
   const outbound = async (): Promise<void> => {
-    const reads = new GrowingBuffer(FRAME_HEADER_BYTES);
+    const reads = new GrowingBuffer(FRAME_HEADER_BYTES, touch);
     let writing: Promise<void> = Promise.resolve();
     let end: StreamEnd = "end";
     try {
@@ -254,7 +278,7 @@ export async function relayStream(raw: Deno.Conn, channel: ProxyChannel): Promis
   };
 
   const inbound = async (): Promise<void> => {
-    const reads = new GrowingBuffer();
+    const reads = new GrowingBuffer(0, touch);
     try {
       const { end, bytes } = await channel.receive(raw, reads, sinkFailed);
       received = bytes;
@@ -268,6 +292,7 @@ export async function relayStream(raw: Deno.Conn, channel: ProxyChannel): Promis
   };
 
   await Promise.all([outbound(), inbound()]);
+  clearTimeout(idleTimer);
   closeRaw();
   return { sent, received, reusable: error === undefined, error };
 }

@@ -1,6 +1,7 @@
 // Test helpers: a sample app, a server+tunnel stack, deterministic bytes, raw HTTP.
 
 import { openTunnel, type Tunnel, type TunnelOptions } from "../lib/client/tunnel.ts";
+import type { ServerLimits } from "../lib/protocol.ts";
 import { startServer, type TunnelServer } from "../lib/server/server.ts";
 
 export const HOST = "127.0.0.1";
@@ -95,6 +96,7 @@ export function openTestTunnel(
 export async function startStack(
   subdomain = "demo",
   tunnelExtra: Partial<TunnelOptions> = {},
+  limits: Partial<ServerLimits> = {},
 ): Promise<
   {
     app: Deno.HttpServer<Deno.NetAddr>;
@@ -107,7 +109,7 @@ export async function startStack(
   }
 > {
   const app = startApp();
-  const server = await startTestServer();
+  const server = await startTestServer({ limits });
   const tunnel = await openTestTunnel(server, app.addr.port, { subdomain, ...tunnelExtra });
   const http = Deno.createHttpClient({ allowHost: true });
   const host = `${subdomain}.localhost:${server.addr.port}`;

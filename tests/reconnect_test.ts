@@ -99,7 +99,9 @@ Deno.test({
   name: "the server drops a client that sends no heartbeats",
   ...T,
   async fn() {
-    await using server = await startTestServer({ heartbeat: FAST });
+    await using server = await startTestServer({
+      limits: { heartbeatIntervalMs: FAST.intervalMs, peerTimeoutMs: FAST.peerTimeoutMs },
+    });
     const conn = await connect(server.addr.port);
     try {
       await writeAll(

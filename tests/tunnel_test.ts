@@ -209,7 +209,8 @@ Deno.test({
   name: "200 concurrent connections through one tunnel all get their own answer",
   ...T,
   async fn() {
-    await using stack = await startStack();
+    // All 200 come from 127.0.0.1 at once: lift the per-IP limit on connections being routed.
+    await using stack = await startStack("demo", {}, { maxSniffingPerIp: 0 });
     const bodies = await Promise.all(
       Array.from({ length: 200 }, async () => {
         const conn = await connect(stack.server.addr.port);
@@ -239,7 +240,8 @@ Deno.test({
   async fn() {
     const appA = startApp("a");
     const appB = startApp("b");
-    await using server = await startTestServer();
+    // 100 visitors at once from 127.0.0.1: lift the per-IP limit on connections being routed.
+    await using server = await startTestServer({ limits: { maxSniffingPerIp: 0 } });
     await using _a = await openTestTunnel(server, appA.addr.port, { subdomain: "alpha" });
     await using _b = await openTestTunnel(server, appB.addr.port, { subdomain: "beta" });
     const http = Deno.createHttpClient({ allowHost: true });

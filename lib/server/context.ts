@@ -1,8 +1,8 @@
 // What the server's connection handlers share: configuration, the registry, live sockets.
 
-import type { HeartbeatTiming } from "../control.ts";
 import type { Logger } from "../log.ts";
 import type { ServerLimits } from "../protocol.ts";
+import type { Admission } from "./limits.ts";
 import type { Registry } from "./registry.ts";
 
 /** State shared by the accept loop and the handlers of one server. */
@@ -13,12 +13,12 @@ export interface ServerContext {
   readonly url: string;
   /** Limits and timeouts in force. */
   readonly limits: ServerLimits;
-  /** Heartbeat timing of control channels. */
-  readonly heartbeat: HeartbeatTiming | undefined;
   /** Where logs go. */
   readonly log: Logger;
   /** Registered tunnels. */
   readonly registry: Registry;
+  /** Per-IP counts against the limits. */
+  readonly admission: Admission;
   /** Every live connection, closed by `close()`. */
   readonly conns: Set<Deno.Conn>;
   /** Control connections: their sessions close them after a last frame. */
@@ -29,6 +29,11 @@ export interface ServerContext {
 
 /** What a connection handler did with its connection: `kept` handed it to a session. */
 export type Outcome = void | "kept";
+
+/** The IP address of a connection's peer. */
+export function ipOf(conn: Deno.Conn): string {
+  return (conn.remoteAddr as Deno.NetAddr).hostname;
+}
 
 /** Formats a remote address as `ip:port`. */
 export function peerOf(conn: Deno.Conn): string {

@@ -13,7 +13,7 @@ import {
   SECRET_BYTES,
   UPGRADE_RESPONSE,
 } from "../protocol.ts";
-import { type Outcome, peerOf, type ServerContext } from "./context.ts";
+import { ipOf, type Outcome, peerOf, type ServerContext } from "./context.ts";
 import { Session } from "./session.ts";
 
 /** Reads the first frame of an upgraded connection and serves it as a control or proxy connection. */
@@ -27,7 +27,7 @@ export async function handleClient(
   const timer = deadline(ctx.limits.handshakeTimeoutMs, () => closeQuietly(conn));
   let first;
   try {
-    first = await reader.readFrame(decodeClientFrame);
+    first = await reader.readFrame((bytes) => decodeClientFrame(bytes, ctx.limits.maxFrameBytes));
   } catch (e) {
     if (timer.expired) return ctx.log.debug("Handshake timed out", { conn: id });
     if (!(e instanceof SyntaxError)) throw e;
@@ -78,6 +78,9 @@ async function hello(
   message: Extract<ClientMessage, { type: "hello" }>,
   id: number,
 ): Promise<Outcome> {
+  const ip = ipOf(conn);
+  const overLimit = ctx.admission.checkNewTunnel(ip);
+  if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
   let name: string;
   if (message.subdomain !== undefined) {
     const checked = checkSubdomain(message.subdomain);
@@ -95,12 +98,18 @@ async function hello(
     do name = randomSubdomain(); while (ctx.registry.get(name));
   }
   const session = new Session(
-    { id: randomToken(16), secret: randomToken(SECRET_BYTES), subdomain: name, log: ctx.log },
+    {
+      id: randomToken(16),
+      secret: randomToken(SECRET_BYTES),
+      subdomain: name,
+      log: ctx.log,
+      limits: ctx.limits,
+    },
     conn,
     reader,
-    ctx.heartbeat,
   );
   ctx.registry.add(session);
+  ctx.admission.addTunnel(ip);
   ctx.controlConns.add(conn);
   let reason = "welcome not delivered";
   try {
@@ -124,6 +133,7 @@ async function hello(
     session.close();
     ctx.controlConns.delete(conn);
     ctx.registry.remove(session);
+    ctx.admission.removeTunnel(ip);
     ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason });
   }
 }

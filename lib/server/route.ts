@@ -15,7 +15,6 @@ import {
   concatBytes,
   encodeFrame,
   LINGER_MS,
-  MAX_SNIFF_BYTES,
   type ServerMessage,
   UPGRADE_PATH,
   UPGRADE_TOKEN,
@@ -35,8 +34,8 @@ const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request Timeout", "Request timeou
  * where the method is checked); TLS is cheap to re-walk. Only the new bytes are
  * searched, so a trickle costs linear time, not quadratic.
  */
-function worthSniffing(bytes: Uint8Array, before: number): boolean {
-  if (bytes[0] === 0x16 || before < 64 || bytes.length >= MAX_SNIFF_BYTES) return true;
+function worthSniffing(bytes: Uint8Array, before: number, maxBytes: number): boolean {
+  if (bytes[0] === 0x16 || before < 64 || bytes.length >= maxBytes) return true;
   for (
     let lf = bytes.indexOf(0x0a, Math.max(0, before - 2));
     lf >= 0;
@@ -48,16 +47,19 @@ function worthSniffing(bytes: Uint8Array, before: number): boolean {
 }
 
 /**
- * Routes a new connection by its first bytes. Owns `conn` until it returns;
- * the caller closes it afterwards unless it was kept by a session.
+ * Routes a new connection by its first bytes, calling `routed` once they are
+ * read (or given up on). Owns `conn` until it returns; the caller closes it
+ * afterwards unless it was kept by a session.
  */
 export async function routeConnection(
   ctx: ServerContext,
   conn: Deno.TcpConn,
   id: number,
+  routed: () => void,
 ): Promise<Outcome> {
   conn.setNoDelay(true);
-  const reader = new ByteReader(conn, MAX_SNIFF_BYTES);
+  const maxBytes = ctx.limits.maxSniffBytes;
+  const reader = new ByteReader(conn, maxBytes);
   // At the deadline a pending read cannot be cancelled, only ended by closing the
   // socket. Answer 408 if the bytes so far look like HTTP and half-close; the
   // loop below goes on reading (and dropping) until the peer closes or the
@@ -78,18 +80,21 @@ export async function routeConnection(
   };
   let expired: Promise<void> | undefined;
   const timer = deadline(ctx.limits.sniffTimeoutMs, () => expired = answerTimeout());
-  let result = sniff(reader.buffered);
+  let result = sniff(reader.buffered, maxBytes);
   try {
     while (result.state === "need-more") {
       const before = reader.buffered.length;
       if (!await reader.fill()) break;
       if (timer.expired) reader.consume(reader.buffered.length); // drop: answered already
-      else if (worthSniffing(reader.buffered, before)) result = sniff(reader.buffered);
+      else if (worthSniffing(reader.buffered, before, maxBytes)) {
+        result = sniff(reader.buffered, maxBytes);
+      }
     }
   } catch (e) {
     if (!timer.expired) throw e;
   } finally {
     timer.clear();
+    routed();
   }
   if (timer.expired) {
     ctx.log.debug("Sniff deadline passed", { conn: id });
@@ -158,6 +163,33 @@ async function forward(
   proto: "http" | "tls",
   id: number,
 ): Promise<void> {
+  const max = ctx.limits.maxStreamsPerTunnel;
+  if (max > 0 && session.streams >= max) {
+    ctx.log.warn("Tunnel at its stream limit", { conn: id, subdomain: session.subdomain, max });
+    if (proto === "http") {
+      await answerAndLinger(
+        conn,
+        httpError(503, "Service Unavailable", "Tunnel is busy, try again"),
+      );
+    }
+    return;
+  }
+  session.streams++;
+  try {
+    await forwardStream(ctx, conn, prefix, session, proto, id);
+  } finally {
+    session.streams--;
+  }
+}
+
+async function forwardStream(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  prefix: Uint8Array,
+  session: Session,
+  proto: "http" | "tls",
+  id: number,
+): Promise<void> {
   const proxy = await session.takeProxy(ctx.limits.proxyWaitTimeoutMs);
   if (!proxy) {
     ctx.log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
@@ -175,7 +207,7 @@ async function forward(
     const open: ServerMessage = { type: "open", peer: peerOf(conn), proto };
     const data = prefix.length > 0 ? dataFrame(prefix) : new Uint8Array(0);
     await writeAll(proxy.conn, concatBytes(encodeFrame(open), data));
-    const result = await relayStream(conn, proxy);
+    const result = await relayStream(conn, proxy, ctx.limits.streamIdleTimeoutMs);
     ctx.log.debug("Stream done", {
       conn: id,
       subdomain: session.subdomain,

@@ -1,6 +1,5 @@
 // The public server: one port for browsers and clients; routes each connection by its first bytes.
 
-import type { HeartbeatTiming } from "../control.ts";
 import { closeQuietly, sleep } from "../io.ts";
 import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
 import { normalizeHost } from "../names.ts";
@@ -10,7 +9,8 @@ import {
   DEFAULT_SERVER_LIMITS,
   type ServerLimits,
 } from "../protocol.ts";
-import type { Outcome, ServerContext } from "./context.ts";
+import { ipOf, type Outcome, type ServerContext } from "./context.ts";
+import { Admission } from "./limits.ts";
 import { Registry } from "./registry.ts";
 import { routeConnection } from "./route.ts";
 
@@ -26,9 +26,7 @@ export interface ServerOptions {
   logger?: Logger;
   /** Aborting it closes the server. */
   signal?: AbortSignal;
-  /** Heartbeat timing for control connections (tests shorten it). @default {10 s / 30 s} */
-  heartbeat?: HeartbeatTiming;
-  /** Timeouts (tests shorten them). @default {10 s sniff, 5 s handshake, 10 s proxy wait} */
+  /** Limits and timeouts; see {@linkcode ServerLimits}. @default {DEFAULT_SERVER_LIMITS} */
   limits?: Partial<ServerLimits>;
 }
 
@@ -79,6 +77,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const addr = listener.addr;
   const url = `http://${hostWithPort(domain, addr.port)}`;
   const registry = new Registry();
+  const admission = new Admission(limits);
   const conns = new Set<Deno.Conn>();
   const controlConns = new Set<Deno.Conn>(); // closed by their sessions, after a last frame
   const tasks = new Set<Promise<void>>();
@@ -88,7 +87,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     domain,
     url,
     limits,
-    heartbeat: options.heartbeat,
+    admission,
     log,
     registry,
     conns,
@@ -124,9 +123,21 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
         continue;
       }
       const id = nextId++;
+      const ip = ipOf(conn);
+      if (!admission.enterSniffing(ip)) {
+        log.debug("Over the limit of connections being routed", { conn: id, ip });
+        closeQuietly(conn);
+        continue;
+      }
+      let sniffing = true;
+      const routed = (): void => {
+        if (sniffing) admission.leaveSniffing(ip);
+        sniffing = false;
+      };
       conns.add(conn);
       track(
-        routeConnection(ctx, conn, id)
+        routeConnection(ctx, conn, id, routed)
+          .finally(routed)
           .catch((e): Outcome => {
             const fields = { conn: id, error: describeError(e) };
             if (isDisconnect(e)) log.debug("Connection ended", fields);

@@ -1,13 +1,13 @@
 // One registered tunnel on the server: its control channel and its pool of idle proxy connections.
 
-import { ControlChannel, type HeartbeatTiming } from "../control.ts";
+import { ControlChannel } from "../control.ts";
 import { closeQuietly } from "../io.ts";
 import type { Logger } from "../log.ts";
 import {
   type ClientMessage,
   decodeClientFrame,
   MAX_DEMAND,
-  MAX_IDLE_PROXIES,
+  type ServerLimits,
   type ServerMessage,
 } from "../protocol.ts";
 import type { ProxyChannel } from "../channel.ts";
@@ -26,25 +26,35 @@ export class Session {
   readonly secret: string;
   /** The subdomain this session holds. */
   readonly subdomain: string;
+  /** Public connections of this tunnel now waiting for or relaying a stream. */
+  streams = 0;
   #control: ControlChannel<ClientMessage, ServerMessage>;
   #idle: ProxyChannel[] = [];
   #waiters: Waiter[] = [];
   #demand = 0;
   #log: Logger;
+  #maxIdle: number;
   #closed = false;
 
   /** Creates a session over an upgraded control connection. */
   constructor(
-    init: { id: string; secret: string; subdomain: string; log: Logger },
+    init: { id: string; secret: string; subdomain: string; log: Logger; limits: ServerLimits },
     conn: Deno.Conn,
     reader: ByteReader,
-    timing?: HeartbeatTiming,
   ) {
     this.id = init.id;
     this.secret = init.secret;
     this.subdomain = init.subdomain;
     this.#log = init.log;
-    this.#control = new ControlChannel(conn, reader, decodeClientFrame, init.log, timing);
+    this.#maxIdle = init.limits.maxIdleProxies;
+    const { maxFrameBytes, heartbeatIntervalMs, peerTimeoutMs } = init.limits;
+    this.#control = new ControlChannel(
+      conn,
+      reader,
+      (bytes) => decodeClientFrame(bytes, maxFrameBytes),
+      init.log,
+      { intervalMs: heartbeatIntervalMs, peerTimeoutMs },
+    );
   }
 
   /** Number of idle proxy connections held now. */
@@ -87,7 +97,7 @@ export class Session {
       waiter.resolve(proxy);
       return true;
     }
-    if (this.#idle.length >= MAX_IDLE_PROXIES) return false;
+    if (this.#maxIdle > 0 && this.#idle.length >= this.#maxIdle) return false;
     this.#idle.push(proxy);
     // While idle, any outcome of the watch read (EOF, error, stray bytes) retires the connection.
     proxy.watch().then(() => this.#retire(proxy));

@@ -1,0 +1,178 @@
+// Limits over real sockets: per tunnel, per IP, idle streams; and their flags.
+
+import assert from "node:assert/strict";
+import { TunnelError } from "../lib/errors.ts";
+import { DEFAULT_SERVER_LIMITS } from "../lib/protocol.ts";
+import { formatDuration, parseDuration, readLimitFlags } from "../lib/server/limits.ts";
+import {
+  connect,
+  HOST,
+  openTestTunnel,
+  rawRequest,
+  readAll,
+  startApp,
+  startTestServer,
+  waitFor,
+  writeAllTo,
+} from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** An app that accepts connections, answers nothing, and closes each when its peer does. */
+function holdApp(): {
+  port: number;
+  accepted: () => number;
+  [Symbol.asyncDispose](): Promise<void>;
+} {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const held: Deno.Conn[] = [];
+  const reading: Promise<void>[] = [];
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) {
+        held.push(conn);
+        reading.push(readAll(conn).then(() => conn.close(), () => {}));
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: listener.addr.port,
+    accepted: () => held.length,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await accepting;
+      for (const conn of held) {
+        try {
+          conn.close();
+        } catch { /* closed already */ }
+      }
+      await Promise.all(reading);
+    },
+  };
+}
+
+Deno.test({
+  name: "a tunnel at its stream limit answers 503, and serves again once a stream ends",
+  ...T,
+  async fn() {
+    await using app = holdApp();
+    await using server = await startTestServer({ limits: { maxStreamsPerTunnel: 2 } });
+    await using _tunnel = await openTestTunnel(server, app.port, { subdomain: "busy" });
+    const head = encode("GET / HTTP/1.1\r\nHost: busy.localhost\r\n\r\n");
+    const first = await connect(server.addr.port);
+    const second = await connect(server.addr.port);
+    await writeAllTo(first, head);
+    await writeAllTo(second, head);
+    await waitFor(() => app.accepted() === 2, 5_000, "two held streams");
+    assert.match(
+      await rawRequest(server.addr.port, "GET / HTTP/1.1\r\nHost: busy.localhost\r\n\r\n"),
+      /^HTTP\/1\.1 503 /,
+    );
+    first.close(); // the app sees the end and closes: that stream is over...
+    await new Promise((r) => setTimeout(r, 300)); // ...once the close has crossed the tunnel
+    const third = await connect(server.addr.port);
+    await writeAllTo(third, head);
+    await waitFor(() => app.accepted() === 3, 5_000, "a third stream once one ended");
+    second.close();
+    third.close();
+  },
+});
+
+Deno.test({
+  name: "an IP may hold only so many tunnels, and open only so many a minute",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({
+      limits: { maxTunnelsPerIp: 2, maxSessionsPerIpPerMinute: 3 },
+    });
+    const a = await openTestTunnel(server, 9);
+    const b = await openTestTunnel(server, 9);
+    await assert.rejects(
+      openTestTunnel(server, 9),
+      (e) => e instanceof TunnelError && e.code === "limit" && /at most 2/.test(e.message),
+    );
+    await a.close();
+    await waitFor(() => server.tunnelCount === 1, 5_000, "the tunnel to close");
+    const c = await openTestTunnel(server, 9); // the third session this minute
+    await c.close();
+    await waitFor(() => server.tunnelCount === 1, 5_000, "the tunnel to close");
+    await assert.rejects(
+      openTestTunnel(server, 9),
+      (e) => e instanceof TunnelError && e.code === "limit" && /a minute/.test(e.message),
+    );
+    await b.close();
+  },
+});
+
+Deno.test({
+  name: "connections from one IP still being routed are limited; more are closed at once",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ limits: { maxSniffingPerIp: 3 } });
+    const silent = await Promise.all([1, 2, 3].map(() => connect(server.addr.port)));
+    await new Promise((r) => setTimeout(r, 100)); // let the server accept them
+    const fourth = await connect(server.addr.port);
+    const started = Date.now();
+    assert.equal((await readAll(fourth)).length, 0);
+    assert.ok(Date.now() - started < 2_000, "the fourth was not closed at once");
+    fourth.close();
+    silent.forEach((c) => c.close());
+    await new Promise((r) => setTimeout(r, 100));
+    const status = await rawRequest(
+      server.addr.port,
+      "GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
+    assert.match(status, /^HTTP\/1\.1 200 /);
+  },
+});
+
+Deno.test({
+  name: "an idle relayed connection is closed after the idle timeout; the tunnel goes on",
+  ...T,
+  async fn() {
+    await using app = holdApp();
+    await using server = await startTestServer({ limits: { streamIdleTimeoutMs: 300 } });
+    await using _tunnel = await openTestTunnel(server, app.port, { subdomain: "idle", pool: 1 });
+    const visitor = await connect(server.addr.port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: idle.localhost\r\n\r\n"));
+    const started = Date.now();
+    assert.equal((await readAll(visitor)).length, 0);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed >= 250 && elapsed < 3_000, `closed after ${elapsed} ms`);
+    visitor.close();
+    const web = startApp();
+    try {
+      // A new tunnel to a real app on the same server still works after the abort.
+      const tunnel = await openTestTunnel(server, web.addr.port, { subdomain: "web" });
+      assert.match(
+        await rawRequest(
+          server.addr.port,
+          "GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n",
+        ),
+        /^HTTP\/1\.1 200 /,
+      );
+      await tunnel.close();
+    } finally {
+      await web.shutdown();
+    }
+  },
+});
+
+Deno.test("parseDuration() and readLimitFlags() read the server's limit flags", () => {
+  assert.equal(parseDuration("500ms"), 500);
+  assert.equal(parseDuration("10s"), 10_000);
+  assert.equal(parseDuration("1.5m"), 90_000);
+  assert.equal(parseDuration("1h"), 3_600_000);
+  for (const bad of ["10", "s", "-1s", "1d", "10 s", ""]) {
+    assert.equal(parseDuration(bad), undefined);
+  }
+  assert.equal(formatDuration(DEFAULT_SERVER_LIMITS.streamIdleTimeoutMs), "10m");
+  assert.deepEqual(
+    readLimitFlags({ "idle-timeout": "2m", "max-tunnels-per-ip": "0", "max-head-bytes": "8192" }),
+    { streamIdleTimeoutMs: 120_000, maxTunnelsPerIp: 0, maxSniffBytes: 8192 },
+  );
+  assert.throws(() => readLimitFlags({ "idle-timeout": "0s" }), RangeError);
+  assert.throws(() => readLimitFlags({ "max-head-bytes": "100" }), RangeError);
+  assert.throws(() => readLimitFlags({ "max-tunnels-per-ip": "-1" }), RangeError);
+});
