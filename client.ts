@@ -25,6 +25,7 @@ Usage: gotunnel-client <port> [options]
 Options:
   --server URL        Gotunnel server (default $GOTUNNEL_SERVER, else http://localhost:8080)
   --subdomain NAME    subdomain to ask for: a-z, 0-9, "-", 1-63 chars (default: a random one)
+  --token TOKEN       token for a server that requires one (default $GOTUNNEL_TOKEN)
   --local-host HOST   host of the local app (default localhost)
   --pool N            idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
   --log-level LEVEL   debug, info, warn, error or silent (default info)
@@ -42,6 +43,7 @@ Examples:
 const FLAGS = {
   server: { type: "string" },
   subdomain: { type: "string" },
+  token: { type: "string" },
   "local-host": { type: "string" },
   pool: { type: "string" },
   "log-level": { type: "string" },
@@ -56,9 +58,9 @@ const printError = (text: string): void => {
   Deno.stderr.writeSync(new TextEncoder().encode(`gotunnel-client: ${text}\n`));
 };
 
-function envServer(): string | undefined {
+function env(name: string): string | undefined {
   try {
-    return Deno.env.get("GOTUNNEL_SERVER") || undefined;
+    return Deno.env.get(name) || undefined;
   } catch {
     return undefined; // no env permission: use the default
   }
@@ -85,7 +87,7 @@ export async function main(args: string[]): Promise<number> {
     if (positionals.length !== 1) {
       throw new UsageError(positionals.length === 0 ? "Missing <port>" : "Too many arguments");
     }
-    const server = typeof values.server === "string" ? values.server : envServer() ??
+    const server = typeof values.server === "string" ? values.server : env("GOTUNNEL_SERVER") ??
       "http://localhost:8080";
     try {
       parseServerUrl(server);
@@ -97,10 +99,12 @@ export async function main(args: string[]): Promise<number> {
       const checked = checkSubdomain(subdomain);
       if (!checked.ok) throw new UsageError(checked.reason);
     }
+    const token = typeof values.token === "string" ? values.token : env("GOTUNNEL_TOKEN");
     options = {
       port: intFlag("port", positionals[0], 0, 1, 65535),
       server,
       ...(subdomain === undefined ? {} : { subdomain }),
+      ...(token === undefined ? {} : { token }),
       localHost: typeof values["local-host"] === "string" ? values["local-host"] : "localhost",
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),
       logger: createLogger({ level: logLevelFlag(values["log-level"]) }),

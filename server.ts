@@ -12,6 +12,7 @@ import { choiceFlag, intFlag, logLevelFlag, parseFlags, UsageError } from "./lib
 import { createLogger } from "./lib/log.ts";
 import { normalizeHost } from "./lib/names.ts";
 import { DEFAULT_SERVER_LIMITS, GOTUNNEL_VERSION } from "./lib/protocol.ts";
+import { parseTokensFile, type TokenScope } from "./lib/server/auth.ts";
 import { LIMIT_FLAGS, limitUsage, readLimitFlags } from "./lib/server/limits.ts";
 import { startServer } from "./lib/server/server.ts";
 
@@ -27,6 +28,8 @@ Options:
   --domain NAME      tunnels are <name>.NAME; NAME itself shows the landing page (default localhost)
   --log-level LEVEL  debug, info, warn, error or silent (default info)
   --log-format FMT   text or json (default text)
+  --token TOKEN      require this token to open tunnels, any subdomain (repeatable)
+  --tokens-file FILE require a token from FILE: lines "TOKEN [SUB,SUB...|*]", # comments
   -h, --help         show this help
   -V, --version      show the version
 
@@ -46,6 +49,8 @@ const FLAGS = {
   domain: { type: "string" },
   "log-level": { type: "string" },
   "log-format": { type: "string" },
+  token: { type: "string", multiple: true },
+  "tokens-file": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
   ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: "string" } as const])),
@@ -88,8 +93,28 @@ export async function main(args: string[]): Promise<number> {
     } catch (e) {
       throw new UsageError((e as Error).message);
     }
+    const tokens = new Map<string, TokenScope>();
+    for (const token of (values.token as string[] | undefined) ?? []) {
+      if (token.length < 16) throw new UsageError("Invalid --token: use 16 or more characters");
+      tokens.set(token, "*");
+    }
+    if (typeof values["tokens-file"] === "string") {
+      const file = values["tokens-file"];
+      let text;
+      try {
+        text = await Deno.readTextFile(file);
+      } catch (e) {
+        throw new UsageError(`Cannot read --tokens-file ${file}: ${(e as Error).message}`);
+      }
+      try {
+        for (const [token, scope] of parseTokensFile(text)) tokens.set(token, scope);
+      } catch (e) {
+        throw new UsageError(`Invalid --tokens-file ${file}: ${(e as Error).message}`);
+      }
+    }
     options = {
       limits,
+      ...(tokens.size > 0 ? { tokens } : {}),
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: typeof values.hostname === "string" ? values.hostname : "0.0.0.0",
       domain: host.host,

@@ -14,6 +14,9 @@ export class UsageError extends Error {
 
 type Options = NonNullable<ParseArgsConfig["options"]>;
 
+/** A parsed flag: a string, a boolean, or strings for a repeatable flag. */
+export type FlagValue = string | boolean | string[] | undefined;
+
 /** Parses `args` strictly; unknown flags and missing values become a UsageError. */
 export function parseFlags<O extends Options>(
   args: string[],
@@ -35,7 +38,7 @@ export function parseFlags<O extends Options>(
 /** Reads an integer flag in `[min, max]`, or the default. */
 export function intFlag(
   name: string,
-  value: string | boolean | undefined,
+  value: FlagValue,
   fallback: number,
   min: number,
   max: number,
@@ -53,7 +56,7 @@ export function intFlag(
 /** Reads one of `choices`, or the default. */
 export function choiceFlag<T extends string>(
   name: string,
-  value: string | boolean | undefined,
+  value: FlagValue,
   fallback: T,
   choices: readonly T[],
 ): T {
@@ -67,6 +70,6 @@ export function choiceFlag<T extends string>(
 }
 
 /** Reads `--log-level`. */
-export function logLevelFlag(value: string | boolean | undefined): LogLevel {
+export function logLevelFlag(value: FlagValue): LogLevel {
   return choiceFlag("log-level", value, "info", LOG_LEVELS);
 }

@@ -134,7 +134,7 @@ export type ErrorCode =
 
 /** Frames a client sends. `hello` opens a control connection, `attach` a proxy one. */
 export type ClientMessage =
-  | { type: "hello"; version: number; subdomain?: string }
+  | { type: "hello"; version: number; subdomain?: string; token?: string }
   | { type: "attach"; version: number; tunnel: string; secret: string }
   | { type: "ping" }
   | { type: "bye" };
@@ -230,11 +230,19 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
 
 function parseClientMessage(v: Record<string, unknown>): ClientMessage | string {
   switch (v.type) {
-    case "hello":
+    case "hello": {
       if (typeof v.version !== "number") return "hello without a numeric version";
-      if (v.subdomain === undefined) return { type: "hello", version: v.version };
-      if (!isString(v.subdomain)) return "hello with a non-string subdomain";
-      return { type: "hello", version: v.version, subdomain: v.subdomain };
+      const hello: ClientMessage = { type: "hello", version: v.version };
+      if (v.subdomain !== undefined) {
+        if (!isString(v.subdomain)) return "hello with a non-string subdomain";
+        hello.subdomain = v.subdomain;
+      }
+      if (v.token !== undefined) {
+        if (!isString(v.token)) return "hello with a non-string token";
+        hello.token = v.token;
+      }
+      return hello;
+    }
     case "attach":
       if (typeof v.version !== "number" || !isString(v.tunnel) || !isString(v.secret)) {
         return "attach needs version, tunnel and secret";

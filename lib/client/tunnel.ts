@@ -32,6 +32,8 @@ export interface TunnelOptions {
   server?: string;
   /** Subdomain to ask for; a random one when omitted. */
   subdomain?: string;
+  /** Token for a server that requires one. */
+  token?: string;
   /** Idle proxy connections to keep open, ready for visitors. @default {8} */
   pool?: number;
   /** Where logs go. @default {silent} */
@@ -190,6 +192,7 @@ class TunnelClient implements Tunnel {
     const hello: ClientMessage = { type: "hello", version: PROTOCOL_VERSION };
     const subdomain = this.#welcome?.subdomain ?? this.#options.subdomain;
     if (subdomain !== undefined) hello.subdomain = subdomain;
+    if (this.#options.token !== undefined) hello.token = this.#options.token;
     const { conn, reader } = await dialServer(
       this.#target,
       hello,

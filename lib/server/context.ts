@@ -2,6 +2,7 @@
 
 import type { Logger } from "../log.ts";
 import type { ServerLimits } from "../protocol.ts";
+import type { Auth } from "./auth.ts";
 import type { Admission } from "./limits.ts";
 import type { Registry } from "./registry.ts";
 
@@ -19,6 +20,8 @@ export interface ServerContext {
   readonly registry: Registry;
   /** Per-IP counts against the limits. */
   readonly admission: Admission;
+  /** Who may open tunnels. */
+  readonly auth: Auth;
   /** Every live connection, closed by `close()`. */
   readonly conns: Set<Deno.Conn>;
   /** Control connections: their sessions close them after a last frame. */

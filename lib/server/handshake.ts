@@ -81,11 +81,17 @@ async function hello(
   const ip = ipOf(conn);
   const overLimit = ctx.admission.checkNewTunnel(ip);
   if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
-  let name: string;
+  let requested: string | undefined;
   if (message.subdomain !== undefined) {
     const checked = checkSubdomain(message.subdomain);
     if (!checked.ok) return await refuse(ctx, conn, "invalid-subdomain", checked.reason);
-    name = checked.name;
+    requested = checked.name;
+  }
+  const denied = await ctx.auth.check(message.token, requested);
+  if (denied) return await refuse(ctx, conn, "unauthorized", `Cannot open tunnel: ${denied}`);
+  let name: string;
+  if (requested !== undefined) {
+    name = requested;
     if (ctx.registry.get(name)) {
       return await refuse(
         ctx,

@@ -208,7 +208,7 @@ export function limitUsage(defaults: ServerLimits): string {
 
 /** Reads the limit flags present in `values`; throws RangeError with a one-line reason. */
 export function readLimitFlags(
-  values: Record<string, string | boolean | undefined>,
+  values: Record<string, string | boolean | string[] | undefined>,
 ): Partial<ServerLimits> {
   const limits: Partial<ServerLimits> = {};
   for (const { flag, key, kind } of LIMIT_FLAGS) {

@@ -10,6 +10,7 @@ import {
   type ServerLimits,
 } from "../protocol.ts";
 import { ipOf, type Outcome, type ServerContext } from "./context.ts";
+import { Auth, type TokenRules } from "./auth.ts";
 import { Admission } from "./limits.ts";
 import { Registry } from "./registry.ts";
 import { routeConnection } from "./route.ts";
@@ -28,6 +29,11 @@ export interface ServerOptions {
   signal?: AbortSignal;
   /** Limits and timeouts; see {@linkcode ServerLimits}. @default {DEFAULT_SERVER_LIMITS} */
   limits?: Partial<ServerLimits>;
+  /**
+   * Tokens a client must present to open a tunnel, each mapped to the
+   * subdomains it may claim (`"*"`: any). @default {none: anyone may open tunnels}
+   */
+  tokens?: TokenRules;
 }
 
 /** A running server. */
@@ -78,6 +84,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const url = `http://${hostWithPort(domain, addr.port)}`;
   const registry = new Registry();
   const admission = new Admission(limits);
+  const auth = await Auth.create(options.tokens);
   const conns = new Set<Deno.Conn>();
   const controlConns = new Set<Deno.Conn>(); // closed by their sessions, after a last frame
   const tasks = new Set<Promise<void>>();
@@ -88,6 +95,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     url,
     limits,
     admission,
+    auth,
     log,
     registry,
     conns,
@@ -175,6 +183,9 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   finished.promise.then(() => options.signal?.removeEventListener("abort", onAbort));
   if (options.signal?.aborted) void close();
   log.info("Listening", { url, addr: `${addr.hostname}:${addr.port}` });
+  if (!auth.required) {
+    log.warn("Open server: anyone who can reach it may open tunnels (see --token)");
+  }
 
   await Promise.resolve();
   return {

@@ -1,0 +1,118 @@
+// Tokens: who may open tunnels, and for which subdomains.
+
+import assert from "node:assert/strict";
+import { TunnelError } from "../lib/errors.ts";
+import { parseTokensFile } from "../lib/server/auth.ts";
+import { HOST, openTestTunnel, spawnCli, startTestServer } from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+const ANY = "any-subdomain-token-0123456789";
+const SCOPED = "only-demo-and-docs-0123456789";
+
+const refused = (pattern: RegExp) => (e: unknown): boolean =>
+  e instanceof TunnelError && e.code === "unauthorized" && pattern.test(e.message);
+
+Deno.test({
+  name: "a server with tokens refuses clients without one or with a wrong one",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ tokens: new Map([[ANY, "*"]]) });
+    await assert.rejects(openTestTunnel(server, 9), refused(/requires a token/));
+    await assert.rejects(openTestTunnel(server, 9, { token: ANY + "x" }), refused(/Invalid token/));
+    const ok = await openTestTunnel(server, 9, { token: ANY, subdomain: "mine" });
+    assert.equal(ok.subdomain, "mine");
+    await ok.close();
+    const random = await openTestTunnel(server, 9, { token: ANY });
+    assert.match(random.subdomain, /^[a-z0-9]{10}$/);
+    await random.close();
+  },
+});
+
+Deno.test({
+  name: "a scoped token claims only its subdomains",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ tokens: new Map([[SCOPED, ["demo", "docs"]]]) });
+    const demo = await openTestTunnel(server, 9, { token: SCOPED, subdomain: "demo" });
+    await demo.close();
+    await assert.rejects(
+      openTestTunnel(server, 9, { token: SCOPED, subdomain: "admin" }),
+      refused(/may only claim "demo", "docs", not "admin"/),
+    );
+    await assert.rejects(openTestTunnel(server, 9, { token: SCOPED }), refused(/--subdomain/));
+  },
+});
+
+Deno.test("parseTokensFile() reads tokens, scopes and comments, and names a bad line", () => {
+  const rules = parseTokensFile(
+    `# team tokens\n${ANY}\n${SCOPED} demo,Docs  # the docs site\n\nstar-token-0123456789 *\n`,
+  );
+  assert.deepEqual([...rules], [[ANY, "*"], [SCOPED, ["demo", "docs"]], [
+    "star-token-0123456789",
+    "*",
+  ]]);
+  assert.throws(() => parseTokensFile("short demo"), /Line 1/);
+  assert.throws(() => parseTokensFile(`${ANY}\n${SCOPED} bad_name`), /Line 2: invalid subdomain/);
+  assert.throws(() => parseTokensFile(`${ANY} a b`), /Line 1/);
+});
+
+Deno.test({
+  name: "client.ts with a wrong token exits 1 at once with a clear line",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ tokens: new Map([[ANY, "*"]]) });
+    const started = Date.now();
+    const end = await spawnCli("client.ts", [
+      "3000",
+      "--server",
+      `http://${HOST}:${server.addr.port}`,
+      "--token",
+      "wrong-token-0123456789",
+    ]).exited;
+    assert.equal(end.code, 1);
+    assert.match(end.stderr, /gotunnel-client: Cannot open tunnel: Invalid token\n$/);
+    assert.ok(Date.now() - started < 10_000, "no retry loop");
+  },
+});
+
+Deno.test({
+  name: "server.ts reads --token and --tokens-file, and refuses bad ones with status 2",
+  ...T,
+  async fn() {
+    const file = await Deno.makeTempFile();
+    try {
+      await Deno.writeTextFile(file, `${SCOPED} demo\n`);
+      const server = spawnCli("server.ts", [
+        "--port",
+        "0",
+        "--hostname",
+        HOST,
+        "--token",
+        ANY,
+        "--tokens-file",
+        file,
+      ]);
+      assert.match(await server.firstLine(), /^http:\/\/localhost:\d+$/);
+      const end = await server.stop("SIGTERM");
+      assert.equal(end.code, 0);
+      assert.doesNotMatch(end.stderr, /Open server/);
+      await Deno.writeTextFile(file, "short demo\n");
+      for (
+        const args of [["--token", "short"], ["--tokens-file", file], [
+          "--tokens-file",
+          file + ".missing",
+        ]]
+      ) {
+        const bad = await spawnCli("server.ts", ["--port", "0", "--hostname", HOST, ...args])
+          .exited;
+        assert.equal(bad.code, 2, args.join(" "));
+        assert.match(bad.stderr, /^gotunnel-server: .+\n$/);
+      }
+      const open = spawnCli("server.ts", ["--port", "0", "--hostname", HOST]);
+      await open.firstLine();
+      assert.match((await open.stop("SIGTERM")).stderr, /Open server/);
+    } finally {
+      await Deno.remove(file);
+    }
+  },
+});
