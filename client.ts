@@ -26,6 +26,7 @@ Options:
   --server URL        Gotunnel server (default $GOTUNNEL_SERVER, else http://localhost:8080)
   --subdomain NAME    subdomain to ask for: a-z, 0-9, "-", 1-63 chars (default: a random one)
   --token TOKEN       token for a server that requires one (default $GOTUNNEL_TOKEN)
+  --wait              if the subdomain is held for its previous client, wait until it is free
   --local-host HOST   host of the local app (default localhost)
   --pool N            idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
   --log-level LEVEL   debug, info, warn, error or silent (default info)
@@ -34,6 +35,8 @@ Options:
 
 Prints the public URL alone on a stdout line each time the tunnel is up (again after a
 reconnect); everything else goes to stderr. Exits 1 if the server refuses the tunnel.
+Leases that let a restarted client reclaim its subdomain are kept in
+$XDG_CACHE_HOME/gotunnel/leases.json (else ~/.cache/gotunnel/leases.json).
 
 Examples:
   gotunnel-client 3000 --subdomain demo                 # http://demo.localhost:8080
@@ -44,6 +47,7 @@ const FLAGS = {
   server: { type: "string" },
   subdomain: { type: "string" },
   token: { type: "string" },
+  wait: { type: "boolean" },
   "local-host": { type: "string" },
   pool: { type: "string" },
   "log-level": { type: "string" },
@@ -105,6 +109,7 @@ export async function main(args: string[]): Promise<number> {
       server,
       ...(subdomain === undefined ? {} : { subdomain }),
       ...(token === undefined ? {} : { token }),
+      wait: values.wait === true,
       localHost: typeof values["local-host"] === "string" ? values["local-host"] : "localhost",
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),
       logger: createLogger({ level: logLevelFlag(values["log-level"]) }),

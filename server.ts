@@ -11,9 +11,9 @@
 import { choiceFlag, intFlag, logLevelFlag, parseFlags, UsageError } from "./lib/cli.ts";
 import { createLogger } from "./lib/log.ts";
 import { normalizeHost } from "./lib/names.ts";
-import { DEFAULT_SERVER_LIMITS, GOTUNNEL_VERSION } from "./lib/protocol.ts";
+import { DEFAULT_SERVER_LIMITS, GOTUNNEL_VERSION, LEASE_MS } from "./lib/protocol.ts";
 import { parseTokensFile, type TokenScope } from "./lib/server/auth.ts";
-import { LIMIT_FLAGS, limitUsage, readLimitFlags } from "./lib/server/limits.ts";
+import { LIMIT_FLAGS, limitUsage, parseDuration, readLimitFlags } from "./lib/server/limits.ts";
 import { startServer } from "./lib/server/server.ts";
 
 /** The server's `--help` text. */
@@ -30,6 +30,9 @@ Options:
   --log-format FMT   text or json (default text)
   --token TOKEN      require this token to open tunnels, any subdomain (repeatable)
   --tokens-file FILE require a token from FILE: lines "TOKEN [SUB,SUB...|*]", # comments
+  --lease TIME       how long a client that went away keeps its subdomain (default 60s)
+  --lease-key-file F key that signs leases, created if missing; keep it so that clients
+                     reclaim their subdomains after a server restart (default: new each run)
   -h, --help         show this help
   -V, --version      show the version
 
@@ -51,6 +54,8 @@ const FLAGS = {
   "log-format": { type: "string" },
   token: { type: "string", multiple: true },
   "tokens-file": { type: "string" },
+  lease: { type: "string" },
+  "lease-key-file": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
   ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: "string" } as const])),
@@ -62,6 +67,24 @@ const print = (text: string): void => {
 const printError = (text: string): void => {
   Deno.stderr.writeSync(new TextEncoder().encode(`gotunnel-server: ${text}\n`));
 };
+
+const LEASE_KEY_BYTES = 32;
+
+/** Reads a lease key file, or creates one with fresh random bytes (readable by the owner only). */
+async function readOrCreateKey(path: string): Promise<{ key: Uint8Array; created: boolean }> {
+  try {
+    const key = await Deno.readFile(path);
+    if (key.length < LEASE_KEY_BYTES) {
+      throw new Error(`${path} holds fewer than ${LEASE_KEY_BYTES} bytes`);
+    }
+    return { key, created: false };
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    const key = crypto.getRandomValues(new Uint8Array(LEASE_KEY_BYTES));
+    await Deno.writeFile(path, key, { mode: 0o600, createNew: true });
+    return { key, created: true };
+  }
+}
 
 /**
  * Runs the server CLI with `args` until SIGINT or SIGTERM; returns the exit status.
@@ -112,8 +135,27 @@ export async function main(args: string[]): Promise<number> {
         throw new UsageError(`Invalid --tokens-file ${file}: ${(e as Error).message}`);
       }
     }
+    let leaseMs = LEASE_MS;
+    if (typeof values.lease === "string") {
+      const ms = parseDuration(values.lease);
+      if (ms === undefined) {
+        throw new UsageError(`Invalid --lease ${JSON.stringify(values.lease)}: use e.g. 60s`);
+      }
+      leaseMs = ms;
+    }
+    let leaseKey: { key: Uint8Array; created: boolean } | undefined;
+    if (typeof values["lease-key-file"] === "string") {
+      try {
+        leaseKey = await readOrCreateKey(values["lease-key-file"]);
+      } catch (e) {
+        throw new UsageError(`Cannot use --lease-key-file: ${(e as Error).message}`);
+      }
+    }
     options = {
       limits,
+      leaseMs,
+      // A key that was there already means this may be a restart: hold names for a lease time.
+      ...(leaseKey ? { leaseKey: leaseKey.key, leaseGrace: !leaseKey.created } : {}),
       ...(tokens.size > 0 ? { tokens } : {}),
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: typeof values.hostname === "string" ? values.hostname : "0.0.0.0",

@@ -10,10 +10,18 @@ export class TunnelError extends Error {
   /** Why: a server refusal (`subdomain-taken`, ...), `connect` or `protocol`. */
   readonly code: TunnelErrorCode;
 
+  /** For `subdomain-reserved`: milliseconds until the name is free. */
+  readonly retryAfterMs: number | undefined;
+
   /** Creates an error with a code and a message starting with the failed action. */
-  constructor(code: TunnelErrorCode, message: string, options?: ErrorOptions) {
+  constructor(
+    code: TunnelErrorCode,
+    message: string,
+    options?: ErrorOptions & { retryAfterMs?: number | undefined },
+  ) {
     super(message, options);
     this.name = "TunnelError";
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }

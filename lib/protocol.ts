@@ -61,6 +61,8 @@ export const MAX_CLIENT_PROXIES = 1024;
 export const RECONNECT_MIN_MS = 1_000;
 /** Reconnect backoff ceiling. */
 export const RECONNECT_MAX_MS = 30_000;
+/** How long a subdomain stays held for a client that went away without saying bye. */
+export const LEASE_MS = 60_000;
 /** Bytes of randomness in a session secret. */
 export const SECRET_BYTES = 32;
 /** Length of a random subdomain. */
@@ -126,6 +128,8 @@ export type ErrorCode =
   | "version" // protocol version not supported
   | "invalid-subdomain" // malformed subdomain
   | "subdomain-taken" // another client holds it
+  | "subdomain-reserved" // held for a client that went away, until its lease ends
+  | "replaced" // this session's client came back on a new connection
   | "bad-request" // malformed or unexpected frame
   | "unauthorized" // unknown tunnel or wrong secret
   | "pool-full" // too many idle proxy connections
@@ -134,7 +138,7 @@ export type ErrorCode =
 
 /** Frames a client sends. `hello` opens a control connection, `attach` a proxy one. */
 export type ClientMessage =
-  | { type: "hello"; version: number; subdomain?: string; token?: string }
+  | { type: "hello"; version: number; subdomain?: string; token?: string; lease?: string }
   | { type: "attach"; version: number; tunnel: string; secret: string }
   | { type: "ping" }
   | { type: "bye" };
@@ -148,8 +152,10 @@ export type ServerMessage =
     secret: string;
     subdomain: string;
     url: string;
+    /** Lets this client reclaim the subdomain after a disconnect. */
+    lease: string;
   }
-  | { type: "error"; code: ErrorCode; message: string }
+  | { type: "error"; code: ErrorCode; message: string; retryAfterMs?: number }
   | { type: "open"; peer: string; proto: "http" | "tls" }
   | { type: "demand"; count: number }
   | { type: "ping" };
@@ -221,6 +227,8 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "version",
   "invalid-subdomain",
   "subdomain-taken",
+  "subdomain-reserved",
+  "replaced",
   "bad-request",
   "unauthorized",
   "pool-full",
@@ -241,6 +249,10 @@ function parseClientMessage(v: Record<string, unknown>): ClientMessage | string 
         if (!isString(v.token)) return "hello with a non-string token";
         hello.token = v.token;
       }
+      if (v.lease !== undefined) {
+        if (!isString(v.lease)) return "hello with a non-string lease";
+        hello.lease = v.lease;
+      }
       return hello;
     }
     case "attach":
@@ -259,18 +271,23 @@ function parseClientMessage(v: Record<string, unknown>): ClientMessage | string 
 function parseServerMessage(v: Record<string, unknown>): ServerMessage | string {
   switch (v.type) {
     case "welcome": {
-      const { version, tunnel, secret, subdomain, url } = v;
+      const { version, tunnel, secret, subdomain, url, lease } = v;
       if (
         typeof version !== "number" || !isString(tunnel) || !isString(secret) ||
-        !isString(subdomain) || !isString(url)
+        !isString(subdomain) || !isString(url) || !isString(lease)
       ) return "welcome with missing fields";
-      return { type: "welcome", version, tunnel, secret, subdomain, url };
+      return { type: "welcome", version, tunnel, secret, subdomain, url, lease };
     }
-    case "error":
+    case "error": {
       if (!isString(v.code) || !ERROR_CODES.has(v.code) || !isString(v.message)) {
         return "error frame with unknown code";
       }
-      return { type: "error", code: v.code as ErrorCode, message: v.message };
+      const error: ServerMessage = { type: "error", code: v.code as ErrorCode, message: v.message };
+      if (typeof v.retryAfterMs === "number" && v.retryAfterMs >= 0) {
+        error.retryAfterMs = v.retryAfterMs;
+      }
+      return error;
+    }
     case "open":
       if (!isString(v.peer) || (v.proto !== "http" && v.proto !== "tls")) {
         return "open frame with bad fields";

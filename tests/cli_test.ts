@@ -31,7 +31,12 @@ Deno.test({
     try {
       const first = spawnCli("client.ts", [...args, "--subdomain", "cli", "--local-host", HOST]);
       assert.equal(await first.firstLine(), `http://cli.localhost:${server.addr.port}`);
-      const second = await spawnCli("client.ts", [...args, "--subdomain", "cli"]).exited;
+      // Another user (no lease for "cli" in their cache) asks for the same name.
+      const elsewhere = await Deno.makeTempDir();
+      const second = await spawnCli("client.ts", [...args, "--subdomain", "cli"], {
+        XDG_CACHE_HOME: elsewhere,
+      }).exited;
+      await Deno.remove(elsewhere, { recursive: true });
       assert.equal(second.code, 1);
       assert.equal(second.stdout, "");
       assert.match(

@@ -88,6 +88,7 @@ export function openTestTunnel(
     port,
     localHost: HOST,
     server: `http://${HOST}:${server.addr.port}`,
+    leaseFile: false,
     ...extra,
   });
 }
@@ -197,15 +198,22 @@ export interface Cli {
   exited: Promise<{ code: number; stdout: string; stderr: string }>;
 }
 
-/** Starts `deno run -A <script> ...args` from the project root. */
-export function spawnCli(script: string, args: string[]): Cli {
+/** A cache folder for CLI clients' lease files, shared by the CLIs this test process starts. */
+let cacheHome: string | undefined;
+
+/**
+ * Starts `deno run -A <script> ...args` from the project root. Clients keep
+ * their leases under XDG_CACHE_HOME: a temporary folder, unless `env` says.
+ */
+export function spawnCli(script: string, args: string[], env: Record<string, string> = {}): Cli {
+  cacheHome ??= Deno.makeTempDirSync({ prefix: "gotunnel-test-cache-" });
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, ...args],
     cwd: new URL("..", import.meta.url),
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", XDG_CACHE_HOME: cacheHome, ...env },
   }).spawn();
   let stdout = "";
   let stderr = "";
@@ -289,6 +297,63 @@ export function countingHop(port: number): {
     async [Symbol.asyncDispose]() {
       listener.close();
       await accepting;
+      for (const c of [...conns]) close(c);
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/**
+ * A TCP hop on 127.0.0.1 to `port` whose connections can all be cut at once
+ * (`cut()`), and which can stop accepting (`refuse()`): a network failure
+ * between a client and its server, as both ends see it.
+ */
+export function cuttableHop(port: number): {
+  port: number;
+  cut(): void;
+  refuse(): void;
+  [Symbol.asyncDispose](): Promise<void>;
+} {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const tasks: Promise<unknown>[] = [];
+  const close = (c: Deno.Conn) => {
+    if (conns.delete(c)) c.close();
+  };
+  const copy = async (from: Deno.Conn, to: Deno.Conn) => {
+    const buffer = new Uint8Array(64 * 1024);
+    try {
+      for (let n; (n = await from.read(buffer)) !== null;) {
+        await writeAllTo(to, buffer.subarray(0, n));
+      }
+    } catch { /* cut */ }
+    close(from);
+    close(to);
+  };
+  let accepting = true;
+  const loop = (async () => {
+    try {
+      for await (const conn of listener) {
+        conn.setNoDelay(true);
+        const upstream = await connect(port);
+        conns.add(conn).add(upstream);
+        tasks.push(Promise.all([copy(conn, upstream), copy(upstream, conn)]));
+      }
+    } catch { /* closed */ }
+  })();
+  const refuse = () => {
+    if (accepting) listener.close();
+    accepting = false;
+  };
+  return {
+    port: listener.addr.port,
+    cut() {
+      for (const c of [...conns]) close(c);
+    },
+    refuse,
+    async [Symbol.asyncDispose]() {
+      refuse();
+      await loop;
       for (const c of [...conns]) close(c);
       await Promise.all(tasks);
     },

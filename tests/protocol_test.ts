@@ -31,12 +31,22 @@ Deno.test("encodeFrame() and the decoders round-trip every message, at every spl
   const client: ClientMessage[] = [
     { type: "hello", version: 1 },
     { type: "hello", version: 1, subdomain: "demo" },
+    { type: "hello", version: 1, subdomain: "demo", token: "t", lease: "v1.demo.n.m" },
     { type: "attach", version: 1, tunnel: "t", secret: "s" },
     { type: "ping" },
     { type: "bye" },
   ];
   const server: ServerMessage[] = [
-    { type: "welcome", version: 1, tunnel: "t", secret: "s", subdomain: "d", url: "http://d.x" },
+    {
+      type: "welcome",
+      version: 1,
+      tunnel: "t",
+      secret: "s",
+      subdomain: "d",
+      url: "http://d.x",
+      lease: "v1.d.n.m",
+    },
+    { type: "error", code: "subdomain-reserved", message: "held", retryAfterMs: 4200 },
     { type: "error", code: "subdomain-taken", message: "in use" },
     { type: "open", peer: "127.0.0.1:5000", proto: "http" },
     { type: "demand", count: 3 },

@@ -168,6 +168,7 @@ Deno.test({
                 secret: "s",
                 subdomain: "quiet",
                 url: "http://quiet.localhost",
+                lease: "v1.quiet.n.mac",
               }),
             ),
           );

@@ -20,6 +20,7 @@ import {
   type ServerMessage,
 } from "../protocol.ts";
 import { dialServer, parseServerUrl, type ServerTarget } from "./dial.ts";
+import { defaultLeaseFile, LeaseStore } from "./lease_store.ts";
 import { LocalDialer, ProxyPool } from "./proxy.ts";
 
 /** Options for {@linkcode openTunnel}. */
@@ -34,6 +35,14 @@ export interface TunnelOptions {
   subdomain?: string;
   /** Token for a server that requires one. */
   token?: string;
+  /**
+   * File that keeps leases between runs, so a restarted client reclaims its
+   * subdomain at once; `false` keeps them in memory only.
+   * @default {"$XDG_CACHE_HOME/gotunnel/leases.json" (else ~/.cache/...)}
+   */
+  leaseFile?: string | false;
+  /** When the subdomain is held for a previous client, wait until it is free. @default {false} */
+  wait?: boolean;
   /** Idle proxy connections to keep open, ready for visitors. @default {8} */
   pool?: number;
   /** Where logs go. @default {silent} */
@@ -73,7 +82,14 @@ interface Established {
 }
 
 /** Refusals after which reconnecting cannot help. */
-const FATAL: ReadonlySet<string> = new Set(["version", "invalid-subdomain", "unauthorized"]);
+const FATAL: ReadonlySet<string> = new Set([
+  "version",
+  "invalid-subdomain",
+  "unauthorized",
+  "replaced",
+]);
+/** Margin added to a reserved name's time left before claiming it again. */
+const RESERVED_RETRY_MARGIN_MS = 250;
 
 /** The delay before reconnect attempt `attempt` (0-based): doubling, capped, with jitter. */
 export function backoffDelay(attempt: number, random: number = Math.random()): number {
@@ -115,6 +131,9 @@ class TunnelClient implements Tunnel {
   #welcome: Welcome | undefined;
   #control: ControlChannel<ServerMessage, ClientMessage> | undefined;
   #pools = new Set<ProxyPool>();
+  #leaseStore: LeaseStore | undefined;
+  #lease: string | undefined;
+  #replaced: TunnelError | undefined;
   #tasks = new Set<Promise<void>>();
   #stop = new AbortController();
   #finished = Promise.withResolvers<void>();
@@ -127,6 +146,10 @@ class TunnelClient implements Tunnel {
     this.#localHost = options.localHost ?? "localhost";
     this.#dialer = new LocalDialer(this.#localHost, options.port);
     this.#pool = Math.min(options.pool ?? DEFAULT_POOL_SIZE, MAX_IDLE_PROXIES);
+    const leaseFile = options.leaseFile === false
+      ? undefined
+      : options.leaseFile ?? defaultLeaseFile();
+    if (leaseFile !== undefined) this.#leaseStore = new LeaseStore(leaseFile);
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new RangeError(`Invalid local port ${options.port}: use 1-65535`);
     }
@@ -156,14 +179,35 @@ class TunnelClient implements Tunnel {
     this.#finished.promise.finally(() => signal?.removeEventListener("abort", onAbort))
       .catch(() => {});
     if (signal?.aborted) this.#stop.abort();
-    let first: Established;
+    let first: Established | undefined;
     try {
-      first = await this.#establish();
+      while (!first) {
+        try {
+          first = await this.#establish();
+        } catch (e) {
+          const wait = e instanceof TunnelError && e.code === "subdomain-reserved" &&
+            this.#options.wait && !this.#stop.signal.aborted;
+          if (!wait) throw e;
+          const ms = (e.retryAfterMs ?? RECONNECT_MIN_MS) + RESERVED_RETRY_MARGIN_MS;
+          this.#log.info("Subdomain reserved, waiting", { ms });
+          await sleep(ms, this.#stop.signal);
+        }
+      }
     } catch (e) {
       await this.close();
       throw e;
     }
+    await this.#adopt(first.welcome);
     this.#track(this.#loop(first));
+  }
+
+  // Takes the server's welcome: its subdomain and lease, saved before the URL is
+  // shown, so that a client killed any time after that can reclaim the name.
+  async #adopt(welcome: Welcome): Promise<void> {
+    this.#welcome = welcome;
+    if (this.#lease === welcome.lease) return;
+    this.#lease = welcome.lease;
+    await this.#saveLease(welcome.lease);
   }
 
   close(): Promise<void> {
@@ -172,6 +216,7 @@ class TunnelClient implements Tunnel {
       this.#control?.close("client closing", { type: "bye" });
       for (const pool of this.#pools) pool.close();
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
+      if (this.#welcome && !this.#replaced) await this.#saveLease(undefined); // bye frees it
       this.#finished.resolve();
     })();
     return this.#closing;
@@ -193,6 +238,9 @@ class TunnelClient implements Tunnel {
     const subdomain = this.#welcome?.subdomain ?? this.#options.subdomain;
     if (subdomain !== undefined) hello.subdomain = subdomain;
     if (this.#options.token !== undefined) hello.token = this.#options.token;
+    const lease = this.#lease ??
+      (subdomain === undefined ? undefined : await this.#loadLease(subdomain));
+    if (lease !== undefined) hello.lease = lease;
     const { conn, reader } = await dialServer(
       this.#target,
       hello,
@@ -216,7 +264,9 @@ class TunnelClient implements Tunnel {
     }
     if (reply?.type === "welcome") return { conn, reader, welcome: reply };
     closeQuietly(conn);
-    if (reply?.type === "error") throw new TunnelError(reply.code, reply.message);
+    if (reply?.type === "error") {
+      throw new TunnelError(reply.code, reply.message, { retryAfterMs: reply.retryAfterMs });
+    }
     throw new TunnelError("protocol", "Cannot open tunnel: server closed without a welcome");
   }
 
@@ -226,6 +276,12 @@ class TunnelClient implements Tunnel {
       if (this.#stop.signal.aborted) return closeQuietly(session.conn);
       const reason = await this.#serve(session);
       if (this.#stop.signal.aborted) return;
+      if (this.#replaced) {
+        this.#log.error("Tunnel taken over by another connection of this client", {});
+        this.#finished.reject(this.#replaced);
+        void this.close();
+        return;
+      }
       this.#log.warn("Lost connection to server", { reason });
       try {
         session = await this.#reconnect();
@@ -239,7 +295,7 @@ class TunnelClient implements Tunnel {
   }
 
   async #serve({ conn, reader, welcome }: Established): Promise<string> {
-    this.#welcome = welcome;
+    await this.#adopt(welcome);
     const control = new ControlChannel<ServerMessage, ClientMessage>(
       conn,
       reader,
@@ -269,11 +325,33 @@ class TunnelClient implements Tunnel {
       if (message.type === "demand") pool.open(message.count);
       else if (message.type === "error") {
         this.#log.warn("Server says", { code: message.code, message: message.message });
+        if (message.code === "replaced") {
+          this.#replaced = new TunnelError("replaced", message.message);
+        }
       }
     });
     pool.retire();
     this.#track(this.#forget(pool));
     return reason;
+  }
+
+  async #loadLease(subdomain: string): Promise<string | undefined> {
+    try {
+      return await this.#leaseStore?.get(this.#target.url, subdomain);
+    } catch (e) {
+      this.#log.warn("Cannot read lease file", { error: describeError(e) });
+      return undefined;
+    }
+  }
+
+  async #saveLease(lease: string | undefined): Promise<void> {
+    const subdomain = this.#welcome?.subdomain;
+    if (!this.#leaseStore || subdomain === undefined) return;
+    try {
+      await this.#leaseStore.set(this.#target.url, subdomain, lease);
+    } catch (e) {
+      this.#log.warn("Cannot write lease file", { error: describeError(e) });
+    }
   }
 
   // Drops a retired pool once its busy connections are done.
@@ -293,7 +371,10 @@ class TunnelClient implements Tunnel {
         return await this.#establish();
       } catch (e) {
         if (e instanceof TunnelError && FATAL.has(e.code)) throw e;
-        if (e instanceof TunnelError && e.code === "subdomain-taken") {
+        if (
+          e instanceof TunnelError &&
+          (e.code === "subdomain-taken" || e.code === "subdomain-reserved")
+        ) {
           // The server may not have noticed yet that our old session is gone (it
           // takes up to PEER_TIMEOUT_MS); after that, someone else holds the name.
           takenSince ??= Date.now();

@@ -3,6 +3,7 @@
 import type { Logger } from "../log.ts";
 import type { ServerLimits } from "../protocol.ts";
 import type { Auth } from "./auth.ts";
+import type { Leases } from "./lease.ts";
 import type { Admission } from "./limits.ts";
 import type { Registry } from "./registry.ts";
 
@@ -22,6 +23,8 @@ export interface ServerContext {
   readonly admission: Admission;
   /** Who may open tunnels. */
   readonly auth: Auth;
+  /** Reconnect leases and the names held for clients that went away. */
+  readonly leases: Leases;
   /** Every live connection, closed by `close()`. */
   readonly conns: Set<Deno.Conn>;
   /** Control connections: their sessions close them after a last frame. */

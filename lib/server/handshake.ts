@@ -89,19 +89,47 @@ async function hello(
   }
   const denied = await ctx.auth.check(message.token, requested);
   if (denied) return await refuse(ctx, conn, "unauthorized", `Cannot open tunnel: ${denied}`);
+  // Everything asynchronous happens before the name is checked: from the check to
+  // the registration below there is no await, so two claims cannot both win.
+  const leaseNonce = requested === undefined
+    ? undefined
+    : await ctx.leases.verify(message.lease, requested);
   let name: string;
   if (requested !== undefined) {
     name = requested;
-    if (ctx.registry.get(name)) {
+    const holder = ctx.registry.get(name);
+    if (holder && leaseNonce !== undefined && leaseNonce === holder.leaseNonce) {
+      // Its own client is back on a new connection before the old one was found dead.
+      ctx.log.info("Tunnel replaced by its client", { subdomain: name });
+      ctx.registry.remove(holder);
+      holder.replace();
+    } else if (holder) {
       return await refuse(
         ctx,
         conn,
         "subdomain-taken",
         `Cannot register subdomain "${name}": already in use`,
       );
+    } else {
+      const hold = ctx.leases.heldFor(name);
+      if (
+        hold &&
+        (leaseNonce === undefined || (hold.nonce !== undefined && hold.nonce !== leaseNonce))
+      ) {
+        const seconds = Math.ceil(hold.leftMs / 1000);
+        return await refuse(
+          ctx,
+          conn,
+          "subdomain-reserved",
+          `Cannot register subdomain "${name}": reserved for its previous client for another ${seconds} s`,
+          true,
+          hold.leftMs,
+        );
+      }
+      ctx.leases.release(name);
     }
   } else {
-    do name = randomSubdomain(); while (ctx.registry.get(name));
+    do name = randomSubdomain(); while (ctx.registry.get(name) || ctx.leases.heldFor(name));
   }
   const session = new Session(
     {
@@ -119,6 +147,8 @@ async function hello(
   ctx.controlConns.add(conn);
   let reason = "welcome not delivered";
   try {
+    const { lease, nonce } = await ctx.leases.issue(name);
+    session.leaseNonce = nonce;
     ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
     await writeAll(
       conn,
@@ -131,6 +161,7 @@ async function hello(
           secret: session.secret,
           subdomain: name,
           url: ctx.url.replace("//", `//${name}.`),
+          lease,
         }),
       ),
     );
@@ -140,7 +171,11 @@ async function hello(
     ctx.controlConns.delete(conn);
     ctx.registry.remove(session);
     ctx.admission.removeTunnel(ip);
-    ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason });
+    // A client that went away without saying bye may come back: hold its name.
+    const holds = !session.saidBye && !session.replaced && session.leaseNonce !== undefined &&
+      !ctx.closing;
+    if (holds && !ctx.registry.get(name)) ctx.leases.hold(name, session.leaseNonce!);
+    ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason, held: holds });
   }
 }
 
@@ -151,9 +186,14 @@ async function refuse(
   code: ErrorCode,
   message: string,
   upgrade = true,
+  retryAfterMs?: number,
 ): Promise<void> {
   ctx.log.debug("Refused client", { code, message });
   const short = message.length > 200 ? message.slice(0, 200) + "…" : message;
-  const frame = encodeFrame({ type: "error", code, message: short });
+  const frame = encodeFrame(
+    retryAfterMs === undefined
+      ? { type: "error", code, message: short }
+      : { type: "error", code, message: short, retryAfterMs },
+  );
   await writeAll(conn, upgrade ? concatBytes(UPGRADE_RESPONSE, frame) : frame);
 }

@@ -146,6 +146,10 @@ async function routeHttp(
   }
   const session = route.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
   if (!session) {
+    if (route.kind === "tunnel" && ctx.leases.heldFor(route.name)) {
+      const body = `Tunnel ${head.host} is reconnecting, try again shortly`;
+      return await answerAndLinger(conn, httpError(502, "Bad Gateway", body));
+    }
     const body = route.kind === "tunnel"
       ? `Tunnel ${head.host} not found`
       : `Unknown host ${head.host}`;

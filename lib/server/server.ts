@@ -7,10 +7,12 @@ import {
   ACCEPT_BACKOFF_MAX_MS,
   ACCEPT_BACKOFF_MIN_MS,
   DEFAULT_SERVER_LIMITS,
+  LEASE_MS,
   type ServerLimits,
 } from "../protocol.ts";
 import { ipOf, type Outcome, type ServerContext } from "./context.ts";
 import { Auth, type TokenRules } from "./auth.ts";
+import { Leases } from "./lease.ts";
 import { Admission } from "./limits.ts";
 import { Registry } from "./registry.ts";
 import { routeConnection } from "./route.ts";
@@ -34,6 +36,19 @@ export interface ServerOptions {
    * subdomains it may claim (`"*"`: any). @default {none: anyone may open tunnels}
    */
   tokens?: TokenRules;
+  /** How long a client that went away keeps its subdomain for itself. @default {60 s} */
+  leaseMs?: number;
+  /**
+   * Key that signs leases (32 random bytes, kept across restarts so that
+   * clients reclaim their names after one). @default {a random key per process}
+   */
+  leaseKey?: Uint8Array;
+  /**
+   * With a `leaseKey`, whether this start may be a restart: then, for the
+   * first `leaseMs`, a subdomain can only be claimed with a valid lease (its
+   * previous client may be on its way back). @default {true}
+   */
+  leaseGrace?: boolean;
 }
 
 /** A running server. */
@@ -85,6 +100,11 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const registry = new Registry();
   const admission = new Admission(limits);
   const auth = await Auth.create(options.tokens);
+  const leases = await Leases.create(
+    options.leaseKey,
+    options.leaseMs ?? LEASE_MS,
+    options.leaseGrace ?? true,
+  );
   const conns = new Set<Deno.Conn>();
   const controlConns = new Set<Deno.Conn>(); // closed by their sessions, after a last frame
   const tasks = new Set<Promise<void>>();
@@ -96,6 +116,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     limits,
     admission,
     auth,
+    leases,
     log,
     registry,
     conns,

@@ -28,6 +28,10 @@ export class Session {
   readonly subdomain: string;
   /** Public connections of this tunnel now waiting for or relaying a stream. */
   streams = 0;
+  /** The nonce of the lease this session's client holds. */
+  leaseNonce: string | undefined;
+  #saidBye = false;
+  #replaced = false;
   #control: ControlChannel<ClientMessage, ServerMessage>;
   #idle: ProxyChannel[] = [];
   #waiters: Waiter[] = [];
@@ -57,6 +61,26 @@ export class Session {
     );
   }
 
+  /** Whether the client closed the tunnel on purpose (its name is free at once). */
+  get saidBye(): boolean {
+    return this.#saidBye;
+  }
+
+  /** Whether a new session of the same client took this one's place. */
+  get replaced(): boolean {
+    return this.#replaced;
+  }
+
+  /** Ends this session because its client came back on a new connection. */
+  replace(): void {
+    this.#replaced = true;
+    this.close({
+      type: "error",
+      code: "replaced",
+      message: "This tunnel was taken over by a new connection of its client",
+    });
+  }
+
   /** Number of idle proxy connections held now. */
   get idleCount(): number {
     return this.#idle.length;
@@ -71,6 +95,7 @@ export class Session {
   async run(): Promise<string> {
     const reason = await this.#control.run((message) => {
       if (message.type === "bye") {
+        this.#saidBye = true;
         this.#control.close("client said bye");
         return;
       }

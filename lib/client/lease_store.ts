@@ -1,0 +1,60 @@
+// Where a client keeps its leases between runs: a small JSON file in the user's cache.
+
+/** The default lease file: `$XDG_CACHE_HOME/gotunnel/leases.json`, else under `~/.cache`. */
+export function defaultLeaseFile(): string | undefined {
+  try {
+    const cache = Deno.env.get("XDG_CACHE_HOME") ||
+      (Deno.env.get("HOME") ? `${Deno.env.get("HOME")}/.cache` : undefined);
+    return cache ? `${cache}/gotunnel/leases.json` : undefined;
+  } catch {
+    return undefined; // no env permission: keep leases in memory only
+  }
+}
+
+type Entries = Record<string, { lease: string; saved: string }>;
+
+/**
+ * Leases by server and subdomain, in a JSON file written atomically (temp file,
+ * then rename). Failures to read or write only lose the lease: they are logged
+ * by the caller, never fatal.
+ */
+export class LeaseStore {
+  #path: string;
+
+  /** A store in the file at `path` (created with its folder when first written). */
+  constructor(path: string) {
+    this.#path = path;
+  }
+
+  /** The lease saved for `subdomain` on `server`, if any. */
+  async get(server: string, subdomain: string): Promise<string | undefined> {
+    return (await this.#read())[`${server} ${subdomain}`]?.lease;
+  }
+
+  /** Saves (or, with `undefined`, forgets) the lease for `subdomain` on `server`. */
+  async set(server: string, subdomain: string, lease: string | undefined): Promise<void> {
+    const entries = await this.#read();
+    const key = `${server} ${subdomain}`;
+    if (lease === undefined) {
+      if (!(key in entries)) return;
+      delete entries[key];
+    } else {
+      entries[key] = { lease, saved: new Date().toISOString() };
+    }
+    const dir = this.#path.slice(0, this.#path.lastIndexOf("/"));
+    if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+    const temp = `${this.#path}.${crypto.randomUUID()}.tmp`;
+    await Deno.writeTextFile(temp, JSON.stringify(entries, null, 2) + "\n", { mode: 0o600 });
+    await Deno.rename(temp, this.#path);
+  }
+
+  async #read(): Promise<Entries> {
+    try {
+      const parsed = JSON.parse(await Deno.readTextFile(this.#path));
+      return typeof parsed === "object" && parsed !== null ? parsed as Entries : {};
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return {};
+      throw e;
+    }
+  }
+}

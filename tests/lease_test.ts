@@ -1,0 +1,174 @@
+// Reconnect leases: a tunnel's own client, and only it, gets its name back after a failure.
+
+import assert from "node:assert/strict";
+import { TunnelError } from "../lib/errors.ts";
+import {
+  cuttableHop,
+  HOST,
+  openTestTunnel,
+  rawRequest,
+  spawnCli,
+  startApp,
+  startTestServer,
+  waitFor,
+} from "./helpers.ts";
+import { openTunnel } from "../lib/client/tunnel.ts";
+
+const T = { timeout: 30_000 };
+const get = (port: number, host: string) =>
+  rawRequest(port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+const reserved = (e: unknown): boolean =>
+  e instanceof TunnelError && e.code === "subdomain-reserved" && (e.retryAfterMs ?? 0) > 0 &&
+  /reserved for its previous client for another \d+ s/.test(e.message);
+
+Deno.test({
+  name:
+    "a cut-off client reclaims its name with its lease; meanwhile others are refused and visitors get 502",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer();
+    await using hop = cuttableHop(server.addr.port);
+    let ready = 0;
+    const tunnel = await openTunnel({
+      port: app.addr.port,
+      localHost: HOST,
+      server: `http://${HOST}:${hop.port}`,
+      subdomain: "keep",
+      leaseFile: false,
+      onReady: () => void ready++,
+    });
+    try {
+      hop.cut(); // no bye: the server holds the name for the lease time
+      await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
+      assert.match(
+        await get(server.addr.port, "keep.localhost"),
+        /^HTTP\/1\.1 502 [^]*reconnecting/,
+      );
+      await assert.rejects(openTestTunnel(server, 9, { subdomain: "keep" }), reserved);
+      await waitFor(() => ready === 2, 10_000, "the client to come back");
+      assert.equal(tunnel.subdomain, "keep");
+      assert.match(
+        await get(server.addr.port, "keep.localhost"),
+        /^HTTP\/1\.1 200 [^]*hello from app/,
+      );
+    } finally {
+      await tunnel.close();
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "after the lease runs out the name is free: 404, then anyone may claim it",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ leaseMs: 400 });
+    await using hop = cuttableHop(server.addr.port);
+    const gone = await openTunnel({
+      port: 9,
+      localHost: HOST,
+      server: `http://${HOST}:${hop.port}`,
+      subdomain: "brief",
+      leaseFile: false,
+    });
+    hop.refuse(); // it cannot come back
+    hop.cut();
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
+    assert.match(await get(server.addr.port, "brief.localhost"), /^HTTP\/1\.1 502 /);
+    await assert.rejects(openTestTunnel(server, 9, { subdomain: "brief" }), reserved);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.match(await get(server.addr.port, "brief.localhost"), /^HTTP\/1\.1 404 /);
+    const other = await openTestTunnel(server, 9, { subdomain: "brief" });
+    await other.close();
+    await gone.close();
+  },
+});
+
+Deno.test({
+  name:
+    "bye frees the name at once; a second client with the same lease takes over and the first stops",
+  ...T,
+  async fn() {
+    await using server = await startTestServer();
+    const first = await openTestTunnel(server, 9, { subdomain: "free" });
+    await first.close();
+    const second = await openTestTunnel(server, 9, { subdomain: "free" }); // no wait, no lease
+    await second.close();
+    const file = await Deno.makeTempFile();
+    try {
+      const a = await openTestTunnel(server, 9, { subdomain: "mine", leaseFile: file });
+      await waitFor(() => Deno.readTextFileSync(file).includes("mine"), 5_000, "the lease file");
+      const b = await openTestTunnel(server, 9, { subdomain: "mine", leaseFile: file });
+      await assert.rejects(a.finished, (e) => e instanceof TunnelError && e.code === "replaced");
+      assert.equal(server.tunnelCount, 1);
+      await b.close();
+      assert.doesNotMatch(await Deno.readTextFile(file), /mine/); // bye forgot the lease
+    } finally {
+      await Deno.remove(file);
+    }
+  },
+});
+
+Deno.test({
+  name: "200 clients reclaim their names after a restart of a server with a stable lease key",
+  ...T,
+  async fn() {
+    const leaseKey = crypto.getRandomValues(new Uint8Array(32));
+    const limits = { maxTunnelsPerIp: 0, maxSessionsPerIpPerMinute: 0, maxSniffingPerIp: 0 };
+    let server = await startTestServer({ leaseKey, leaseGrace: false, limits }); // a first start
+    const port = server.addr.port;
+    const ready = new Map<string, number>();
+    const tunnels = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        openTestTunnel(server, 9, {
+          subdomain: `c${i}`,
+          pool: 1,
+          onReady: () => void ready.set(`c${i}`, (ready.get(`c${i}`) ?? 0) + 1),
+        })),
+    );
+    try {
+      await server.close();
+      server = await startTestServer({ port, leaseKey, limits });
+      // During the grace period nobody without a lease may take a name.
+      await assert.rejects(openTestTunnel(server, 9, { subdomain: "c7" }), reserved);
+      await waitFor(() => server.tunnelCount === 200, 20_000, "all 200 to come back");
+      assert.ok([...ready.values()].every((n) => n === 2));
+      assert.deepEqual(tunnels.map((t) => t.subdomain), tunnels.map((_, i) => `c${i}`));
+    } finally {
+      await Promise.all(tunnels.map((t) => t.close()));
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "client.ts killed with SIGKILL reclaims at once from its lease file; another waits with --wait",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ leaseMs: 1500 });
+    const args = ["9", "--server", `http://${HOST}:${server.addr.port}`, "--subdomain", "cli"];
+    const first = spawnCli("client.ts", args);
+    assert.equal(await first.firstLine(), `http://cli.localhost:${server.addr.port}`);
+    await first.stop("SIGKILL");
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the kill");
+    // Same cache folder: the lease is there, the name comes back at once.
+    const again = spawnCli("client.ts", args);
+    assert.equal(await again.firstLine(), `http://cli.localhost:${server.addr.port}`);
+    await again.stop("SIGKILL");
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the kill");
+    // Another user: refused with the time left, or with --wait, served once it is free.
+    const elsewhere = await Deno.makeTempDir();
+    try {
+      const refused = await spawnCli("client.ts", args, { XDG_CACHE_HOME: elsewhere }).exited;
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /reserved for its previous client for another \d s/);
+      const waiter = spawnCli("client.ts", [...args, "--wait"], { XDG_CACHE_HOME: elsewhere });
+      assert.equal(await waiter.firstLine(), `http://cli.localhost:${server.addr.port}`);
+      assert.equal((await waiter.stop("SIGINT")).code, 0);
+    } finally {
+      await Deno.remove(elsewhere, { recursive: true });
+    }
+  },
+});
