@@ -39,7 +39,9 @@ Options:
 Limits (TIME: 500ms, 10s, 10m, 1h; N = 0: no limit):
 ${limitUsage(DEFAULT_SERVER_LIMITS)}
 
-Prints its URL on stdout once listening. SIGINT or SIGTERM stops it.
+Prints its URL on stdout once listening. SIGINT or SIGTERM stops it gracefully: no new
+connections, clients told to reconnect later, relayed connections given 30 s to finish;
+a second signal stops it at once.
 
 Examples:
   gotunnel-server                                   # http://localhost:8080, tunnels at *.localhost
@@ -178,7 +180,14 @@ export async function main(args: string[]): Promise<number> {
     printError(`Cannot listen on ${options.hostname}:${options.port}: ${(e as Error).message}`);
     return 1;
   }
-  const onSignal = (): void => stop.abort();
+  // The first signal drains (up to 30 s), the second stops at once.
+  let signalled = false;
+  const onSignal = (): void => {
+    if (signalled) return stop.abort();
+    signalled = true;
+    options.logger.info("Draining; a second signal stops at once", {});
+    void server.shutdown();
+  };
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   print(server.url);

@@ -61,6 +61,10 @@ export const MAX_CLIENT_PROXIES = 1024;
 export const RECONNECT_MIN_MS = 1_000;
 /** Reconnect backoff ceiling. */
 export const RECONNECT_MAX_MS = 30_000;
+/** A graceful shutdown lets relayed connections finish for this long. */
+export const SHUTDOWN_GRACE_MS = 30_000;
+/** How often a shutdown checks whether everything has finished. */
+export const SHUTDOWN_POLL_MS = 50;
 /** How long a subdomain stays held for a client that went away without saying bye. */
 export const LEASE_MS = 60_000;
 /** Bytes of randomness in a session secret. */

@@ -194,6 +194,8 @@ export interface Cli {
   firstLine(): Promise<string>;
   /** Sends `signal` (if still running) and resolves with status and all output. */
   stop(signal?: Deno.Signal): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Sends `signal` without waiting. */
+  kill(signal: Deno.Signal): void;
   /** Resolves when the process exits by itself. */
   exited: Promise<{ code: number; stdout: string; stderr: string }>;
 }
@@ -243,6 +245,9 @@ export function spawnCli(script: string, args: string[], env: Record<string, str
     stop(signal: Deno.Signal = "SIGTERM") {
       if (running) child.kill(signal);
       return exited;
+    },
+    kill(signal: Deno.Signal) {
+      if (running) child.kill(signal);
     },
     exited,
   };
@@ -312,10 +317,12 @@ export function cuttableHop(port: number): {
   port: number;
   cut(): void;
   refuse(): void;
+  blackhole(): void;
   [Symbol.asyncDispose](): Promise<void>;
 } {
   const listener = Deno.listen({ hostname: HOST, port: 0 });
   const conns = new Set<Deno.Conn>();
+  const holed = new Set<Deno.Conn>(); // bytes read from these are dropped, nothing is closed
   const tasks: Promise<unknown>[] = [];
   const close = (c: Deno.Conn) => {
     if (conns.delete(c)) c.close();
@@ -324,7 +331,7 @@ export function cuttableHop(port: number): {
     const buffer = new Uint8Array(64 * 1024);
     try {
       for (let n; (n = await from.read(buffer)) !== null;) {
-        await writeAllTo(to, buffer.subarray(0, n));
+        if (!holed.has(from)) await writeAllTo(to, buffer.subarray(0, n));
       }
     } catch { /* cut */ }
     close(from);
@@ -351,6 +358,9 @@ export function cuttableHop(port: number): {
       for (const c of [...conns]) close(c);
     },
     refuse,
+    blackhole() {
+      for (const c of conns) holed.add(c);
+    },
     async [Symbol.asyncDispose]() {
       refuse();
       await loop;

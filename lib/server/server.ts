@@ -9,6 +9,8 @@ import {
   DEFAULT_SERVER_LIMITS,
   LEASE_MS,
   type ServerLimits,
+  SHUTDOWN_GRACE_MS,
+  SHUTDOWN_POLL_MS,
 } from "../protocol.ts";
 import { ipOf, type Outcome, type ServerContext } from "./context.ts";
 import { Auth, type TokenRules } from "./auth.ts";
@@ -61,8 +63,15 @@ export interface TunnelServer {
   readonly finished: Promise<void>;
   /** Number of tunnels registered now. */
   readonly tunnelCount: number;
-  /** Stops accepting, closes every connection, resolves when all are closed. */
+  /** Stops accepting, closes every connection at once, resolves when all are closed. */
   close(): Promise<void>;
+  /**
+   * Graceful stop: stops accepting, tells clients (they reconnect with
+   * backoff), lets relayed connections finish for up to `graceMs`, then
+   * closes what is left. Resolves when all are closed; `close()` during it
+   * ends it at once.
+   */
+  shutdown(graceMs?: number): Promise<void>;
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -183,21 +192,41 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const accepting = acceptLoop();
   const finished = Promise.withResolvers<void>();
   let closed: Promise<void> | undefined;
+  const stopServing = async (): Promise<void> => {
+    closing = true;
+    stopAccepting.abort();
+    closeQuietly(listener);
+    await accepting;
+    for (const session of registry.sessions()) {
+      session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
+    }
+  };
   const close = (): Promise<void> => {
     closed ??= (async () => {
-      closing = true;
-      stopAccepting.abort();
-      closeQuietly(listener);
-      await accepting;
-      for (const session of registry.sessions()) {
-        session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
-      }
+      cutShort.abort();
+      await stopServing();
       for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
       log.info("Server closed");
       finished.resolve();
     })();
     return closed;
+  };
+  // Aborted by close(), to cut a graceful shutdown short.
+  const cutShort = new AbortController();
+  let shuttingDown: Promise<void> | undefined;
+  const shutdown = (graceMs: number = SHUTDOWN_GRACE_MS): Promise<void> => {
+    shuttingDown ??= (async () => {
+      log.info("Shutting down", { grace_ms: graceMs });
+      await stopServing();
+      const deadline = Date.now() + graceMs;
+      const busy = (): boolean => [...conns].some((c) => !controlConns.has(c));
+      while (busy() && Date.now() < deadline && !cutShort.signal.aborted) {
+        await sleep(SHUTDOWN_POLL_MS, cutShort.signal);
+      }
+      await close();
+    })();
+    return shuttingDown;
   };
   const onAbort = (): void => void close();
   options.signal?.addEventListener("abort", onAbort, { once: true });
@@ -217,6 +246,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       return registry.size;
     },
     close,
+    shutdown,
     [Symbol.asyncDispose]: close,
   };
 }

@@ -1,0 +1,140 @@
+// Graceful shutdown: stop accepting, tell clients, let streams finish, then close.
+
+import assert from "node:assert/strict";
+import { sleep } from "../lib/io.ts";
+import {
+  connect,
+  HOST,
+  openTestTunnel,
+  readAll,
+  spawnCli,
+  startTestServer,
+  writeAllTo,
+} from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
+
+/** An app that answers each request slowly: the head at once, the body after `ms`. */
+function slowApp(ms: number): { port: number; [Symbol.asyncDispose](): Promise<void> } {
+  const listener = Deno.listen({ hostname: HOST, port: 0 });
+  const tasks: Promise<void>[] = [];
+  const stop = new AbortController();
+  const answer = async (conn: Deno.Conn): Promise<void> => {
+    await conn.read(new Uint8Array(1024));
+    await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"));
+    await sleep(ms, stop.signal);
+    await writeAllTo(conn, encode("done")).catch(() => {});
+    conn.close();
+  };
+  const accepting = (async () => {
+    try {
+      for await (const conn of listener) tasks.push(answer(conn).catch(() => {}));
+    } catch { /* closed */ }
+  })();
+  return {
+    port: listener.addr.port,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      stop.abort();
+      await accepting;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/** Whether a new connection to `port` is refused, or accepted and closed without an answer. */
+async function notServing(port: number): Promise<boolean> {
+  try {
+    const conn = await connect(port);
+    const answer = await readAll(conn).catch(() => new Uint8Array(0));
+    conn.close();
+    return answer.length === 0;
+  } catch (e) {
+    return e instanceof Deno.errors.ConnectionRefused || e instanceof Deno.errors.ConnectionReset;
+  }
+}
+
+Deno.test({
+  name: "shutdown() lets an in-flight response finish, refuses new connections, then closes",
+  ...T,
+  async fn() {
+    await using app = slowApp(600);
+    const server = await startTestServer();
+    const tunnel = await openTestTunnel(server, app.port, { subdomain: "slow" });
+    try {
+      const visitor = await connect(server.addr.port);
+      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
+      await new Promise((r) => setTimeout(r, 100)); // the request is on its way to the app
+      const started = Date.now();
+      const stopping = server.shutdown(10_000);
+      assert.ok(await notServing(server.addr.port));
+      const answer = new TextDecoder().decode(await readAll(visitor));
+      visitor.close();
+      assert.match(answer, /^HTTP\/1\.1 200 OK[^]*done$/);
+      await stopping;
+      const took = Date.now() - started;
+      assert.ok(took >= 400 && took < 5_000, `shutdown took ${took} ms`);
+    } finally {
+      await tunnel.close();
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "shutdown() with nothing in flight is quick, and close() cuts a long one short",
+  ...T,
+  async fn() {
+    const idle = await startTestServer();
+    const started = Date.now();
+    await idle.shutdown();
+    assert.ok(Date.now() - started < 1_000);
+
+    await using app = slowApp(20_000);
+    const server = await startTestServer();
+    const tunnel = await openTestTunnel(server, app.port, { subdomain: "long" });
+    const visitor = await connect(server.addr.port);
+    try {
+      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: long.localhost\r\n\r\n"));
+      await new Promise((r) => setTimeout(r, 100));
+      const stopping = server.shutdown(30_000);
+      await new Promise((r) => setTimeout(r, 200));
+      const cut = Date.now();
+      await server.close();
+      await stopping;
+      assert.ok(Date.now() - cut < 1_000);
+    } finally {
+      visitor.close();
+      await tunnel.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "server.ts drains on the first SIGTERM and exits at once on the second",
+  ...T,
+  async fn() {
+    await using app = slowApp(20_000);
+    const server = spawnCli("server.ts", ["--port", "0", "--hostname", HOST]);
+    const port = Number(new URL(await server.firstLine()).port);
+    const target = { addr: { port } } as Parameters<typeof openTestTunnel>[0];
+    const tunnel = await openTestTunnel(target, app.port, { subdomain: "drain" });
+    const visitor = await connect(port);
+    try {
+      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: drain.localhost\r\n\r\n"));
+      await new Promise((r) => setTimeout(r, 200)); // the stream is held open by the app
+      server.kill("SIGTERM");
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(await notServing(port)); // no longer accepting
+      const started = Date.now();
+      const end = await server.stop("SIGTERM"); // the second signal: at once
+      assert.equal(end.code, 0);
+      assert.ok(Date.now() - started < 3_000);
+      assert.match(end.stderr, /Draining/);
+    } finally {
+      visitor.close();
+      await tunnel.close();
+    }
+  },
+});
