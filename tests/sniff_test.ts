@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
 import { readFixture } from "./helpers.ts";
+import { frameProperty, sniffProperty } from "./properties.ts";
 
 const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -211,23 +212,9 @@ Deno.test("sniffHttpHost() answers 431 past the cap and reads the Upgrade header
 });
 
 Deno.test("sniff() never throws and gives the same answer for any split (property)", () => {
-  const fixtures = Object.keys(captures).map(readFixture);
-  const input = fc.oneof(
-    fc.uint8Array({ maxLength: 600 }),
-    fc.constantFrom(...fixtures).chain((f) =>
-      fc.tuple(fc.nat(f.length), fc.uint8Array({ maxLength: 8 }), fc.nat(f.length)).map(
-        ([at, junk, cut]) =>
-          Uint8Array.from([...f.subarray(0, at), ...junk, ...f.subarray(at)]).subarray(0, cut + 8),
-      )
-    ),
-  );
-  fc.assert(
-    fc.property(input, fc.nat(), (bytes, cutSeed) => {
-      const whole = sniff(bytes);
-      const cut = bytes.length === 0 ? 0 : cutSeed % bytes.length;
-      const split = feed(bytes, [cut]).result;
-      assert.deepEqual(split, whole);
-    }),
-    { numRuns: 3000 },
-  );
+  fc.assert(sniffProperty(Object.keys(captures).map(readFixture)), { numRuns: 3000 });
+});
+
+Deno.test("the frame decoders never throw and agree with the encoder (property)", () => {
+  fc.assert(frameProperty, { numRuns: 3000 });
 });
