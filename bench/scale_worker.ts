@@ -11,7 +11,7 @@ const say = (line: string): void => {
   Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
 };
 const stopped = new Promise<void>((resolve) => Deno.addSignalListener("SIGTERM", resolve));
-const BATCH = 250;
+const BATCH = Number(Deno.env.get("BATCH") ?? 250);
 
 if (mode === "tunnels") {
   const [port, count] = args.map(Number) as [number, number];

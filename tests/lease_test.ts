@@ -172,3 +172,44 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "server.ts --lease-key-file creates the key once, and after a restart the client gets its name back",
+  ...T,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const keyFile = `${dir}/lease.key`;
+    try {
+      const serverArgs = ["--port", "0", "--hostname", HOST, "--lease-key-file", keyFile];
+      const first = spawnCli("server.ts", serverArgs);
+      const port = new URL(await first.firstLine()).port;
+      const key = await Deno.readFile(keyFile);
+      assert.equal(key.length, 32);
+      assert.equal((await Deno.stat(keyFile)).mode! & 0o777, 0o600);
+      let ready = 0;
+      const tunnel = await openTunnel({
+        port: 9,
+        localHost: HOST,
+        server: `http://${HOST}:${port}`,
+        subdomain: "stable",
+        leaseFile: false,
+        onReady: () => void ready++,
+      });
+      try {
+        assert.equal((await first.stop("SIGKILL")).code, 137); // a crash, not a drain
+        const second = spawnCli("server.ts", ["--port", port, ...serverArgs.slice(2)]);
+        await second.firstLine();
+        assert.deepEqual(await Deno.readFile(keyFile), key); // the same key, not a new one
+        await waitFor(() => ready === 2, 10_000, "the client to reclaim its name");
+        assert.equal(tunnel.subdomain, "stable");
+        await tunnel.close();
+        assert.equal((await second.stop("SIGTERM")).code, 0);
+      } finally {
+        await tunnel.close();
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
