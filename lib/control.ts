@@ -45,6 +45,7 @@ export class ControlChannel<In extends Message, Out extends Message> {
   #silence: ReturnType<typeof setTimeout> | undefined;
   #reason = "closed";
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #received = 0;
 
   /** Wraps `conn`, whose already-read bytes are in `reader`. */
   constructor(
@@ -59,6 +60,11 @@ export class ControlChannel<In extends Message, Out extends Message> {
     this.#decode = decode;
     this.#log = log;
     this.#timing = timing;
+  }
+
+  /** Frames received so far (pings included). */
+  get received(): number {
+    return this.#received;
   }
 
   /** Whether the channel has closed. */
@@ -89,6 +95,7 @@ export class ControlChannel<In extends Message, Out extends Message> {
           this.#end("peer closed the connection");
           break;
         }
+        this.#received++;
         this.#armSilence();
         if (message.type !== "ping") onMessage(message);
       }

@@ -162,6 +162,7 @@ export type ServerMessage =
   | { type: "error"; code: ErrorCode; message: string; retryAfterMs?: number }
   | { type: "open"; peer: string; proto: "http" | "tls" }
   | { type: "demand"; count: number }
+  | { type: "lease"; lease: string }
   | { type: "ping" };
 
 /** A decoder's answer: a message and the bytes it used, or why it cannot give one. */
@@ -300,6 +301,9 @@ function parseServerMessage(v: Record<string, unknown>): ServerMessage | string 
     case "demand":
       if (!isCount(v.count)) return "demand frame with bad count";
       return { type: "demand", count: v.count };
+    case "lease":
+      if (!isString(v.lease)) return "lease frame without a lease";
+      return { type: "lease", lease: v.lease };
     case "ping":
       return { type: "ping" };
     default:

@@ -2,7 +2,7 @@
 
 import type { ProxyChannel, ReadBuffer, StreamEnd } from "./channel.ts";
 import { closeQuietly, writeAll } from "./io.ts";
-import { FRAME_HEADER_BYTES } from "./protocol.ts";
+import { FRAME_HEADER_BYTES, LINGER_MS } from "./protocol.ts";
 
 /** A read already started on a connection; the relay takes its bytes first. */
 export interface PendingRead {
@@ -240,8 +240,16 @@ export async function relayStream(
   let idleTimer: ReturnType<typeof setTimeout> | undefined;
   const checkIdle = (): void => {
     const idle = Date.now() - lastRead;
-    if (idle >= idleTimeoutMs) closeRaw(); // our read fails: ABORT both ways, channel kept
-    else idleTimer = setTimeout(checkIdle, idleTimeoutMs - idle);
+    if (idle < idleTimeoutMs) {
+      idleTimer = setTimeout(checkIdle, idleTimeoutMs - idle);
+      return;
+    }
+    closeRaw(); // our read fails: ABORT both ways, and the channel is kept...
+    // ...if the far side answers with its own end in time; otherwise the channel goes too.
+    idleTimer = setTimeout(
+      () => breakChannel(new Deno.errors.TimedOut("no end of stream after an idle abort")),
+      LINGER_MS,
+    );
   };
   if (idleTimeoutMs > 0) idleTimer = setTimeout(checkIdle, idleTimeoutMs);
 

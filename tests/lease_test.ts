@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
+  connect,
   cuttableHop,
   HOST,
   openTestTunnel,
@@ -11,8 +12,16 @@ import {
   startApp,
   startTestServer,
   waitFor,
+  writeAllTo,
 } from "./helpers.ts";
 import { openTunnel } from "../lib/client/tunnel.ts";
+import { LeaseStore } from "../lib/client/lease_store.ts";
+import {
+  concatBytes,
+  encodeFrame,
+  encodeUpgradeRequest,
+  PROTOCOL_VERSION,
+} from "../lib/protocol.ts";
 
 const T = { timeout: 30_000 };
 const get = (port: number, host: string) =>
@@ -39,6 +48,7 @@ Deno.test({
       onReady: () => void ready++,
     });
     try {
+      await new Promise((r) => setTimeout(r, 100)); // let the client's first frame through the hop
       hop.cut(); // no bye: the server holds the name for the lease time
       await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
       assert.match(
@@ -72,6 +82,7 @@ Deno.test({
       subdomain: "brief",
       leaseFile: false,
     });
+    await new Promise((r) => setTimeout(r, 100)); // let the client's first frame through the hop
     hop.refuse(); // it cannot come back
     hop.cut();
     await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
@@ -210,6 +221,85 @@ Deno.test({
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "after a restart, random names are handed out at once while named ones wait for leases",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ leaseKey: new Uint8Array(32).fill(7) });
+    const started = Date.now();
+    const random = await openTestTunnel(server, 9);
+    assert.ok(Date.now() - started < 1_000);
+    await random.close();
+    await assert.rejects(openTestTunnel(server, 9, { subdomain: "named" }), reserved);
+  },
+});
+
+Deno.test({
+  name: "a hello whose client never answers the welcome does not hold the name",
+  ...T,
+  async fn() {
+    await using server = await startTestServer();
+    const conn = await connect(server.addr.port);
+    await writeAllTo(
+      conn,
+      concatBytes(
+        encodeUpgradeRequest("localhost"),
+        encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "ghost" }),
+      ),
+    );
+    await waitFor(() => server.tunnelCount === 1, 5_000, "registration");
+    conn.close(); // gone before saying anything after the welcome
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the session to end");
+    const real = await openTestTunnel(server, 9, { subdomain: "ghost" });
+    await real.close();
+  },
+});
+
+Deno.test("LeaseStore.set() from many writers at once loses no lease", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const file = `${dir}/leases.json`;
+    const stores = Array.from({ length: 10 }, () => new LeaseStore(file));
+    await Promise.all(stores.map((s, i) => s.set("http://x", `n${i}`, `lease${i}`)));
+    const store = new LeaseStore(file);
+    for (let i = 0; i < 10; i++) assert.equal(await store.get("http://x", `n${i}`), `lease${i}`);
+    assert.deepEqual(
+      [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
+      ["leases.json", "leases.json.lock"],
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "closing a client while it is cut off keeps its lease (no bye reached the server)",
+  ...T,
+  async fn() {
+    await using server = await startTestServer();
+    await using hop = cuttableHop(server.addr.port);
+    const file = await Deno.makeTempFile();
+    try {
+      const tunnel = await openTunnel({
+        port: 9,
+        localHost: HOST,
+        server: `http://${HOST}:${hop.port}`,
+        subdomain: "kept",
+        leaseFile: file,
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      hop.refuse();
+      hop.cut();
+      await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
+      await new Promise((r) => setTimeout(r, 100)); // the client notices too
+      await tunnel.close();
+      assert.match(await Deno.readTextFile(file), /kept/);
+    } finally {
+      await Deno.remove(file);
     }
   },
 });

@@ -2,8 +2,18 @@
 
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
-import { DEFAULT_SERVER_LIMITS } from "../lib/protocol.ts";
-import { formatDuration, parseDuration, readLimitFlags } from "../lib/server/limits.ts";
+import { ByteReader, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
+import {
+  concatBytes,
+  decodeServerFrame,
+  DEFAULT_SERVER_LIMITS,
+  encodeFrame,
+  encodeUpgradeRequest,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+  UPGRADE_RESPONSE,
+} from "../lib/protocol.ts";
+import { formatDuration, ipKey, parseDuration, readLimitFlags } from "../lib/server/limits.ts";
 import {
   connect,
   HOST,
@@ -175,4 +185,84 @@ Deno.test("parseDuration() and readLimitFlags() read the server's limit flags", 
   assert.throws(() => readLimitFlags({ "idle-timeout": "0s" }), RangeError);
   assert.throws(() => readLimitFlags({ "max-head-bytes": "100" }), RangeError);
   assert.throws(() => readLimitFlags({ "max-tunnels-per-ip": "-1" }), RangeError);
+});
+
+Deno.test({
+  name: "parallel hellos from one IP cannot overshoot the tunnels-per-IP limit",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({
+      limits: { maxTunnelsPerIp: 2, maxSessionsPerIpPerMinute: 0, maxSniffingPerIp: 0 },
+      tokens: new Map([["race-token-0123456789", "*"]]), // an await before registration
+    });
+    const results = await Promise.allSettled(
+      Array.from(
+        { length: 20 },
+        () => openTestTunnel(server, 9, { token: "race-token-0123456789", pool: 1 }),
+      ),
+    );
+    const won = results.filter((r) => r.status === "fulfilled") as PromiseFulfilledResult<
+      { close(): Promise<void> }
+    >[];
+    assert.equal(won.length, 2);
+    await Promise.all(won.map((r) => r.value.close()));
+  },
+});
+
+Deno.test("ipKey() counts IPv4 as is, IPv4-mapped IPv6 as IPv4, IPv6 by /64", () => {
+  assert.equal(ipKey("203.0.113.7"), "203.0.113.7");
+  assert.equal(ipKey("::ffff:203.0.113.7"), "203.0.113.7");
+  assert.equal(ipKey("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+  assert.equal(ipKey("2001:db8:1:2::9"), "2001:db8:1:2::/64");
+  assert.equal(ipKey("2001:DB8::1"), "2001:db8:0:0::/64");
+  assert.equal(ipKey("::1"), "0:0:0:0::/64");
+});
+
+Deno.test({
+  name: "after an idle abort, a client that never ends the stream loses that connection too",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({
+      limits: { streamIdleTimeoutMs: 200, maxStreamsPerTunnel: 1, proxyWaitTimeoutMs: 300 },
+    });
+    const hello = async (
+      frame: Uint8Array,
+    ): Promise<{ conn: Deno.TcpConn; reader: ByteReader }> => {
+      const conn = await connect(server.addr.port);
+      await writeAll(conn, concatBytes(encodeUpgradeRequest("localhost"), frame));
+      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
+      while (reader.buffered.length < UPGRADE_RESPONSE.length) await reader.fill();
+      reader.consume(UPGRADE_RESPONSE.length);
+      return { conn, reader };
+    };
+    // A client that registers, attaches one proxy connection, and then never answers on it.
+    const control = await hello(
+      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "mute" }),
+    );
+    const welcome = await control.reader.readFrame(decodeServerFrame);
+    assert.equal(welcome?.type, "welcome");
+    const { tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;
+    const proxy = await hello(
+      encodeFrame({ type: "attach", version: PROTOCOL_VERSION, tunnel, secret }),
+    );
+    const visitor = await connect(server.addr.port);
+    try {
+      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: mute.localhost\r\n\r\n"));
+      const started = Date.now();
+      assert.equal((await readAll(visitor)).length, 0); // the idle abort
+      assert.equal((await readAll(proxy.conn)).length > 0, true); // open, DATA, ABORT... then closed
+      const closedAfter = Date.now() - started;
+      assert.ok(closedAfter < 3_000, `proxy closed after ${closedAfter} ms`);
+      // The stream slot is free again: a new visitor is not refused with 503.
+      const next = await rawRequest(
+        server.addr.port,
+        "GET / HTTP/1.1\r\nHost: mute.localhost\r\n\r\n",
+      );
+      assert.doesNotMatch(next, /^HTTP\/1\.1 503/);
+    } finally {
+      visitor.close();
+      proxy.conn.close();
+      control.conn.close();
+    }
+  },
 });

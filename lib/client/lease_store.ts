@@ -33,19 +33,32 @@ export class LeaseStore {
 
   /** Saves (or, with `undefined`, forgets) the lease for `subdomain` on `server`. */
   async set(server: string, subdomain: string, lease: string | undefined): Promise<void> {
-    const entries = await this.#read();
-    const key = `${server} ${subdomain}`;
-    if (lease === undefined) {
-      if (!(key in entries)) return;
-      delete entries[key];
-    } else {
-      entries[key] = { lease, saved: new Date().toISOString() };
-    }
     const dir = this.#path.slice(0, this.#path.lastIndexOf("/"));
     if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    const temp = `${this.#path}.${crypto.randomUUID()}.tmp`;
-    await Deno.writeTextFile(temp, JSON.stringify(entries, null, 2) + "\n", { mode: 0o600 });
-    await Deno.rename(temp, this.#path);
+    // Clients that start together share the file: lock a side file around the
+    // read-modify-write, so that no one's lease is lost.
+    const lock = await Deno.open(`${this.#path}.lock`, { create: true, write: true, mode: 0o600 });
+    try {
+      await lock.lock(true);
+      const entries = await this.#read();
+      const key = `${server} ${subdomain}`;
+      if (lease === undefined) {
+        if (!(key in entries)) return;
+        delete entries[key];
+      } else {
+        entries[key] = { lease, saved: new Date().toISOString() };
+      }
+      const temp = `${this.#path}.${crypto.randomUUID()}.tmp`;
+      try {
+        await Deno.writeTextFile(temp, JSON.stringify(entries, null, 2) + "\n", { mode: 0o600 });
+        await Deno.rename(temp, this.#path);
+      } catch (e) {
+        await Deno.remove(temp).catch(() => {});
+        throw e;
+      }
+    } finally {
+      lock.close(); // releases the lock
+    }
   }
 
   async #read(): Promise<Entries> {

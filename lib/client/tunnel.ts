@@ -3,12 +3,13 @@
 import { ControlChannel } from "../control.ts";
 import type { HeartbeatTiming } from "../control.ts";
 import { TunnelError } from "../errors.ts";
-import { type ByteReader, closeQuietly, deadline, sleep } from "../io.ts";
+import { type ByteReader, closeQuietly, deadline, sleep, writeAll } from "../io.ts";
 import { describeError, type Logger, silentLogger } from "../log.ts";
 import {
   type ClientMessage,
   decodeServerFrame,
   DEFAULT_POOL_SIZE,
+  encodeFrame,
   FRAME_HEADER_BYTES,
   HANDSHAKE_TIMEOUT_MS,
   MAX_FRAME_BYTES,
@@ -213,10 +214,12 @@ class TunnelClient implements Tunnel {
   close(): Promise<void> {
     this.#closing ??= (async () => {
       this.#stop.abort();
+      // Only a bye that can reach the server frees the name; otherwise keep the lease.
+      const byeSent = this.#control !== undefined && !this.#control.closed;
       this.#control?.close("client closing", { type: "bye" });
       for (const pool of this.#pools) pool.close();
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
-      if (this.#welcome && !this.#replaced) await this.#saveLease(undefined); // bye frees it
+      if (this.#welcome && byeSent && !this.#replaced) await this.#saveLease(undefined);
       this.#finished.resolve();
     })();
     return this.#closing;
@@ -262,7 +265,12 @@ class TunnelClient implements Tunnel {
       timer.clear();
       this.#stop.signal.removeEventListener("abort", stop);
     }
-    if (reply?.type === "welcome") return { conn, reader, welcome: reply };
+    if (reply?.type === "welcome") {
+      // Tell the server at once that the welcome (and its lease) arrived: only then
+      // does it hold the name for us if we vanish.
+      await writeAll(conn, encodeFrame({ type: "ping" })).catch(() => {});
+      return { conn, reader, welcome: reply };
+    }
     closeQuietly(conn);
     if (reply?.type === "error") {
       throw new TunnelError(reply.code, reply.message, { retryAfterMs: reply.retryAfterMs });
@@ -323,7 +331,10 @@ class TunnelClient implements Tunnel {
     pool.open(this.#pool);
     const reason = await control.run((message) => {
       if (message.type === "demand") pool.open(message.count);
-      else if (message.type === "error") {
+      else if (message.type === "lease") {
+        this.#lease = message.lease;
+        this.#track(this.#saveLease(message.lease));
+      } else if (message.type === "error") {
         this.#log.warn("Server says", { code: message.code, message: message.message });
         if (message.code === "replaced") {
           this.#replaced = new TunnelError("replaced", message.message);
@@ -371,10 +382,15 @@ class TunnelClient implements Tunnel {
         return await this.#establish();
       } catch (e) {
         if (e instanceof TunnelError && FATAL.has(e.code)) throw e;
-        if (
-          e instanceof TunnelError &&
-          (e.code === "subdomain-taken" || e.code === "subdomain-reserved")
-        ) {
+        if (e instanceof TunnelError && e.code === "subdomain-reserved") {
+          // Held for a lease we do not have (the server lost its key): wait it out.
+          const ms = (e.retryAfterMs ?? RECONNECT_MIN_MS) + RESERVED_RETRY_MARGIN_MS;
+          this.#log.warn("Subdomain reserved, waiting", { ms });
+          await sleep(ms, this.#stop.signal);
+          attempt = -1;
+          continue;
+        }
+        if (e instanceof TunnelError && e.code === "subdomain-taken") {
           // The server may not have noticed yet that our old session is gone (it
           // takes up to PEER_TIMEOUT_MS); after that, someone else holds the name.
           takenSince ??= Date.now();

@@ -81,6 +81,25 @@ async function hello(
   const ip = ipOf(conn);
   const overLimit = ctx.admission.checkNewTunnel(ip);
   if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
+  // The tunnel slot is taken now, before any await, so parallel hellos cannot overshoot it.
+  ctx.admission.addTunnel(ip);
+  try {
+    return await claim(ctx, conn, reader, message, id);
+  } finally {
+    ctx.admission.removeTunnel(ip);
+  }
+}
+
+/** How many random names are drawn before giving up (each is 36^10 to one to clash). */
+const RANDOM_NAME_ATTEMPTS = 100;
+
+async function claim(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  reader: ByteReader,
+  message: Extract<ClientMessage, { type: "hello" }>,
+  id: number,
+): Promise<Outcome> {
   let requested: string | undefined;
   if (message.subdomain !== undefined) {
     const checked = checkSubdomain(message.subdomain);
@@ -91,14 +110,14 @@ async function hello(
   if (denied) return await refuse(ctx, conn, "unauthorized", `Cannot open tunnel: ${denied}`);
   // Everything asynchronous happens before the name is checked: from the check to
   // the registration below there is no await, so two claims cannot both win.
-  const leaseNonce = requested === undefined
+  const lease = requested === undefined
     ? undefined
     : await ctx.leases.verify(message.lease, requested);
-  let name: string;
+  let name: string | undefined;
   if (requested !== undefined) {
     name = requested;
     const holder = ctx.registry.get(name);
-    if (holder && leaseNonce !== undefined && leaseNonce === holder.leaseNonce) {
+    if (holder && lease !== undefined && lease.nonce === holder.leaseNonce) {
       // Its own client is back on a new connection before the old one was found dead.
       ctx.log.info("Tunnel replaced by its client", { subdomain: name });
       ctx.registry.remove(holder);
@@ -112,10 +131,7 @@ async function hello(
       );
     } else {
       const hold = ctx.leases.heldFor(name);
-      if (
-        hold &&
-        (leaseNonce === undefined || (hold.nonce !== undefined && hold.nonce !== leaseNonce))
-      ) {
+      if (hold && !ctx.leases.mayClaim(hold, lease)) {
         const seconds = Math.ceil(hold.leftMs / 1000);
         return await refuse(
           ctx,
@@ -129,8 +145,28 @@ async function hello(
       ctx.leases.release(name);
     }
   } else {
-    do name = randomSubdomain(); while (ctx.registry.get(name) || ctx.leases.heldFor(name));
+    // Random names skip real holds only: a restart's grace holds every name, and no
+    // previous client can hold a fresh random one.
+    for (let i = 0; i < RANDOM_NAME_ATTEMPTS && name === undefined; i++) {
+      const candidate = randomSubdomain();
+      if (!ctx.registry.get(candidate) && !ctx.leases.isHeld(candidate)) name = candidate;
+    }
+    if (name === undefined) {
+      return await refuse(ctx, conn, "bad-request", "Cannot pick a free random subdomain");
+    }
   }
+  return await serve(ctx, conn, reader, name, lease?.nonce, id);
+}
+
+/** Registers the session, welcomes the client, and serves the tunnel until it ends. */
+async function serve(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  reader: ByteReader,
+  name: string,
+  claimedNonce: string | undefined,
+  id: number,
+): Promise<void> {
   const session = new Session(
     {
       id: randomToken(16),
@@ -143,12 +179,14 @@ async function hello(
     reader,
   );
   ctx.registry.add(session);
-  ctx.admission.addTunnel(ip);
   ctx.controlConns.add(conn);
   let reason = "welcome not delivered";
+  let renewing: ReturnType<typeof setInterval> | undefined;
   try {
-    const { lease, nonce } = await ctx.leases.issue(name);
-    session.leaseNonce = nonce;
+    // A client that comes back with its lease keeps its nonce, so the lease it
+    // holds stays good whatever happens to this welcome.
+    const issued = await ctx.leases.issue(name, claimedNonce);
+    session.leaseNonce = issued.nonce;
     ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
     await writeAll(
       conn,
@@ -161,20 +199,28 @@ async function hello(
           secret: session.secret,
           subdomain: name,
           url: ctx.url.replace("//", `//${name}.`),
-          lease,
+          lease: issued.lease,
         }),
       ),
     );
+    // Fresh leases as the session lives: after a restart, a recent one proves its holder.
+    renewing = setInterval(() => {
+      ctx.leases.issue(name, issued.nonce).then(
+        ({ lease }) => session.send({ type: "lease", lease }),
+        () => {},
+      );
+    }, ctx.leases.durationMs / 2);
     reason = await session.run();
   } finally {
+    clearInterval(renewing);
     session.close();
     ctx.controlConns.delete(conn);
     ctx.registry.remove(session);
-    ctx.admission.removeTunnel(ip);
-    // A client that went away without saying bye may come back: hold its name.
-    const holds = !session.saidBye && !session.replaced && session.leaseNonce !== undefined &&
-      !ctx.closing;
-    if (holds && !ctx.registry.get(name)) ctx.leases.hold(name, session.leaseNonce!);
+    // Hold the name for a client that went away without bye and may come back; only
+    // if it ever answered after the welcome (so it has its lease).
+    const holds = session.heardFrom && !session.saidBye && !session.replaced &&
+      session.leaseNonce !== undefined && !ctx.closing && !ctx.registry.get(name);
+    if (holds) ctx.leases.hold(name, session.leaseNonce!);
     ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason, held: holds });
   }
 }

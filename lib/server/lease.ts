@@ -27,17 +27,32 @@ export interface Hold {
   nonce: string | undefined;
 }
 
-/** Issues and checks leases; remembers names held for clients that went away. */
+/** A verified lease: the session it was issued to, and when. */
+export interface LeaseClaim {
+  /** The nonce of the session the lease was issued to. */
+  nonce: string;
+  /** When it was issued (ms since the epoch); sessions get fresh ones as they live. */
+  issuedAt: number;
+}
+
+/**
+ * Issues and checks leases; remembers names held for clients that went away.
+ * A lease is `v1.<subdomain>.<nonce>.<issuedAt>.<HMAC-SHA256>`; the server
+ * renews a live session's lease every half lease time, so after a restart a
+ * lease that is recent enough comes from the name's last holder.
+ */
 export class Leases {
   #key: CryptoKey;
   #durationMs: number;
+  #startedAt: number;
   #graceUntil: number;
   #held = new Map<string, { nonce: string; until: number }>();
 
-  private constructor(key: CryptoKey, durationMs: number, graceUntil: number) {
+  private constructor(key: CryptoKey, durationMs: number, grace: boolean) {
     this.#key = key;
     this.#durationMs = durationMs;
-    this.#graceUntil = graceUntil;
+    this.#startedAt = Date.now();
+    this.#graceUntil = grace ? this.#startedAt + durationMs : 0;
   }
 
   /**
@@ -58,7 +73,7 @@ export class Leases {
       false,
       ["sign", "verify"],
     );
-    return new Leases(cryptoKey, durationMs, key && grace ? Date.now() + durationMs : 0);
+    return new Leases(cryptoKey, durationMs, key !== undefined && grace);
   }
 
   /** How long a name stays held after its client went away. */
@@ -66,23 +81,37 @@ export class Leases {
     return this.#durationMs;
   }
 
-  /** A new lease for `subdomain`, and its nonce. */
-  async issue(subdomain: string): Promise<{ lease: string; nonce: string }> {
-    const nonce = randomToken(16);
-    const body = `v1.${subdomain}.${nonce}`;
+  /** A lease for `subdomain`: for a new session, or renewed for the session with `nonce`. */
+  async issue(
+    subdomain: string,
+    nonce: string = randomToken(16),
+  ): Promise<{ lease: string; nonce: string }> {
+    const body = `v1.${subdomain}.${nonce}.${Date.now()}`;
     const mac = await crypto.subtle.sign("HMAC", this.#key, encoder.encode(body));
     return { lease: `${body}.${base64url(mac)}`, nonce };
   }
 
-  /** The nonce of `lease` if it is a lease this key signed for `subdomain`. */
-  async verify(lease: string | undefined, subdomain: string): Promise<string | undefined> {
+  /** The claim in `lease` if this key signed it for `subdomain`. */
+  async verify(lease: string | undefined, subdomain: string): Promise<LeaseClaim | undefined> {
     if (lease === undefined || lease.length > 256) return undefined;
     const parts = lease.split(".");
-    if (parts.length !== 4 || parts[0] !== "v1" || parts[1] !== subdomain) return undefined;
-    const mac = fromBase64url(parts[3]!);
-    if (!mac) return undefined;
-    const body = encoder.encode(parts.slice(0, 3).join("."));
-    return await crypto.subtle.verify("HMAC", this.#key, mac, body) ? parts[2] : undefined;
+    if (parts.length !== 5 || parts[0] !== "v1" || parts[1] !== subdomain) return undefined;
+    const issuedAt = Number(parts[3]);
+    const mac = fromBase64url(parts[4]!);
+    if (!mac || !Number.isSafeInteger(issuedAt)) return undefined;
+    const body = encoder.encode(parts.slice(0, 4).join("."));
+    const valid = await crypto.subtle.verify("HMAC", this.#key, mac, body);
+    return valid ? { nonce: parts[2]!, issuedAt } : undefined;
+  }
+
+  /**
+   * Whether `claim` may take `subdomain` while it is held: the hold's own
+   * session, or after a restart a lease renewed within a lease time before it.
+   */
+  mayClaim(hold: Hold, claim: LeaseClaim | undefined): boolean {
+    if (!claim) return false;
+    if (hold.nonce !== undefined) return hold.nonce === claim.nonce;
+    return claim.issuedAt >= this.#startedAt - this.#durationMs;
   }
 
   /** Holds `subdomain` for the client with `nonce`, for the lease duration. */
@@ -94,6 +123,12 @@ export class Leases {
   /** Frees `subdomain` at once (its client said goodbye, or reclaimed it). */
   release(subdomain: string): void {
     this.#held.delete(subdomain);
+  }
+
+  /** Whether `subdomain` is held for a client that went away (not counting a restart's grace). */
+  isHeld(subdomain: string, now: number = Date.now()): boolean {
+    const entry = this.#held.get(subdomain);
+    return entry !== undefined && entry.until > now;
   }
 
   /** Whether `subdomain` is held for a client that went away (or by a restart). */

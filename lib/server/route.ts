@@ -146,7 +146,7 @@ async function routeHttp(
   }
   const session = route.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
   if (!session) {
-    if (route.kind === "tunnel" && ctx.leases.heldFor(route.name)) {
+    if (route.kind === "tunnel" && ctx.leases.isHeld(route.name)) {
       const body = `Tunnel ${head.host} is reconnecting, try again shortly`;
       return await answerAndLinger(conn, httpError(502, "Bad Gateway", body));
     }

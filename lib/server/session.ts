@@ -61,6 +61,11 @@ export class Session {
     );
   }
 
+  /** Whether the client has sent anything on the control connection (so it got its welcome). */
+  get heardFrom(): boolean {
+    return this.#control.received > 0;
+  }
+
   /** Whether the client closed the tunnel on purpose (its name is free at once). */
   get saidBye(): boolean {
     return this.#saidBye;
