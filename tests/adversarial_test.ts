@@ -2,17 +2,14 @@
 // nothing crosses tenants, and a probe tunnel keeps serving throughout.
 
 import assert from "node:assert/strict";
-import { ByteReader, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
+
 import {
-  concatBytes,
   decodeServerFrame,
   DEFAULT_SERVER_LIMITS,
   encodeFrame,
-  encodeUpgradeRequest,
   PROTOCOL_VERSION,
   type ServerLimits,
   type ServerMessage,
-  UPGRADE_RESPONSE,
 } from "../lib/protocol.ts";
 import { openTunnel } from "../lib/client/tunnel.ts";
 import {
@@ -20,6 +17,7 @@ import {
   cuttableHop,
   HOST,
   openTestTunnel,
+  rawClient,
   rawRequest,
   readAll,
   readFixture,
@@ -61,15 +59,9 @@ async function withProbe(limits: Partial<ServerLimits> = {}) {
 
 /** Sends an upgrade and `payload` as a client would; returns the server's first frame. */
 async function handshake(port: number, payload: Uint8Array): Promise<ServerMessage | null> {
-  const conn = await connect(port);
+  const { conn, reader, upgraded } = await rawClient(port, payload);
   try {
-    await writeAll(conn, concatBytes(encodeUpgradeRequest("localhost"), payload));
-    const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
-    while (reader.buffered.length < UPGRADE_RESPONSE.length) {
-      if (!await reader.fill()) return null;
-    }
-    reader.consume(UPGRADE_RESPONSE.length);
-    return await reader.readFrame(decodeServerFrame);
+    return upgraded ? await reader.readFrame(decodeServerFrame) : null;
   } finally {
     conn.close();
   }
@@ -113,17 +105,10 @@ Deno.test({
     await using env = await withProbe();
     const port = env.server.addr.port;
     // Register a session by hand to learn its id and secret.
-    const control = await connect(port);
-    await writeAll(
-      control,
-      concatBytes(
-        encodeUpgradeRequest("localhost"),
-        encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "victim" }),
-      ),
+    const { conn: control, reader } = await rawClient(
+      port,
+      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "victim" }),
     );
-    const reader = new ByteReader(control, FRAME_READER_CAPACITY);
-    while (reader.buffered.length < UPGRADE_RESPONSE.length) await reader.fill();
-    reader.consume(UPGRADE_RESPONSE.length);
     const welcome = await reader.readFrame(decodeServerFrame);
     assert.equal(welcome?.type, "welcome");
     const { tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;

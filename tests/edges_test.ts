@@ -1,17 +1,13 @@
 // The server's answers at its edges, over real sockets: 400, 408, 431, 504, and pool hygiene.
 
 import assert from "node:assert/strict";
-import { writeAll } from "../lib/io.ts";
-import {
-  concatBytes,
-  encodeFrame,
-  encodeUpgradeRequest,
-  PROTOCOL_VERSION,
-} from "../lib/protocol.ts";
+
+import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
   connect,
   HOST,
   openTestTunnel,
+  rawClient,
   rawRequest,
   readAll,
   startStack,
@@ -93,13 +89,9 @@ Deno.test({
   async fn() {
     await using server = await startTestServer({ limits: { proxyWaitTimeoutMs: 300 } });
     // A client that registers but never opens a proxy connection.
-    const control = await connect(server.addr.port);
-    await writeAll(
-      control,
-      concatBytes(
-        encodeUpgradeRequest("localhost"),
-        encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "stuck" }),
-      ),
+    const { conn: control } = await rawClient(
+      server.addr.port,
+      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "stuck" }),
     );
     await waitFor(() => server.tunnelCount === 1, 5_000, "registration");
     const answer = await rawRequest(

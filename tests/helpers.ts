@@ -1,7 +1,15 @@
 // Test helpers: a sample app, a server+tunnel stack, deterministic bytes, raw HTTP.
 
 import { openTunnel, type Tunnel, type TunnelOptions } from "../lib/client/tunnel.ts";
-import type { ServerLimits } from "../lib/protocol.ts";
+import { ByteReader, FRAME_READER_CAPACITY } from "../lib/io.ts";
+import {
+  concatBytes,
+  decodeServerFrame,
+  encodeUpgradeRequest,
+  type ServerLimits,
+  type ServerMessage,
+  UPGRADE_RESPONSE,
+} from "../lib/protocol.ts";
 import { startServer, type TunnelServer } from "../lib/server/server.ts";
 
 export const HOST = "127.0.0.1";
@@ -368,4 +376,31 @@ export function cuttableHop(port: number): {
       await Promise.all(tasks);
     },
   };
+}
+
+/**
+ * A client made by hand: sends the upgrade request and `frame` in one write,
+ * reads the `101` (if the server sends one) and returns a reader for the
+ * frames that follow.
+ */
+export async function rawClient(
+  port: number,
+  frame: Uint8Array,
+): Promise<{ conn: Deno.TcpConn; reader: ByteReader; upgraded: boolean }> {
+  const conn = await connect(port);
+  await writeAllTo(conn, concatBytes(encodeUpgradeRequest("localhost"), frame));
+  const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
+  while (reader.buffered.length < UPGRADE_RESPONSE.length) {
+    if (!await reader.fill()) return { conn, reader, upgraded: false };
+  }
+  reader.consume(UPGRADE_RESPONSE.length);
+  return { conn, reader, upgraded: true };
+}
+
+/** The next frame from the server that is not a ping; null at end of stream. */
+export async function nextFrame(reader: ByteReader): Promise<ServerMessage | null> {
+  for (;;) {
+    const frame = await reader.readFrame(decodeServerFrame);
+    if (frame?.type !== "ping") return frame;
+  }
 }

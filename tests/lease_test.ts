@@ -3,25 +3,19 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
-  connect,
   cuttableHop,
   HOST,
   openTestTunnel,
+  rawClient,
   rawRequest,
   spawnCli,
   startApp,
   startTestServer,
   waitFor,
-  writeAllTo,
 } from "./helpers.ts";
 import { openTunnel } from "../lib/client/tunnel.ts";
 import { LeaseStore } from "../lib/client/lease_store.ts";
-import {
-  concatBytes,
-  encodeFrame,
-  encodeUpgradeRequest,
-  PROTOCOL_VERSION,
-} from "../lib/protocol.ts";
+import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 
 const T = { timeout: 30_000 };
 const get = (port: number, host: string) =>
@@ -243,13 +237,9 @@ Deno.test({
   ...T,
   async fn() {
     await using server = await startTestServer();
-    const conn = await connect(server.addr.port);
-    await writeAllTo(
-      conn,
-      concatBytes(
-        encodeUpgradeRequest("localhost"),
-        encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "ghost" }),
-      ),
+    const { conn } = await rawClient(
+      server.addr.port,
+      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "ghost" }),
     );
     await waitFor(() => server.tunnelCount === 1, 5_000, "registration");
     conn.close(); // gone before saying anything after the welcome

@@ -1,16 +1,16 @@
 // Starting and stopping: errors reject, shutdown is announced, callbacks cannot break a tunnel.
 
 import assert from "node:assert/strict";
-import { ByteReader, closeQuietly, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
+import { closeQuietly } from "../lib/io.ts";
+import { decodeServerFrame, encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
-  concatBytes,
-  decodeServerFrame,
-  encodeFrame,
-  encodeUpgradeRequest,
-  PROTOCOL_VERSION,
-  UPGRADE_RESPONSE,
-} from "../lib/protocol.ts";
-import { connect, HOST, openTestTunnel, startApp, startTestServer } from "./helpers.ts";
+  HOST,
+  nextFrame,
+  openTestTunnel,
+  rawClient,
+  startApp,
+  startTestServer,
+} from "./helpers.ts";
 
 const T = { timeout: 30_000 };
 
@@ -30,23 +30,14 @@ Deno.test({
   ...T,
   async fn() {
     const server = await startTestServer();
-    const conn = await connect(server.addr.port);
+    const { conn, reader } = await rawClient(
+      server.addr.port,
+      encodeFrame({ type: "hello", version: PROTOCOL_VERSION }),
+    );
     try {
-      await writeAll(
-        conn,
-        concatBytes(
-          encodeUpgradeRequest("localhost"),
-          encodeFrame({ type: "hello", version: PROTOCOL_VERSION }),
-        ),
-      );
-      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
-      while (reader.buffered.length < UPGRADE_RESPONSE.length) await reader.fill();
-      reader.consume(UPGRADE_RESPONSE.length);
-      assert.equal((await reader.readFrame(decodeServerFrame))?.type, "welcome");
+      assert.equal((await nextFrame(reader))?.type, "welcome");
       await server.close();
-      let frame = await reader.readFrame(decodeServerFrame);
-      while (frame?.type === "ping") frame = await reader.readFrame(decodeServerFrame);
-      assert.deepEqual(frame, {
+      assert.deepEqual(await nextFrame(reader), {
         type: "error",
         code: "shutdown",
         message: "Server is shutting down",

@@ -2,22 +2,20 @@
 
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
-import { ByteReader, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
+
 import {
-  concatBytes,
   decodeServerFrame,
   DEFAULT_SERVER_LIMITS,
   encodeFrame,
-  encodeUpgradeRequest,
   PROTOCOL_VERSION,
   type ServerMessage,
-  UPGRADE_RESPONSE,
 } from "../lib/protocol.ts";
 import { formatDuration, ipKey, parseDuration, readLimitFlags } from "../lib/server/limits.ts";
 import {
   connect,
   HOST,
   openTestTunnel,
+  rawClient,
   rawRequest,
   readAll,
   startApp,
@@ -225,16 +223,7 @@ Deno.test({
     await using server = await startTestServer({
       limits: { streamIdleTimeoutMs: 200, maxStreamsPerTunnel: 1, proxyWaitTimeoutMs: 300 },
     });
-    const hello = async (
-      frame: Uint8Array,
-    ): Promise<{ conn: Deno.TcpConn; reader: ByteReader }> => {
-      const conn = await connect(server.addr.port);
-      await writeAll(conn, concatBytes(encodeUpgradeRequest("localhost"), frame));
-      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
-      while (reader.buffered.length < UPGRADE_RESPONSE.length) await reader.fill();
-      reader.consume(UPGRADE_RESPONSE.length);
-      return { conn, reader };
-    };
+    const hello = (frame: Uint8Array) => rawClient(server.addr.port, frame);
     // A client that registers, attaches one proxy connection, and then never answers on it.
     const control = await hello(
       encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "mute" }),

@@ -7,14 +7,13 @@ import {
   decodeClientFrame,
   decodeServerFrame,
   encodeFrame,
-  encodeUpgradeRequest,
   PROTOCOL_VERSION,
   UPGRADE_RESPONSE,
 } from "../lib/protocol.ts";
 import {
-  connect,
   HOST,
   openTestTunnel,
+  rawClient,
   spawnCli,
   startApp,
   startTestServer,
@@ -102,18 +101,11 @@ Deno.test({
     await using server = await startTestServer({
       limits: { heartbeatIntervalMs: FAST.intervalMs, peerTimeoutMs: FAST.peerTimeoutMs },
     });
-    const conn = await connect(server.addr.port);
+    const { conn, reader } = await rawClient(
+      server.addr.port,
+      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "mute" }),
+    );
     try {
-      await writeAll(
-        conn,
-        concatBytes(
-          encodeUpgradeRequest("localhost"),
-          encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "mute" }),
-        ),
-      );
-      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
-      while (reader.buffered.length < UPGRADE_RESPONSE.length) await reader.fill();
-      reader.consume(UPGRADE_RESPONSE.length);
       assert.equal((await reader.readFrame(decodeServerFrame))?.type, "welcome");
       assert.equal(server.tunnelCount, 1);
       const started = Date.now();
