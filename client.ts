@@ -23,9 +23,11 @@ export const CLIENT_USAGE =
 Usage: gotunnel-client <port> [options]
 
 Options:
-  --server URL        Gotunnel server (default $GOTUNNEL_SERVER, else http://localhost:8080)
+  --server URL        Gotunnel server, http:// or https:// (default $GOTUNNEL_SERVER, else
+                      http://localhost:8080)
   --subdomain NAME    subdomain to ask for: a-z, 0-9, "-", 1-63 chars (default: a random one)
   --token TOKEN       token for a server that requires one (default $GOTUNNEL_TOKEN)
+  --ca FILE           trust this CA (PEM) for an https:// server, e.g. a private CA
   --wait              if the subdomain is held for its previous client, wait until it is free
   --local-host HOST   host of the local app (default localhost)
   --pool N            idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
@@ -47,6 +49,7 @@ const FLAGS = {
   server: { type: "string" },
   subdomain: { type: "string" },
   token: { type: "string" },
+  ca: { type: "string" },
   wait: { type: "boolean" },
   "local-host": { type: "string" },
   pool: { type: "string" },
@@ -104,11 +107,20 @@ export async function main(args: string[]): Promise<number> {
       if (!checked.ok) throw new UsageError(checked.reason);
     }
     const token = typeof values.token === "string" ? values.token : env("GOTUNNEL_TOKEN");
+    let ca: string[] | undefined;
+    if (typeof values.ca === "string") {
+      try {
+        ca = [await Deno.readTextFile(values.ca)];
+      } catch (e) {
+        throw new UsageError(`Cannot read --ca ${values.ca}: ${(e as Error).message}`);
+      }
+    }
     options = {
       port: intFlag("port", positionals[0], 0, 1, 65535),
       server,
       ...(subdomain === undefined ? {} : { subdomain }),
       ...(token === undefined ? {} : { token }),
+      ...(ca === undefined ? {} : { ca }),
       wait: values.wait === true,
       localHost: typeof values["local-host"] === "string" ? values["local-host"] : "localhost",
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),

@@ -26,7 +26,7 @@
  */
 
 export { startServer } from "./lib/server/server.ts";
-export type { ServerOptions, TunnelServer } from "./lib/server/server.ts";
+export type { ServerOptions, ServerTls, TunnelServer } from "./lib/server/server.ts";
 export type { TokenRules, TokenScope } from "./lib/server/auth.ts";
 export { openTunnel } from "./lib/client/tunnel.ts";
 export type { Tunnel, TunnelOptions } from "./lib/client/tunnel.ts";

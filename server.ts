@@ -30,6 +30,10 @@ Options:
   --log-format FMT   text or json (default text)
   --token TOKEN      require this token to open tunnels, any subdomain (repeatable)
   --tokens-file FILE require a token from FILE: lines "TOKEN [SUB,SUB...|*]", # comments
+  --tls-cert FILE    serve HTTPS with this PEM certificate (for *.<domain> and <domain>)
+  --tls-key FILE     ...and this PEM key; both re-read on SIGHUP
+  --tls-port N       HTTPS port (default 8443; 443 in production)
+  --redirect-http    answer plain HTTP requests for tunnels with 308 to https://
   --lease TIME       how long a client that went away keeps its subdomain (default 60s)
   --lease-key-file F key that signs leases, created if missing; keep it so that clients
                      reclaim their subdomains after a server restart (default: new each run)
@@ -57,6 +61,10 @@ const FLAGS = {
   token: { type: "string", multiple: true },
   "tokens-file": { type: "string" },
   lease: { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "tls-port": { type: "string" },
+  "redirect-http": { type: "boolean" },
   "lease-key-file": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -102,6 +110,7 @@ async function readOrCreateKey(path: string): Promise<{ key: Uint8Array; created
  */
 export async function main(args: string[]): Promise<number> {
   let options;
+  let tlsFiles: { cert: string; key: string } | undefined;
   try {
     const { values, positionals } = parseFlags(args, FLAGS);
     if (values.help) return print(SERVER_USAGE), 0;
@@ -153,8 +162,32 @@ export async function main(args: string[]): Promise<number> {
         throw new UsageError(`Cannot use --lease-key-file: ${(e as Error).message}`);
       }
     }
+    const certFile = values["tls-cert"];
+    const keyFile = values["tls-key"];
+    if ((typeof certFile === "string") !== (typeof keyFile === "string")) {
+      throw new UsageError("--tls-cert and --tls-key go together");
+    }
+    let tls: { cert: string; key: string; port: number } | undefined;
+    if (typeof certFile === "string" && typeof keyFile === "string") {
+      try {
+        tls = {
+          cert: await Deno.readTextFile(certFile),
+          key: await Deno.readTextFile(keyFile),
+          port: intFlag("tls-port", values["tls-port"], 8443, 0, 65535),
+        };
+      } catch (e) {
+        if (e instanceof UsageError) throw e;
+        throw new UsageError(`Cannot read the TLS certificate or key: ${(e as Error).message}`);
+      }
+    } else if (values["tls-port"] !== undefined || values["redirect-http"]) {
+      throw new UsageError("--tls-port and --redirect-http need --tls-cert and --tls-key");
+    }
+    tlsFiles = typeof certFile === "string" && typeof keyFile === "string"
+      ? { cert: certFile, key: keyFile }
+      : undefined;
     options = {
       limits,
+      ...(tls ? { tls, redirectHttp: values["redirect-http"] === true } : {}),
       leaseMs,
       // A key that was there already means this may be a restart: hold names for a lease time.
       ...(leaseKey ? { leaseKey: leaseKey.key, leaseGrace: !leaseKey.created } : {}),
@@ -190,9 +223,23 @@ export async function main(args: string[]): Promise<number> {
   };
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
+  // SIGHUP re-reads the certificate files; a bad pair keeps the old one.
+  const onHangup = (): void => {
+    if (!tlsFiles) return;
+    const files = tlsFiles;
+    (async () => {
+      await server.reloadTls(
+        await Deno.readTextFile(files.cert),
+        await Deno.readTextFile(files.key),
+      );
+    })().catch((e) => options.logger.error("Cannot reload TLS certificate", { error: `${e}` }));
+  };
+  const hangup = Deno.build.os !== "windows";
+  if (hangup) Deno.addSignalListener("SIGHUP", onHangup);
   print(server.url);
   await server.finished;
   for (const s of signals) Deno.removeSignalListener(s, onSignal);
+  if (hangup) Deno.removeSignalListener("SIGHUP", onHangup);
   return 0;
 }
 

@@ -107,3 +107,9 @@ export function randomToken(bytes: number): string {
   return btoa(String.fromCharCode(...raw)).replaceAll("+", "-").replaceAll("/", "_")
     .replace(/=+$/, "");
 }
+
+/** Formats `host:port` for a URL, bracketing IPv6 and dropping the scheme's default port. */
+export function hostWithPort(host: string, port: number, defaultPort = 80): string {
+  const h = host.includes(":") ? `[${host}]` : host;
+  return port === defaultPort ? h : `${h}:${port}`;
+}

@@ -22,27 +22,36 @@ export interface ServerTarget {
   port: number;
   /** Value of the Host header in the upgrade request. */
   host: string;
+  /** Whether to speak TLS to the server (`https://`). */
+  tls: boolean;
+  /** Extra CA certificates (PEM) to trust for the server's certificate. */
+  caCerts?: string[];
 }
 
-/** Parses `http://host[:port]`; throws TypeError with a one-line reason otherwise. */
-export function parseServerUrl(url: string): ServerTarget {
+/** Parses `http(s)://host[:port]`; throws TypeError with a one-line reason otherwise. */
+export function parseServerUrl(url: string, caCerts?: string[]): ServerTarget {
   let parsed: URL;
   try {
     parsed = new URL(url.includes("://") ? url : `http://${url}`);
   } catch {
     throw new TypeError(`Invalid server URL ${JSON.stringify(url)}`);
   }
-  if (parsed.protocol !== "http:") {
-    throw new TypeError(`Unsupported server URL scheme "${parsed.protocol}": use http://`);
+  if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
+    throw new TypeError(
+      `Unsupported server URL scheme "${parsed.protocol}": use http:// or https://`,
+    );
   }
   if (parsed.pathname !== "/" || parsed.search || parsed.hash || parsed.username) {
     throw new TypeError(`Server URL ${JSON.stringify(url)} must be only scheme, host and port`);
   }
+  const tls = parsed.protocol === "https:";
   return {
     url: parsed.origin,
     hostname: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
-    port: parsed.port === "" ? 80 : Number(parsed.port),
+    port: parsed.port === "" ? (tls ? 443 : 80) : Number(parsed.port),
     host: parsed.host,
+    tls,
+    ...(caCerts ? { caCerts } : {}),
   };
 }
 
@@ -66,10 +75,20 @@ export async function dialServer(
   first: ClientMessage,
   capacity: number,
   signal?: AbortSignal,
-): Promise<{ conn: Deno.TcpConn; reader: ByteReader }> {
-  let conn: Deno.TcpConn;
+): Promise<{ conn: Deno.Conn; reader: ByteReader }> {
+  let conn: Deno.Conn;
   try {
-    conn = await Deno.connect({ hostname: target.hostname, port: target.port });
+    if (target.tls) {
+      conn = await Deno.connectTls({
+        hostname: target.hostname,
+        port: target.port,
+        ...(target.caCerts ? { caCerts: target.caCerts } : {}),
+      });
+    } else {
+      const tcp = await Deno.connect({ hostname: target.hostname, port: target.port });
+      tcp.setNoDelay(true);
+      conn = tcp;
+    }
   } catch (e) {
     const why = e instanceof Deno.errors.ConnectionRefused
       ? "connection refused"
@@ -83,7 +102,6 @@ export async function dialServer(
   signal?.addEventListener("abort", stop);
   if (signal?.aborted) stop();
   try {
-    conn.setNoDelay(true);
     await writeAll(conn, concatBytes(encodeUpgradeRequest(target.host), encodeFrame(first)));
     const reader = new ByteReader(conn, Math.max(capacity, MAX_SNIFF_BYTES));
     let end = -1;

@@ -36,6 +36,8 @@ export interface TunnelOptions {
   subdomain?: string;
   /** Token for a server that requires one. */
   token?: string;
+  /** CA certificates (PEM) to trust for an `https://` server, e.g. a private CA. */
+  ca?: string[];
   /**
    * File that keeps leases between runs, so a restarted client reclaims its
    * subdomain at once; `false` keeps them in memory only.
@@ -77,7 +79,7 @@ export interface Tunnel {
 
 type Welcome = Extract<ServerMessage, { type: "welcome" }>;
 interface Established {
-  conn: Deno.TcpConn;
+  conn: Deno.Conn;
   reader: ByteReader;
   welcome: Welcome;
 }
@@ -142,7 +144,7 @@ class TunnelClient implements Tunnel {
 
   constructor(options: TunnelOptions) {
     this.#options = options;
-    this.#target = parseServerUrl(options.server ?? "http://localhost:8080");
+    this.#target = parseServerUrl(options.server ?? "http://localhost:8080", options.ca);
     this.#log = options.logger ?? silentLogger;
     this.#localHost = options.localHost ?? "localhost";
     this.#dialer = new LocalDialer(this.#localHost, options.port);

@@ -29,6 +29,8 @@ export interface ServerContext {
   readonly conns: Set<Deno.Conn>;
   /** Control connections: their sessions close them after a last frame. */
   readonly controlConns: Set<Deno.Conn>;
+  /** With `--redirect-http`: the HTTPS port plain requests for tunnels are sent to. */
+  readonly redirectPort: number | undefined;
   /** Whether the server is shutting down. */
   readonly closing: boolean;
 }

@@ -10,7 +10,7 @@ import {
   sleep,
   writeAll,
 } from "../io.ts";
-import { routeHost } from "../names.ts";
+import { hostWithPort, routeHost } from "../names.ts";
 import {
   concatBytes,
   encodeFrame,
@@ -27,6 +27,17 @@ import { renderPage } from "./pages.ts";
 import type { Session } from "./session.ts";
 
 const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request Timeout", "Request timeout");
+const HTTPS_PORT = 443;
+
+/** A permanent redirect that keeps the method (308). */
+function redirect(location: string): Uint8Array {
+  const body = `Moved to ${location}\n`;
+  return new TextEncoder().encode(
+    `HTTP/1.1 308 Permanent Redirect\r\nLocation: ${location}\r\n` +
+      `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
+      `Connection: close\r\n\r\n${body}`,
+  );
+}
 
 /**
  * Whether new bytes (from `before` on) can change a need-more answer: an HTTP
@@ -53,11 +64,12 @@ function worthSniffing(bytes: Uint8Array, before: number, maxBytes: number): boo
  */
 export async function routeConnection(
   ctx: ServerContext,
-  conn: Deno.TcpConn,
+  conn: Deno.Conn,
   id: number,
   routed: () => void,
+  secure = false,
 ): Promise<Outcome> {
-  conn.setNoDelay(true);
+  if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
   const maxBytes = ctx.limits.maxSniffBytes;
   const reader = new ByteReader(conn, maxBytes);
   // At the deadline a pending read cannot be cancelled, only ended by closing the
@@ -124,7 +136,7 @@ export async function routeConnection(
       return await forward(ctx, conn, reader.buffered, session, "tls", id);
     }
     case "http":
-      return await routeHttp(ctx, conn, reader, result, id);
+      return await routeHttp(ctx, conn, reader, result, id, secure);
   }
 }
 
@@ -134,6 +146,7 @@ async function routeHttp(
   reader: ByteReader,
   head: SniffedHttp,
   id: number,
+  secure: boolean,
 ): Promise<Outcome> {
   if (head.upgrade === UPGRADE_TOKEN && head.target === UPGRADE_PATH) {
     reader.consume(head.headLength);
@@ -143,6 +156,11 @@ async function routeHttp(
   if (route.kind === "apex") {
     const page = renderPage(head.method, head.target, ctx.domain, { tunnels: ctx.registry.size });
     return await answerAndLinger(conn, page);
+  }
+  if (!secure && route.kind === "tunnel" && ctx.redirectPort !== undefined) {
+    const path = head.target.replace(/^https?:\/\/[^/]*/i, "") || "/";
+    const location = `https://${hostWithPort(head.host, ctx.redirectPort, HTTPS_PORT)}${path}`;
+    return await answerAndLinger(conn, redirect(location));
   }
   const session = route.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
   if (!session) {

@@ -2,7 +2,7 @@
 
 import { closeQuietly, sleep } from "../io.ts";
 import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
-import { normalizeHost } from "../names.ts";
+import { hostWithPort, normalizeHost } from "../names.ts";
 import {
   ACCEPT_BACKOFF_MAX_MS,
   ACCEPT_BACKOFF_MIN_MS,
@@ -51,14 +51,35 @@ export interface ServerOptions {
    * previous client may be on its way back). @default {true}
    */
   leaseGrace?: boolean;
+  /** Terminate TLS on a second port: tunnel URLs become `https://`. */
+  tls?: ServerTls;
+  /** Answer plain-HTTP requests for tunnels with 308 to `https://` (needs `tls`). @default {false} */
+  redirectHttp?: boolean;
+}
+
+/** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */
+export interface ServerTls {
+  /** PEM certificate chain. */
+  cert: string;
+  /** PEM private key. */
+  key: string;
+  /** Port for HTTPS; 0 picks a free one. @default {8443} */
+  port?: number;
 }
 
 /** A running server. */
 export interface TunnelServer {
   /** The address the server listens on, with the bound port. */
   readonly addr: Deno.NetAddr;
-  /** The server's own URL, e.g. `http://localhost:8080`. */
+  /** The server's own URL, e.g. `http://localhost:8080` (`https://…` with TLS). */
   readonly url: string;
+  /** The HTTPS address, when TLS is on. */
+  readonly tlsAddr: Deno.NetAddr | undefined;
+  /**
+   * Swaps the TLS certificate: new connections get the new one, open ones
+   * are untouched. Rejects (keeping the old one) if the pair is unusable.
+   */
+  reloadTls(cert: string, key: string): Promise<void>;
   /** Resolves when the server has closed and every connection is closed. */
   readonly finished: Promise<void>;
   /** Number of tunnels registered now. */
@@ -76,11 +97,10 @@ export interface TunnelServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-/** Formats `host:port` for a URL, bracketing IPv6 and dropping port 80. */
-export function hostWithPort(host: string, port: number): string {
-  const h = host.includes(":") ? `[${host}]` : host;
-  return port === 80 ? h : `${h}:${port}`;
-}
+const HTTPS_PORT = 443;
+const DEFAULT_TLS_PORT = 8443;
+/** ALPN: HTTP/1.1 only, so browsers cannot coalesce subdomains onto one HTTP/2 connection. */
+const ALPN = ["http/1.1"];
 
 /**
  * Starts a Gotunnel server listening on one TCP port. Resolves once it listens.
@@ -100,12 +120,29 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const domain = normalized.host;
   const log = options.logger ?? silentLogger;
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
-  const listener = Deno.listen({
-    port: options.port ?? 8080,
-    hostname: options.hostname ?? "0.0.0.0",
-  });
+  const hostname = options.hostname ?? "0.0.0.0";
+  const listener = Deno.listen({ port: options.port ?? 8080, hostname });
   const addr = listener.addr;
-  const url = `http://${hostWithPort(domain, addr.port)}`;
+  const listenTls = (cert: string, key: string, port: number): Deno.TlsListener =>
+    Deno.listenTls({ port, hostname, cert, key, alpnProtocols: ALPN });
+  let tlsListener: Deno.TlsListener | undefined;
+  try {
+    if (options.tls) {
+      tlsListener = listenTls(
+        options.tls.cert,
+        options.tls.key,
+        options.tls.port ?? DEFAULT_TLS_PORT,
+      );
+    }
+  } catch (e) {
+    closeQuietly(listener);
+    throw e;
+  }
+  const tlsAddr = tlsListener?.addr;
+  let current = { cert: options.tls?.cert ?? "", key: options.tls?.key ?? "" };
+  const url = tlsAddr
+    ? `https://${hostWithPort(domain, tlsAddr.port, HTTPS_PORT)}`
+    : `http://${hostWithPort(domain, addr.port)}`;
   const registry = new Registry();
   const admission = new Admission(limits);
   const auth = await Auth.create(options.tokens);
@@ -125,6 +162,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     limits,
     admission,
     auth,
+    redirectPort: options.redirectHttp && tlsAddr ? tlsAddr.port : undefined,
     leases,
     log,
     registry,
@@ -141,15 +179,15 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     task.finally(() => tasks.delete(task));
   };
 
-  const acceptLoop = async (): Promise<void> => {
+  const acceptLoop = async (from: Deno.Listener<Deno.Conn>, secure: boolean): Promise<void> => {
     let backoff = ACCEPT_BACKOFF_MIN_MS;
     while (!closing) {
-      let conn: Deno.TcpConn;
+      let conn: Deno.Conn;
       try {
-        conn = await listener.accept();
+        conn = await from.accept();
         backoff = ACCEPT_BACKOFF_MIN_MS;
       } catch (e) {
-        if (closing || e instanceof Deno.errors.BadResource) break;
+        if (closing || e instanceof Deno.errors.BadResource) break; // closed (or reloaded)
         if (isDisconnect(e)) {
           // One peer reset before we accepted it: not the listener's fault.
           log.debug("Accepted connection was already gone", { error: describeError(e) });
@@ -174,7 +212,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       };
       conns.add(conn);
       track(
-        routeConnection(ctx, conn, id, routed)
+        routeConnection(ctx, conn, id, routed, secure)
           .finally(routed)
           .catch((e): Outcome => {
             const fields = { conn: id, error: describeError(e) };
@@ -189,14 +227,43 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     }
   };
 
-  const accepting = acceptLoop();
+  const accepting = new Set<Promise<void>>();
+  const accept = (from: Deno.Listener<Deno.Conn>, secure: boolean): Promise<void> => {
+    const loop = acceptLoop(from, secure);
+    accepting.add(loop);
+    loop.finally(() => accepting.delete(loop));
+    return loop;
+  };
+  accept(listener, false);
+  let tlsLoop = tlsListener ? accept(tlsListener, true) : undefined;
+  const reloadTls = async (cert: string, key: string): Promise<void> => {
+    if (!tlsListener || closing) throw new Error("Cannot reload TLS: the server has no TLS port");
+    // Check the pair on a throwaway listener first: a bad one must not cost the port.
+    Deno.listenTls({ port: 0, hostname: "127.0.0.1", cert, key }).close();
+    // Without SO_REUSEPORT (unstable in Deno) the port is rebound: a connection
+    // arriving in that instant may be refused; open connections are untouched.
+    const port = tlsListener.addr.port;
+    closeQuietly(tlsListener);
+    await tlsLoop; // the port is free only once the pending accept has ended
+    try {
+      tlsListener = listenTls(cert, key, port);
+    } catch (e) {
+      tlsListener = listenTls(current.cert, current.key, port);
+      throw e;
+    }
+    current = { cert, key };
+    tlsLoop = accept(tlsListener, true);
+    await Promise.resolve();
+    log.info("TLS certificate reloaded", {});
+  };
   const finished = Promise.withResolvers<void>();
   let closed: Promise<void> | undefined;
   const stopServing = async (): Promise<void> => {
     closing = true;
     stopAccepting.abort();
     closeQuietly(listener);
-    await accepting;
+    if (tlsListener) closeQuietly(tlsListener);
+    while (accepting.size > 0) await Promise.allSettled([...accepting]);
     for (const session of registry.sessions()) {
       session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
     }
@@ -241,6 +308,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   return {
     addr,
     url,
+    tlsAddr,
+    reloadTls,
     finished: finished.promise,
     get tunnelCount() {
       return registry.size;

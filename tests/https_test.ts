@@ -1,0 +1,220 @@
+// TLS termination on the server: https URLs, HTTP/1.1-only ALPN, certificate reload,
+// redirects from plain HTTP, and clients that reach the server over TLS.
+
+import assert from "node:assert/strict";
+import { TunnelError } from "../lib/errors.ts";
+import {
+  HOST,
+  openTestTunnel,
+  rawRequest,
+  readFixture,
+  spawnCli,
+  startApp,
+  startTestServer,
+} from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+const text = (name: string): string => new TextDecoder().decode(readFixture(name));
+const cert = text("localhost.pem");
+const key = text("localhost.key");
+const ca = text("ca.pem");
+const nextCert = text("localhost-next.pem");
+const nextKey = text("localhost-next.key");
+const nextCa = text("ca-next.pem");
+
+async function httpsGet(port: number, host: string, caCerts: string[]): Promise<Response> {
+  const client = Deno.createHttpClient({ caCerts, allowHost: true });
+  try {
+    const res = await fetch(`https://${HOST}:${port}/whoami`, { client, headers: { host } });
+    await res.body?.cancel();
+    return res;
+  } finally {
+    client.close();
+  }
+}
+
+/** Completes a TLS handshake with `port`, trusting `caCerts`; returns the ALPN protocol. */
+async function handshake(port: number, caCerts: string[], alpn?: string[]): Promise<string | null> {
+  const conn = await Deno.connectTls({
+    hostname: HOST,
+    port,
+    caCerts,
+    ...(alpn ? { alpnProtocols: alpn } : {}),
+  });
+  try {
+    return (await conn.handshake()).alpnProtocol;
+  } finally {
+    conn.close();
+  }
+}
+
+Deno.test({
+  name: "with a certificate, tunnel URLs are https, visitors are served over TLS, ALPN is http/1.1",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer({ tls: { cert, key, port: 0 } });
+    const tlsPort = server.tlsAddr!.port;
+    assert.equal(server.url, `https://localhost:${tlsPort}`);
+    await using tunnel = await openTestTunnel(server, app.addr.port, { subdomain: "demo" });
+    try {
+      assert.equal(tunnel.url, `https://demo.localhost:${tlsPort}`);
+      const client = Deno.createHttpClient({ caCerts: [ca], allowHost: true });
+      const res = await fetch(`https://${HOST}:${tlsPort}/whoami`, {
+        client,
+        headers: { host: `demo.localhost:${tlsPort}` },
+      });
+      assert.equal((await res.json()).name, "app");
+      client.close();
+      assert.equal(await handshake(tlsPort, [ca], ["h2", "http/1.1"]), "http/1.1");
+      // The plain port still serves, and still relays TLS by SNI untouched.
+      assert.match(
+        await rawRequest(
+          server.addr.port,
+          "GET / HTTP/1.1\r\nHost: demo.localhost\r\nConnection: close\r\n\r\n",
+        ),
+        /^HTTP\/1\.1 200 /,
+      );
+    } finally {
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "reloadTls() swaps the certificate for new connections and keeps open ones",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer({ tls: { cert, key, port: 0 } });
+    const tlsPort = server.tlsAddr!.port;
+    await using _tunnel = await openTestTunnel(server, app.addr.port, { subdomain: "demo" });
+    const host = `demo.localhost:${tlsPort}`;
+    try {
+      const open = await Deno.connectTls({ hostname: HOST, port: tlsPort, caCerts: [ca] });
+      await open.handshake();
+      await assert.rejects(server.reloadTls("not a certificate", "not a key"));
+      assert.equal((await httpsGet(tlsPort, host, [ca])).status, 200); // the old one still
+      await server.reloadTls(nextCert, nextKey);
+      assert.equal((await httpsGet(tlsPort, host, [nextCa])).status, 200);
+      await assert.rejects(handshake(tlsPort, [ca])); // new connections: the new certificate
+      // The connection opened before the reload goes on working.
+      await open.write(
+        new TextEncoder().encode(
+          `GET /whoami HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      const buffer = new Uint8Array(4096);
+      const n = await open.read(buffer);
+      assert.match(new TextDecoder().decode(buffer.subarray(0, n!)), /^HTTP\/1\.1 200/);
+      open.close();
+    } finally {
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "redirectHttp answers plain requests for tunnels with 308 to https, keeping the path",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ tls: { cert, key, port: 0 }, redirectHttp: true });
+    const tlsPort = server.tlsAddr!.port;
+    const answer = await rawRequest(
+      server.addr.port,
+      "GET /a/b?c=1 HTTP/1.1\r\nHost: demo.localhost:8080\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 308 /);
+    assert.match(
+      answer,
+      new RegExp(`\\r\\nLocation: https://demo\\.localhost:${tlsPort}/a/b\\?c=1\\r\\n`),
+    );
+    // The apex and clients on the plain port are not redirected.
+    assert.match(
+      await rawRequest(server.addr.port, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+      /^HTTP\/1\.1 200 /,
+    );
+    const tunnel = await openTestTunnel(server, 9, { subdomain: "plain" });
+    await tunnel.close();
+  },
+});
+
+Deno.test({
+  name: "a client reaches the server over https with a private CA, and refuses an unknown one",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer({ tls: { cert, key, port: 0 } });
+    const https = `https://${HOST}:${server.tlsAddr!.port}`;
+    try {
+      const tunnel = await openTestTunnel(server, app.addr.port, {
+        subdomain: "sec",
+        server: https,
+        ca: [ca],
+      });
+      assert.match(
+        await rawRequest(
+          server.addr.port,
+          "GET / HTTP/1.1\r\nHost: sec.localhost\r\nConnection: close\r\n\r\n",
+        ),
+        /^HTTP\/1\.1 200 [^]*hello from app/,
+      );
+      await tunnel.close();
+      await assert.rejects(
+        openTestTunnel(server, app.addr.port, { subdomain: "sec", server: https }),
+        (e) => e instanceof TunnelError && e.code === "connect",
+      );
+    } finally {
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "server.ts serves https with --tls-cert/--tls-key and reloads them on SIGHUP",
+  ...T,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/cert.pem`, cert);
+      await Deno.writeTextFile(`${dir}/key.pem`, key);
+      const server = spawnCli("server.ts", [
+        "--port",
+        "0",
+        "--hostname",
+        HOST,
+        "--tls-cert",
+        `${dir}/cert.pem`,
+        "--tls-key",
+        `${dir}/key.pem`,
+        "--tls-port",
+        "0",
+      ]);
+      const url = await server.firstLine();
+      assert.match(url, /^https:\/\/localhost:\d+$/);
+      const port = Number(new URL(url).port);
+      assert.equal(await handshake(port, [ca]), null);
+      await Deno.writeTextFile(`${dir}/cert.pem`, nextCert);
+      await Deno.writeTextFile(`${dir}/key.pem`, nextKey);
+      server.kill("SIGHUP");
+      let swapped = false;
+      for (let i = 0; i < 50 && !swapped; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        swapped = await handshake(port, [nextCa]).then(() => true, () => false);
+      }
+      assert.ok(swapped, "the new certificate was not served after SIGHUP");
+      const end = await server.stop("SIGTERM");
+      assert.equal(end.code, 0, end.stderr);
+      assert.match(end.stderr, /TLS certificate reloaded/);
+      for (
+        const args of [["--tls-cert", `${dir}/cert.pem`], ["--redirect-http"], ["--tls-port", "9"]]
+      ) {
+        const bad = await spawnCli("server.ts", ["--port", "0", "--hostname", HOST, ...args])
+          .exited;
+        assert.equal(bad.code, 2, args.join(" "));
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
