@@ -180,7 +180,7 @@ Deno.test("Http1Framer never throws and agrees with itself on any split (propert
   );
   fc.assert(
     fc.property(input, fc.nat(), fc.constantFrom("request", "response"), (s, seed, role) => {
-      const latin = s.replace(/[^\x00-\xff]/g, "?");
+      const latin = Array.from(s, (c) => c.charCodeAt(0) > 0xff ? "?" : c).join("");
       const cut = latin.length === 0 ? 0 : seed % latin.length;
       assert.deepEqual(frame(role as "request", latin, [cut]), frame(role as "request", latin));
     }),
