@@ -29,7 +29,9 @@ Options:
   --token TOKEN       token for a server that requires one (default $GOTUNNEL_TOKEN)
   --ca FILE           trust this CA (PEM) for an https:// server, e.g. a private CA
   --wait              if the subdomain is held for its previous client, wait until it is free
-  --local-host HOST   host of the local app (default localhost)
+  --local-host HOST   host of the local app (default localhost); when given, also the Host header
+                      the app sees (the public one goes in X-Forwarded-Host)
+  --raw               relay bytes only: no request parsing, no X-Forwarded-* headers
   --pool N            idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
   --log-level LEVEL   debug, info, warn, error or silent (default info)
   -h, --help          show this help
@@ -51,6 +53,7 @@ const FLAGS = {
   token: { type: "string" },
   ca: { type: "string" },
   wait: { type: "boolean" },
+  raw: { type: "boolean" },
   "local-host": { type: "string" },
   pool: { type: "string" },
   "log-level": { type: "string" },
@@ -123,6 +126,11 @@ export async function main(args: string[]): Promise<number> {
       ...(ca === undefined ? {} : { ca }),
       wait: values.wait === true,
       localHost: typeof values["local-host"] === "string" ? values["local-host"] : "localhost",
+      // An explicit --local-host is also the Host the app sees (dev servers check it).
+      ...(typeof values["local-host"] === "string"
+        ? { hostHeader: `${values["local-host"]}:${positionals[0]}` }
+        : {}),
+      raw: values.raw === true,
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),
       logger: createLogger({ level: logLevelFlag(values["log-level"]) }),
     };

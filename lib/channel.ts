@@ -55,8 +55,14 @@ export interface ReadBuffer {
   readonly large: boolean;
 }
 
+/** Anything bytes can be written to, like a `Deno.Conn`. */
+export interface Writer {
+  /** Writes some of `p`; resolves with how many bytes. */
+  write(p: Uint8Array): Promise<number>;
+}
+
 /** Where a stream's inbound DATA goes; `undefined` drops it. */
-export type StreamSink = Deno.Conn | undefined;
+export type StreamSink = Writer | undefined;
 
 /**
  * One proxy connection, on either side. It owns `conn`'s inbound bytes: the

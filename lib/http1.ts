@@ -78,11 +78,23 @@ export class Http1Framer {
   #raw = false;
   #failed = false;
   #methods: string[] = [];
+  #rawAfterUpgrade: boolean;
 
-  /** A framer for requests or responses; heads longer than `maxHead` are refused (431). */
-  constructor(role: "request" | "response", maxHead: number = MAX_SNIFF_BYTES) {
+  /**
+   * A framer for requests or responses; heads longer than `maxHead` are
+   * refused (431). With `rawAfterUpgrade`, a request with `Upgrade` or a
+   * CONNECT switches the stream to raw bytes (a proxy that does not watch the
+   * responses cannot tell whether the switch was accepted, and must not parse
+   * WebSocket frames as requests).
+   */
+  constructor(
+    role: "request" | "response",
+    maxHead: number = MAX_SNIFF_BYTES,
+    rawAfterUpgrade = false,
+  ) {
     this.#role = role;
     this.#maxHead = maxHead;
+    this.#rawAfterUpgrade = rawAfterUpgrade;
   }
 
   /** Responses: a request with `method` was sent; its response comes in that order. */
@@ -196,6 +208,12 @@ export class Http1Framer {
     const encodings = head.headers.filter(([n]) => n.toLowerCase() === "transfer-encoding")
       .flatMap(([, v]) => v.split(",").map((s) => s.trim().toLowerCase()))
       .filter((s) => s !== "");
+    if (this.#role === "request" && this.#rawAfterUpgrade) {
+      // The bytes after an upgrade or CONNECT request belong to another protocol.
+      if (head.method === "CONNECT" || headerValue(head, "upgrade") !== undefined) {
+        return { raw: true };
+      }
+    }
     if (this.#role === "response") {
       const method = this.#methods.shift() ?? "GET";
       const status = head.status!;

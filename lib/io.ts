@@ -24,7 +24,10 @@ export function closeQuietly(resource: { close(): void }): void {
 const closed = new WeakSet<object>();
 
 /** Writes all of `bytes`, looping over partial writes. */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+export async function writeAll(
+  conn: { write(p: Uint8Array): Promise<number> },
+  bytes: Uint8Array,
+): Promise<void> {
   let at = 0;
   while (at < bytes.length) at += await conn.write(at === 0 ? bytes : bytes.subarray(at));
 }

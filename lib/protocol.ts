@@ -160,7 +160,7 @@ export type ServerMessage =
     lease: string;
   }
   | { type: "error"; code: ErrorCode; message: string; retryAfterMs?: number }
-  | { type: "open"; peer: string; proto: "http" | "tls" }
+  | { type: "open"; peer: string; proto: "http" | "tls"; scheme?: "http" | "https" }
   | { type: "demand"; count: number }
   | { type: "lease"; lease: string }
   | { type: "ping" };
@@ -297,7 +297,12 @@ function parseServerMessage(v: Record<string, unknown>): ServerMessage | string 
       if (!isString(v.peer) || (v.proto !== "http" && v.proto !== "tls")) {
         return "open frame with bad fields";
       }
-      return { type: "open", peer: v.peer, proto: v.proto };
+      if (v.scheme !== undefined && v.scheme !== "http" && v.scheme !== "https") {
+        return "open frame with a bad scheme";
+      }
+      return v.scheme === undefined
+        ? { type: "open", peer: v.peer, proto: v.proto }
+        : { type: "open", peer: v.peer, proto: v.proto, scheme: v.scheme };
     case "demand":
       if (!isCount(v.count)) return "demand frame with bad count";
       return { type: "demand", count: v.count };

@@ -1,8 +1,8 @@
 // Moves bytes both ways between two connections: back-pressure, half-close, one close.
 
-import type { ProxyChannel, ReadBuffer, StreamEnd } from "./channel.ts";
+import type { ProxyChannel, ReadBuffer, StreamEnd, Writer } from "./channel.ts";
 import { closeQuietly, writeAll } from "./io.ts";
-import { FRAME_HEADER_BYTES, LINGER_MS } from "./protocol.ts";
+import { concatBytes, FRAME_HEADER_BYTES, LINGER_MS } from "./protocol.ts";
 
 /** A read already started on a connection; the relay takes its bytes first. */
 export interface PendingRead {
@@ -202,12 +202,17 @@ export interface StreamResult {
  * half-close, so half-close crosses the tunnel; a failed raw connection becomes
  * an ABORT and an inbound ABORT closes it. When the channel itself fails, both
  * are closed and the result is not reusable. With `idleTimeoutMs`, a stream
- * with no read either way for that long is aborted.
+ * with no read either way for that long is aborted. Inbound bytes go to
+ * `inboundSink` (a rewriter in front of `raw`, say) instead of `raw` itself;
+ * when `raw` fails before sending anything, `lastWord` may give an answer to
+ * send instead of an ABORT (a refusal the rewriter made).
  */
 export async function relayStream(
   raw: Deno.Conn,
   channel: ProxyChannel,
   idleTimeoutMs = 0,
+  inboundSink: Writer = raw,
+  lastWord?: () => Uint8Array | undefined,
 ): Promise<StreamResult> {
   let rawClosed = false;
   const closeRaw = (): void => {
@@ -264,6 +269,14 @@ export async function relayStream(
           n = await raw.read(reads.buffer);
         } catch {
           end = "abort"; // reset by its peer, or closed by us after an inbound ABORT
+          // ...or closed to refuse the visitor: then, if nothing went out yet, say why.
+          const answer = sent === 0 ? lastWord?.() : undefined;
+          if (answer) {
+            await writing;
+            const frame = concatBytes(new Uint8Array(FRAME_HEADER_BYTES), answer);
+            await channel.sendData(frame, answer.length);
+            end = "end";
+          }
           break;
         }
         if (n === null) break;
@@ -288,7 +301,7 @@ export async function relayStream(
   const inbound = async (): Promise<void> => {
     const reads = new GrowingBuffer(0, touch);
     try {
-      const { end, bytes } = await channel.receive(raw, reads, sinkFailed);
+      const { end, bytes } = await channel.receive(inboundSink, reads, sinkFailed);
       received = bytes;
       if (end === "abort") closeRaw();
       else if (!rawClosed) await raw.closeWrite().catch(() => {});

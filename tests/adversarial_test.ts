@@ -311,7 +311,10 @@ Deno.test({
         conn.close();
       }
     })().catch(() => {});
-    const tunnel = await openTestTunnel(env.server, listener.addr.port, { subdomain: "flaky" });
+    const tunnel = await openTestTunnel(env.server, listener.addr.port, {
+      subdomain: "flaky",
+      raw: true,
+    });
     try {
       for (let i = 0; i < 5; i++) {
         const visitor = await connect(env.server.addr.port);

@@ -72,6 +72,10 @@ export function startApp(name = "app"): Deno.HttpServer<Deno.NetAddr> {
           name,
           host: req.headers.get("host"),
           port: (info.remoteAddr as Deno.NetAddr).port,
+          xff: req.headers.get("x-forwarded-for"),
+          xfp: req.headers.get("x-forwarded-proto"),
+          xfh: req.headers.get("x-forwarded-host"),
+          forwarded: req.headers.get("forwarded"),
         });
       default:
         return new Response(`hello from ${name}\n`);

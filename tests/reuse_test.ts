@@ -133,6 +133,7 @@ Deno.test({
       server: `http://${HOST}:${server.addr.port}`,
       subdomain: "echo",
       pool: 1,
+      raw: true, // the visitors send bytes, not HTTP requests with lengths
     });
     try {
       for (let i = 0; i < 20; i++) {

@@ -348,7 +348,7 @@ Deno.test({
       }
     })().catch(() => {});
     await using server = await startTestServer();
-    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "half" });
+    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "half", raw: true });
     try {
       const conn = await connect(server.addr.port);
       const request = new TextEncoder().encode(

@@ -13,6 +13,7 @@ import {
 } from "../protocol.ts";
 import { GrowingBuffer, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
+import { RequestRewriter } from "./forwarded.ts";
 
 /** Read buffer of a proxy connection's upgrade answer. */
 const PROXY_READER_BYTES = 4096;
@@ -31,6 +32,8 @@ export interface ProxyPoolOptions {
   size: number;
   /** Reaches the local app. */
   dialer: LocalDialer;
+  /** HTTP awareness: rewrite each request head (undefined: a plain TCP relay). */
+  http: { hostHeader: string | undefined } | undefined;
   /** Where logs go. */
   log: Logger;
   /** Runs a background task that the tunnel waits for when it closes. */
@@ -156,7 +159,18 @@ export class ProxyPool {
     }
     this.#conns.add(local);
     try {
-      const result = await relayStream(local, channel);
+      let refusal: Uint8Array | undefined;
+      const rewriter = open.proto === "http" && this.#options.http
+        ? new RequestRewriter(local, {
+          peer: open.peer,
+          scheme: open.scheme ?? "http",
+          hostHeader: this.#options.http.hostHeader,
+        }, (answer) => {
+          refusal = answer;
+          closeQuietly(local); // ends the app's side; relayStream sends `refusal` instead
+        })
+        : local;
+      const result = await relayStream(local, channel, 0, rewriter, () => refusal);
       log.debug("Visitor done", {
         peer: open.peer,
         in: result.received,

@@ -46,6 +46,13 @@ export interface TunnelOptions {
   leaseFile?: string | false;
   /** When the subdomain is held for a previous client, wait until it is free. @default {false} */
   wait?: boolean;
+  /**
+   * Relay bytes only: no request framing, no X-Forwarded-* headers. TLS that is
+   * end to end is never parsed either way. @default {false}
+   */
+  raw?: boolean;
+  /** Host header the local app gets instead of the public one (the original goes in X-Forwarded-Host). */
+  hostHeader?: string;
   /** Idle proxy connections to keep open, ready for visitors. @default {8} */
   pool?: number;
   /** Where logs go. @default {silent} */
@@ -326,6 +333,7 @@ class TunnelClient implements Tunnel {
       secret: welcome.secret,
       size: this.#pool,
       dialer: this.#dialer,
+      http: this.#options.raw ? undefined : { hostHeader: this.#options.hostHeader },
       log: this.#log,
       track: (task) => this.#track(task),
     });

@@ -173,7 +173,7 @@ async function routeHttp(
       : `Unknown host ${head.host}`;
     return await answerAndLinger(conn, httpError(404, "Not Found", body));
   }
-  await forward(ctx, conn, reader.buffered, session, "http", id);
+  await forward(ctx, conn, reader.buffered, session, "http", id, secure ? "https" : "http");
 }
 
 /** Hands a public connection to an idle proxy connection and relays one stream over it. */
@@ -184,6 +184,7 @@ async function forward(
   session: Session,
   proto: "http" | "tls",
   id: number,
+  scheme: "http" | "https" = "http",
 ): Promise<void> {
   const max = ctx.limits.maxStreamsPerTunnel;
   if (max > 0 && session.streams >= max) {
@@ -198,7 +199,7 @@ async function forward(
   }
   session.streams++;
   try {
-    await forwardStream(ctx, conn, prefix, session, proto, id);
+    await forwardStream(ctx, conn, prefix, session, proto, id, scheme);
   } finally {
     session.streams--;
   }
@@ -211,6 +212,7 @@ async function forwardStream(
   session: Session,
   proto: "http" | "tls",
   id: number,
+  scheme: "http" | "https" = "http",
 ): Promise<void> {
   const proxy = await session.takeProxy(ctx.limits.proxyWaitTimeoutMs);
   if (!proxy) {
@@ -226,7 +228,9 @@ async function forwardStream(
   ctx.conns.add(proxy.conn);
   let reused = false;
   try {
-    const open: ServerMessage = { type: "open", peer: peerOf(conn), proto };
+    const open: ServerMessage = proto === "http"
+      ? { type: "open", peer: peerOf(conn), proto, scheme }
+      : { type: "open", peer: peerOf(conn), proto };
     const data = prefix.length > 0 ? dataFrame(prefix) : new Uint8Array(0);
     await writeAll(proxy.conn, concatBytes(encodeFrame(open), data));
     const result = await relayStream(conn, proxy, ctx.limits.streamIdleTimeoutMs);
