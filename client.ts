@@ -12,7 +12,8 @@ import { openTunnel } from "./lib/client/tunnel.ts";
 import { intFlag, logLevelFlag, parseFlags, UsageError } from "./lib/cli.ts";
 import { TunnelError } from "./lib/errors.ts";
 import { createLogger } from "./lib/log.ts";
-import { checkSubdomain } from "./lib/names.ts";
+import { checkSubdomain, hostWithPort } from "./lib/names.ts";
+import { type RecordStyle, requestPrinter } from "./lib/client/request_log.ts";
 import { parseServerUrl } from "./lib/client/dial.ts";
 import { DEFAULT_POOL_SIZE, GOTUNNEL_VERSION, MAX_IDLE_PROXIES } from "./lib/protocol.ts";
 
@@ -27,24 +28,30 @@ Options:
                       http://localhost:8080)
   --subdomain NAME    subdomain to ask for: a-z, 0-9, "-", 1-63 chars (default: a random one)
   --token TOKEN       token for a server that requires one (default $GOTUNNEL_TOKEN)
-  --ca FILE           trust this CA (PEM) for an https:// server, e.g. a private CA
+  --ca FILE           trust this CA (PEM) for an https:// server (and a --local-https app)
   --wait              if the subdomain is held for its previous client, wait until it is free
   --local-host HOST   host of the local app (default localhost); when given, also the Host header
                       the app sees (the public one goes in X-Forwarded-Host)
-  --raw               relay bytes only: no request parsing, no X-Forwarded-* headers
+  --local-https       the local app speaks TLS (its certificate is checked against HOST)
+  --allow-invalid-cert with --local-https: accept a self-signed or otherwise invalid certificate
+  --raw               relay bytes only: no request parsing, no X-Forwarded-*, no request log
+  --quiet             no request log (one stderr line per request: GET /path → 200  12.3 ms  1.2 KB)
   --pool N            idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
   --log-level LEVEL   debug, info, warn, error or silent (default info)
   -h, --help          show this help
   -V, --version       show the version
 
 Prints the public URL alone on a stdout line each time the tunnel is up (again after a
-reconnect); everything else goes to stderr. Exits 1 if the server refuses the tunnel.
+reconnect); everything else goes to stderr: the request log (coloured on a terminal unless
+NO_COLOR is set) and the log. Exits 1 if the server refuses the tunnel.
 Leases that let a restarted client reclaim its subdomain are kept in
 $XDG_CACHE_HOME/gotunnel/leases.json (else ~/.cache/gotunnel/leases.json).
 
 Examples:
   gotunnel-client 3000 --subdomain demo                 # http://demo.localhost:8080
   gotunnel-client 3000 --server http://tunnel.example   # a self-hosted server
+  gotunnel-client 5173 --local-host localhost           # Vite checks Host: it sees localhost:5173
+  gotunnel-client 8443 --local-https --allow-invalid-cert  # an app with a self-signed certificate
 `;
 
 const FLAGS = {
@@ -54,6 +61,9 @@ const FLAGS = {
   ca: { type: "string" },
   wait: { type: "boolean" },
   raw: { type: "boolean" },
+  quiet: { type: "boolean" },
+  "local-https": { type: "boolean" },
+  "allow-invalid-cert": { type: "boolean" },
   "local-host": { type: "string" },
   pool: { type: "string" },
   "log-level": { type: "string" },
@@ -90,8 +100,12 @@ function env(name: string): string | undefined {
  */
 export async function main(args: string[]): Promise<number> {
   let options;
+  const printer = requestPrinter((text) => writeAllSync(Deno.stderr, text), requestLogStyle());
   try {
     const { values, positionals } = parseFlags(args, FLAGS);
+    if (values["allow-invalid-cert"] && !values["local-https"]) {
+      throw new UsageError("--allow-invalid-cert needs --local-https");
+    }
     if (values.help) return print(CLIENT_USAGE), 0;
     if (values.version) return print(`gotunnel-client ${GOTUNNEL_VERSION}`), 0;
     if (positionals.length !== 1) {
@@ -128,9 +142,12 @@ export async function main(args: string[]): Promise<number> {
       localHost: typeof values["local-host"] === "string" ? values["local-host"] : "localhost",
       // An explicit --local-host is also the Host the app sees (dev servers check it).
       ...(typeof values["local-host"] === "string"
-        ? { hostHeader: `${values["local-host"]}:${positionals[0]}` }
+        ? { hostHeader: hostWithPort(values["local-host"], Number(positionals[0]), -1) }
         : {}),
       raw: values.raw === true,
+      localHttps: values["local-https"] === true,
+      allowInvalidCert: values["allow-invalid-cert"] === true,
+      ...(values.quiet === true || values.raw === true ? {} : { onRequest: printer.log }),
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),
       logger: createLogger({ level: logLevelFlag(values["log-level"]) }),
     };
@@ -151,8 +168,21 @@ export async function main(args: string[]): Promise<number> {
     printError(e instanceof TunnelError ? e.message : `Unexpected error: ${e}`);
     return 1;
   } finally {
+    printer.flush();
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
   }
+}
+
+/** Aligned and coloured on a terminal (colour off with NO_COLOR), plain otherwise. */
+function requestLogStyle(): RecordStyle {
+  const tty = Deno.stderr.isTerminal();
+  return { aligned: tty, color: tty && env("NO_COLOR") === undefined };
+}
+
+function writeAllSync(file: { writeSync(p: Uint8Array): number }, text: string): void {
+  const bytes = new TextEncoder().encode(text);
+  let at = 0;
+  while (at < bytes.length) at += file.writeSync(bytes.subarray(at));
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

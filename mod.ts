@@ -30,6 +30,8 @@ export type { ServerOptions, ServerTls, TunnelServer } from "./lib/server/server
 export type { TokenRules, TokenScope } from "./lib/server/auth.ts";
 export { openTunnel } from "./lib/client/tunnel.ts";
 export type { Tunnel, TunnelOptions } from "./lib/client/tunnel.ts";
+export { formatRecord } from "./lib/client/request_log.ts";
+export type { RecordStyle, RequestRecord } from "./lib/client/request_log.ts";
 export type { HeartbeatTiming } from "./lib/control.ts";
 export { TunnelError } from "./lib/errors.ts";
 export type { TunnelErrorCode } from "./lib/errors.ts";

@@ -195,6 +195,31 @@ export interface StreamResult {
   error: unknown;
 }
 
+/** A byte stream the stream relay can drive: a `Deno.Conn`, or anything shaped like one. */
+export interface Duplex extends Writer {
+  /** Reads into `p`; resolves with the count, or null at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Ends the writing direction (half-close). */
+  closeWrite(): Promise<void>;
+  /** Closes both directions. */
+  close(): void;
+}
+
+/** Optional parts of {@linkcode relayStream}. */
+export interface StreamOptions {
+  /** Abort a stream with no read either way for this long; 0 never. @default {0} */
+  idleTimeoutMs?: number;
+  /** Where inbound bytes go instead of `raw` itself (a request rewriter in front of it). */
+  inboundSink?: Writer;
+  /**
+   * When `raw` fails before it sent anything, an answer to send instead of an
+   * ABORT (a refusal the rewriter made).
+   */
+  lastWord?: () => Uint8Array | undefined;
+  /** Sees each chunk read from `raw`, before it is sent (a response watcher). */
+  onOutbound?: (bytes: Uint8Array) => void;
+}
+
 /**
  * Relays one stream between a raw connection (a visitor, or the local app) and
  * a proxy channel, until both directions have ended; closes `raw` at the end.
@@ -202,18 +227,15 @@ export interface StreamResult {
  * half-close, so half-close crosses the tunnel; a failed raw connection becomes
  * an ABORT and an inbound ABORT closes it. When the channel itself fails, both
  * are closed and the result is not reusable. With `idleTimeoutMs`, a stream
- * with no read either way for that long is aborted. Inbound bytes go to
- * `inboundSink` (a rewriter in front of `raw`, say) instead of `raw` itself;
- * when `raw` fails before sending anything, `lastWord` may give an answer to
- * send instead of an ABORT (a refusal the rewriter made).
+ * with no read either way for that long is aborted; see {@linkcode StreamOptions}
+ * for the hooks an HTTP-aware client uses.
  */
 export async function relayStream(
-  raw: Deno.Conn,
+  raw: Duplex,
   channel: ProxyChannel,
-  idleTimeoutMs = 0,
-  inboundSink: Writer = raw,
-  lastWord?: () => Uint8Array | undefined,
+  options: StreamOptions = {},
 ): Promise<StreamResult> {
+  const { idleTimeoutMs = 0, inboundSink = raw, lastWord, onOutbound } = options;
   let rawClosed = false;
   const closeRaw = (): void => {
     if (rawClosed) return;
@@ -280,6 +302,7 @@ export async function relayStream(
           break;
         }
         if (n === null) break;
+        onOutbound?.(reads.buffer.subarray(0, n));
         await writing;
         writing = channel.sendData(reads.whole, n);
         writing.catch(() => {}); // handled where it is awaited, not reported as unhandled

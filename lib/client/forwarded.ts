@@ -56,14 +56,24 @@ export class RequestRewriter implements Writer {
   #out: Writer;
   #info: VisitorInfo;
   #framer = new Http1Framer("request", undefined, true);
-  #refuse: (answer: Uint8Array) => void;
+  #refuse: (answer: Uint8Array, reason: string) => void;
+  #observe: ((head: MessageHead) => void) | undefined;
   #failed = false;
 
-  /** Rewrites into `out`; `refuse` gets the error answer for the visitor. */
-  constructor(out: Writer, info: VisitorInfo, refuse: (answer: Uint8Array) => void) {
+  /**
+   * Rewrites into `out`; `refuse` gets the error answer for the visitor and
+   * why, `observe` each request head as the visitor sent it.
+   */
+  constructor(
+    out: Writer,
+    info: VisitorInfo,
+    refuse: (answer: Uint8Array, reason: string) => void,
+    observe?: (head: MessageHead) => void,
+  ) {
     this.#out = out;
     this.#info = info;
     this.#refuse = refuse;
+    this.#observe = observe;
   }
 
   /** Frames `p` and writes it on, rewritten; always takes all of it. */
@@ -76,13 +86,17 @@ export class RequestRewriter implements Writer {
   async #emit(event: Http1Event): Promise<void> {
     switch (event.kind) {
       case "head":
+        this.#observe?.(event.head);
         return await writeAll(this.#out, encodeHead(rewriteRequestHead(event.head, this.#info)));
       case "body":
       case "raw":
         return await writeAll(this.#out, event.bytes);
       case "error":
         this.#failed = true;
-        this.#refuse(httpError(event.status, "Bad Request", `Bad request: ${event.reason}`));
+        this.#refuse(
+          httpError(event.status, "Bad Request", `Bad request: ${event.reason}`),
+          event.reason,
+        );
         return;
       case "end":
         return;

@@ -11,9 +11,12 @@ import {
   PROTOCOL_VERSION,
   type ServerMessage,
 } from "../protocol.ts";
-import { GrowingBuffer, relayStream } from "../relay.ts";
+import { hostWithPort } from "../names.ts";
+import { type Duplex, GrowingBuffer, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
 import { RequestRewriter } from "./forwarded.ts";
+import { connectInsecureTls, type LocalTls, startLocalTls } from "./local_tls.ts";
+import { ExchangeLog, type RequestRecord } from "./request_log.ts";
 
 /** Read buffer of a proxy connection's upgrade answer. */
 const PROXY_READER_BYTES = 4096;
@@ -33,18 +36,26 @@ export interface ProxyPoolOptions {
   /** Reaches the local app. */
   dialer: LocalDialer;
   /** HTTP awareness: rewrite each request head (undefined: a plain TCP relay). */
-  http: { hostHeader: string | undefined } | undefined;
+  http: HttpAwareness | undefined;
   /** Where logs go. */
   log: Logger;
   /** Runs a background task that the tunnel waits for when it closes. */
   track(task: Promise<void>): void;
 }
 
+/** What the client does with HTTP it relays. */
+export interface HttpAwareness {
+  /** Host header for the local app instead of the public one. */
+  hostHeader: string | undefined;
+  /** Gets one record per request, once its response is complete. */
+  onRequest: ((record: RequestRecord) => void) | undefined;
+}
+
 /** One session's proxy connections. */
 export class ProxyPool {
   #options: ProxyPoolOptions;
   #idle = new Set<Deno.Conn>();
-  #conns = new Set<Deno.Conn>();
+  #conns = new Set<{ close(): void }>();
   #connecting = 0;
   #retired = false;
   #running = 0;
@@ -150,27 +161,34 @@ export class ProxyPool {
   // One visitor's stream; true when the channel may carry the next one.
   async #serveVisitor(channel: ProxyChannel, open: Open): Promise<boolean> {
     const { dialer, log } = this.#options;
-    let local: Deno.TcpConn;
+    let local: Duplex;
     try {
-      local = await dialer.dial();
+      local = await dialer.dial(open.proto === "tls");
     } catch (e) {
       log.warn("Cannot reach local app", { local: dialer.where, error: describeError(e) });
       return await refuseVisitor(channel, open, dialer.where, e);
     }
     this.#conns.add(local);
+    const http = open.proto === "http" ? this.#options.http : undefined;
+    const exchanges = http?.onRequest ? new ExchangeLog(http.onRequest) : undefined;
     try {
       let refusal: Uint8Array | undefined;
-      const rewriter = open.proto === "http" && this.#options.http
+      const rewriter = http
         ? new RequestRewriter(local, {
           peer: open.peer,
           scheme: open.scheme ?? "http",
-          hostHeader: this.#options.http.hostHeader,
-        }, (answer) => {
+          hostHeader: http.hostHeader,
+        }, (answer, reason) => {
           refusal = answer;
+          exchanges?.refused(400, reason);
           closeQuietly(local); // ends the app's side; relayStream sends `refusal` instead
-        })
+        }, exchanges && ((head) => exchanges.request(head)))
         : local;
-      const result = await relayStream(local, channel, 0, rewriter, () => refusal);
+      const result = await relayStream(local, channel, {
+        inboundSink: rewriter,
+        lastWord: () => refusal,
+        ...(exchanges ? { onOutbound: (bytes: Uint8Array) => exchanges.response(bytes) } : {}),
+      });
       log.debug("Visitor done", {
         peer: open.peer,
         in: result.received,
@@ -179,6 +197,7 @@ export class ProxyPool {
       });
       return result.reusable;
     } finally {
+      exchanges?.close();
       this.#conns.delete(local);
       closeQuietly(local);
     }
@@ -198,10 +217,13 @@ async function refuseVisitor(
       const why = error instanceof Deno.errors.ConnectionRefused
         ? "connection refused"
         : `${error}`;
+      const hint = /certificate/i.test(why)
+        ? " (a self-signed development certificate? --allow-invalid-cert accepts it)"
+        : "";
       const answer = httpError(
         502,
         "Bad Gateway",
-        `Gotunnel: cannot reach the local app at ${where}: ${why}`,
+        `Gotunnel: cannot reach the local app at ${where}: ${why}${hint}`,
       );
       await writeAll(channel.conn, dataFrame(answer));
       await channel.sendEnd("end");
@@ -227,20 +249,26 @@ export class LocalDialer {
   readonly where: string;
   #candidates: string[];
   #port: number;
+  #tls: LocalTls | undefined;
 
-  /** A dialer for `hostname:port`. */
-  constructor(hostname: string, port: number) {
-    this.where = `${hostname}:${port}`;
+  /** A dialer for `hostname:port`, speaking TLS to it when `tls` is given. */
+  constructor(hostname: string, port: number, tls?: LocalTls) {
+    this.where = `${tls ? "https://" : ""}${hostWithPort(hostname, port, -1)}`;
     this.#candidates = hostname === "localhost" ? ["127.0.0.1", "::1"] : [hostname];
     this.#port = port;
+    this.#tls = tls;
   }
 
-  /** Connects (LOCAL_DIAL_TIMEOUT_MS at most per address), Nagle off. */
-  async dial(): Promise<Deno.TcpConn> {
+  /**
+   * Connects (LOCAL_DIAL_TIMEOUT_MS at most per address, TLS handshake
+   * included), Nagle off. `plain` skips TLS: for visitors whose own TLS goes
+   * to the app end to end.
+   */
+  async dial(plain = false): Promise<Duplex> {
     let error: unknown;
     for (const hostname of [...this.#candidates]) {
       try {
-        const conn = await dialWithTimeout(hostname, this.#port);
+        const conn = await dialWithTimeout(hostname, this.#port, plain ? undefined : this.#tls);
         if (hostname !== this.#candidates[0]) {
           this.#candidates = [hostname, ...this.#candidates.filter((h) => h !== hostname)];
         }
@@ -254,20 +282,41 @@ export class LocalDialer {
   }
 }
 
-/** Connects, giving up after LOCAL_DIAL_TIMEOUT_MS. */
-async function dialWithTimeout(hostname: string, port: number): Promise<Deno.TcpConn> {
+/** Connects (and shakes hands, with `tls`), giving up after LOCAL_DIAL_TIMEOUT_MS. */
+async function dialWithTimeout(
+  hostname: string,
+  port: number,
+  tls: LocalTls | undefined,
+): Promise<Duplex> {
+  const stop = new AbortController();
+  const connect = async (): Promise<Duplex> => {
+    if (tls?.allowInvalid) {
+      return await connectInsecureTls(hostname, port, tls.serverName, stop.signal);
+    }
+    const tcp = await Deno.connect({ hostname, port });
+    if (stop.signal.aborted) throw closeQuietly(tcp), stop.signal.reason;
+    tcp.setNoDelay(true);
+    if (!tls) return tcp;
+    const closeOnAbort = (): void => closeQuietly(tcp);
+    stop.signal.addEventListener("abort", closeOnAbort, { once: true });
+    try {
+      return await startLocalTls(tcp, tls);
+    } finally {
+      stop.signal.removeEventListener("abort", closeOnAbort);
+    }
+  };
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const connecting = Deno.connect({ hostname, port });
+  const connecting = connect();
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
+      const error = new Deno.errors.TimedOut(`no answer in ${LOCAL_DIAL_TIMEOUT_MS} ms`);
+      stop.abort(error);
       connecting.then(closeQuietly, () => {});
-      reject(new Deno.errors.TimedOut(`no answer in ${LOCAL_DIAL_TIMEOUT_MS} ms`));
+      reject(error);
     }, LOCAL_DIAL_TIMEOUT_MS);
   });
   try {
-    const conn = await Promise.race([connecting, timeout]);
-    conn.setNoDelay(true);
-    return conn;
+    return await Promise.race([connecting, timeout]);
   } finally {
     clearTimeout(timer);
   }

@@ -23,6 +23,7 @@ import {
 import { dialServer, parseServerUrl, type ServerTarget } from "./dial.ts";
 import { defaultLeaseFile, LeaseStore } from "./lease_store.ts";
 import { LocalDialer, ProxyPool } from "./proxy.ts";
+import type { RequestRecord } from "./request_log.ts";
 
 /** Options for {@linkcode openTunnel}. */
 export interface TunnelOptions {
@@ -36,7 +37,7 @@ export interface TunnelOptions {
   subdomain?: string;
   /** Token for a server that requires one. */
   token?: string;
-  /** CA certificates (PEM) to trust for an `https://` server, e.g. a private CA. */
+  /** CA certificates (PEM) to trust for an `https://` server (and a `localHttps` app). */
   ca?: string[];
   /**
    * File that keeps leases between runs, so a restarted client reclaims its
@@ -53,6 +54,20 @@ export interface TunnelOptions {
   raw?: boolean;
   /** Host header the local app gets instead of the public one (the original goes in X-Forwarded-Host). */
   hostHeader?: string;
+  /**
+   * Gets one record per relayed request once its response is complete (or the
+   * stream ends without one); not called with `raw`. Format it with the CLI's
+   * request log or your own.
+   */
+  onRequest?: (record: RequestRecord) => void;
+  /**
+   * The local app speaks TLS: HTTP visitors reach it over TLS, the certificate
+   * checked against `localHost` and `ca`. Visitors whose own TLS goes to the
+   * app end to end are relayed as they are. @default {false}
+   */
+  localHttps?: boolean;
+  /** With `localHttps`, accept any certificate (self-signed, expired, other name). @default {false} */
+  allowInvalidCert?: boolean;
   /** Idle proxy connections to keep open, ready for visitors. @default {8} */
   pool?: number;
   /** Where logs go. @default {silent} */
@@ -154,7 +169,17 @@ class TunnelClient implements Tunnel {
     this.#target = parseServerUrl(options.server ?? "http://localhost:8080", options.ca);
     this.#log = options.logger ?? silentLogger;
     this.#localHost = options.localHost ?? "localhost";
-    this.#dialer = new LocalDialer(this.#localHost, options.port);
+    this.#dialer = new LocalDialer(
+      this.#localHost,
+      options.port,
+      options.localHttps
+        ? {
+          serverName: this.#localHost,
+          caCerts: options.ca,
+          allowInvalid: options.allowInvalidCert === true,
+        }
+        : undefined,
+    );
     this.#pool = Math.min(options.pool ?? DEFAULT_POOL_SIZE, MAX_IDLE_PROXIES);
     const leaseFile = options.leaseFile === false
       ? undefined
@@ -333,7 +358,9 @@ class TunnelClient implements Tunnel {
       secret: welcome.secret,
       size: this.#pool,
       dialer: this.#dialer,
-      http: this.#options.raw ? undefined : { hostHeader: this.#options.hostHeader },
+      http: this.#options.raw
+        ? undefined
+        : { hostHeader: this.#options.hostHeader, onRequest: this.#options.onRequest },
       log: this.#log,
       track: (task) => this.#track(task),
     });

@@ -233,7 +233,9 @@ async function forwardStream(
       : { type: "open", peer: peerOf(conn), proto };
     const data = prefix.length > 0 ? dataFrame(prefix) : new Uint8Array(0);
     await writeAll(proxy.conn, concatBytes(encodeFrame(open), data));
-    const result = await relayStream(conn, proxy, ctx.limits.streamIdleTimeoutMs);
+    const result = await relayStream(conn, proxy, {
+      idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
+    });
     ctx.log.debug("Stream done", {
       conn: id,
       subdomain: session.subdomain,

@@ -1,0 +1,237 @@
+// The client's request log: requests paired with their responses on one visitor
+// stream, and the terminal line for each (`GET /path → 200  12.3 ms  1.2 KB`).
+
+import { headerValue, Http1Framer, type MessageHead } from "../http1.ts";
+
+/** One request and what became of it. */
+export interface RequestRecord {
+  /** Request method. */
+  method: string;
+  /** Request target, as sent (path and query). */
+  target: string;
+  /** Final response status; undefined when no response came. */
+  status: number | undefined;
+  /** From the request head to the end of the response (to the 101 for an upgrade). */
+  durationMs: number;
+  /** Response body bytes as sent (chunked framing included). */
+  bytes: number;
+  /** The protocol switched to (`websocket`), when the request upgraded the stream. */
+  upgrade: string | undefined;
+  /** Why the exchange is incomplete: `no response`, `cut short`, `bad response`. */
+  problem: string | undefined;
+}
+
+interface Pending {
+  method: string;
+  target: string;
+  upgrade: string | undefined;
+  start: number;
+}
+
+/**
+ * Pairs the requests of one stream with its responses, in order (pipelining
+ * included), and reports each exchange once. Feed it request heads, response
+ * bytes as they pass, and `close()` at the end of the stream.
+ */
+export class ExchangeLog {
+  #framer = new Http1Framer("response");
+  #pending: Pending[] = [];
+  #status: number | undefined;
+  #bytes = 0;
+  #done = false;
+  #report: (record: RequestRecord) => void;
+  #now: () => number;
+
+  /** Reports through `report`; `now` is the clock (ms). */
+  constructor(
+    report: (record: RequestRecord) => void,
+    now: () => number = () => performance.now(),
+  ) {
+    this.#report = report;
+    this.#now = now;
+  }
+
+  /** The visitor sent a request with this head. */
+  request(head: MessageHead): void {
+    if (this.#done) return;
+    const method = head.method ?? "?";
+    this.#pending.push({
+      method,
+      target: head.target ?? "?",
+      upgrade: method === "CONNECT" ? "connect" : headerValue(head, "upgrade")?.toLowerCase(),
+      start: this.#now(),
+    });
+    this.#framer.expect(method);
+  }
+
+  /** The client refused the visitor's next request itself (it could not be framed). */
+  refused(status: number, reason: string): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#report({
+      method: "-",
+      target: "-",
+      status,
+      durationMs: 0,
+      bytes: 0,
+      upgrade: undefined,
+      problem: reason,
+    });
+  }
+
+  /** Response bytes from the app, in order. */
+  response(bytes: Uint8Array): void {
+    if (this.#done) return;
+    for (const event of this.#framer.push(bytes)) {
+      switch (event.kind) {
+        case "head": {
+          const status = event.head.status!;
+          // An interim answer (100 Continue): the final one is still to come.
+          this.#status = status >= 100 && status < 200 && status !== 101 ? undefined : status;
+          this.#bytes = 0;
+          break;
+        }
+        case "body":
+          this.#bytes += event.bytes.length;
+          break;
+        case "end":
+          if (this.#status !== undefined) this.#finish(undefined);
+          break;
+        case "raw": // switched protocols: nothing more to pair
+          this.#done = true;
+          return;
+        case "error":
+          this.#finish("bad response");
+          this.#done = true;
+          return;
+      }
+    }
+  }
+
+  /** The stream is over: report what is still open. */
+  close(): void {
+    if (!this.#done) {
+      for (const event of this.#framer.end()) {
+        if (event.kind === "end" && this.#status !== undefined) this.#finish(undefined);
+      }
+    }
+    this.#done = true;
+    while (this.#pending.length > 0) {
+      this.#finish(this.#status === undefined ? "no response" : "cut short");
+    }
+  }
+
+  #finish(problem: string | undefined): void {
+    const request = this.#pending.shift();
+    if (!request) return;
+    const status = this.#status ?? 0;
+    const switched = status === 101 ||
+      (request.method === "CONNECT" && status >= 200 && status < 300);
+    this.#report({
+      method: request.method,
+      target: request.target,
+      status: this.#status,
+      durationMs: this.#now() - request.start,
+      bytes: this.#bytes,
+      upgrade: switched ? request.upgrade : undefined,
+      problem,
+    });
+    this.#status = undefined;
+    this.#bytes = 0;
+  }
+}
+
+/** How a record is printed. */
+export interface RecordStyle {
+  /** Columns padded to line up (a terminal). */
+  aligned: boolean;
+  /** ANSI colours (a terminal without NO_COLOR). */
+  color: boolean;
+}
+
+/** Widest target column in aligned output; longer targets are cut with `…`. */
+const TARGET_COLUMNS = 48;
+/** Narrowest target column in aligned output. */
+const MIN_TARGET_COLUMNS = 24;
+
+/** `12.3 ms`, `850 ms`, `2.4 s`. */
+export function formatDuration(ms: number): string {
+  if (ms < 100) return `${ms.toFixed(1)} ms`;
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  return `${(ms / 1000).toFixed(1)} s`;
+}
+
+/** `0 B`, `512 B`, `1.2 KB`, `3.4 MB`, `1.1 GB` (powers of 1000). */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1000) return `${bytes} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let value = bytes / 1000;
+  let unit = 0;
+  while (value >= 999.95 && unit < units.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}
+
+const paint = (on: boolean, code: number, text: string): string =>
+  on ? `\x1b[${code}m${text}\x1b[0m` : text;
+
+function statusColor(status: number | undefined): number {
+  if (status === undefined || status >= 500) return 31; // red
+  if (status >= 400) return 33; // yellow
+  if (status >= 300) return 36; // cyan
+  return 32; // green
+}
+
+/** One log line for `record`, e.g. `GET /path → 200  12.3 ms  1.2 KB`. */
+export function formatRecord(
+  record: RequestRecord,
+  style: RecordStyle = { aligned: false, color: false },
+): string {
+  const { aligned, color } = style;
+  let target = record.target;
+  if (aligned) {
+    if (target.length > TARGET_COLUMNS) target = target.slice(0, TARGET_COLUMNS - 1) + "…";
+    target = target.padEnd(MIN_TARGET_COLUMNS);
+  }
+  const method = aligned ? record.method.padEnd(7) : record.method;
+  const status = paint(color, statusColor(record.status), `${record.status ?? "---"}`);
+  const duration = formatDuration(record.durationMs);
+  const tail = record.upgrade !== undefined ? `⇄ ${record.upgrade}` : formatBytes(record.bytes);
+  const columns = [
+    `${paint(color, 1, method)} ${target} → ${status}`,
+    aligned ? duration.padStart(8) : duration,
+    aligned && record.upgrade === undefined ? tail.padStart(8) : tail,
+  ];
+  if (record.problem) columns.push(paint(color, 31, `(${record.problem})`));
+  return columns.join(aligned ? "  " : " ");
+}
+
+/**
+ * A request log printer: lines are batched and written together, so a busy
+ * tunnel does not make one write per request. `flush()` writes what is queued.
+ */
+export function requestPrinter(
+  write: (text: string) => void,
+  style: RecordStyle,
+  batchMs = 20,
+): { log: (record: RequestRecord) => void; flush: () => void } {
+  let lines: string[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = (): void => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (lines.length === 0) return;
+    const text = lines.join("\n") + "\n";
+    lines = [];
+    write(text);
+  };
+  return {
+    log(record) {
+      lines.push(formatRecord(record, style));
+      timer ??= setTimeout(flush, batchMs);
+    },
+    flush,
+  };
+}

@@ -1,0 +1,411 @@
+// The request log: each request paired with its response on real tunnels (pipelined,
+// HEAD, chunked, 100-continue, 204/304, upgrade, cut short), the CLI's lines, formatting.
+
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import {
+  ExchangeLog,
+  formatBytes,
+  formatDuration,
+  formatRecord,
+  type RequestRecord,
+} from "../lib/client/request_log.ts";
+import type { MessageHead } from "../lib/http1.ts";
+import {
+  connect,
+  HOST,
+  openTestTunnel,
+  rawRequest,
+  readAll,
+  spawnCli,
+  startApp,
+  startTestServer,
+  waitFor,
+  writeAllTo,
+} from "./helpers.ts";
+
+const T = { timeout: 30_000 };
+const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
+const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
+
+/** Reads from `conn` until the text received so far matches `pattern`. */
+async function readUntil(conn: Deno.Conn, pattern: RegExp, seen = ""): Promise<string> {
+  const buffer = new Uint8Array(16384);
+  let text = seen;
+  while (!pattern.test(text)) {
+    const n = await conn.read(buffer);
+    if (n === null) throw new Error(`closed before ${pattern}; got ${JSON.stringify(text)}`);
+    text += decode(buffer.subarray(0, n));
+  }
+  return text;
+}
+
+/** The fields a test can check exactly (durations vary). */
+const brief = (r: RequestRecord) => ({
+  method: r.method,
+  target: r.target,
+  status: r.status,
+  bytes: r.bytes,
+  upgrade: r.upgrade,
+  problem: r.problem,
+});
+
+Deno.test({
+  name: "request log: pipelined GET, HEAD, chunked and POST on one connection, in order",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer();
+    const records: RequestRecord[] = [];
+    await using _t = await openTestTunnel(server, app.addr.port, {
+      subdomain: "log",
+      onRequest: (r) => records.push(r),
+    });
+    try {
+      const host = "Host: log.localhost\r\n";
+      const conn = await connect(server.addr.port);
+      await writeAllTo(
+        conn,
+        encode(
+          `GET /bytes/1234 HTTP/1.1\r\n${host}\r\n` +
+            `HEAD /bytes/10 HTTP/1.1\r\n${host}\r\n` +
+            `GET /chunked?x=1 HTTP/1.1\r\n${host}\r\n` +
+            `POST /sha256 HTTP/1.1\r\n${host}Content-Length: 5\r\nConnection: close\r\n\r\nhello`,
+        ),
+      );
+      const text = decode(await readAll(conn));
+      conn.close();
+      assert.equal(text.match(/HTTP\/1\.1 200/g)?.length, 4);
+      await waitFor(() => records.length === 4, 5000, "four records");
+      const chunked = text.slice(text.indexOf("transfer-encoding: chunked"));
+      const chunkedBody = chunked.slice(
+        chunked.indexOf("\r\n\r\n") + 4,
+        chunked.indexOf("0\r\n\r\n") + 5,
+      );
+      assert.deepEqual(records.map(brief), [
+        {
+          method: "GET",
+          target: "/bytes/1234",
+          status: 200,
+          bytes: 1234,
+          upgrade: undefined,
+          problem: undefined,
+        },
+        {
+          method: "HEAD",
+          target: "/bytes/10",
+          status: 200,
+          bytes: 0,
+          upgrade: undefined,
+          problem: undefined,
+        },
+        {
+          method: "GET",
+          target: "/chunked?x=1",
+          status: 200,
+          bytes: chunkedBody.length,
+          upgrade: undefined,
+          problem: undefined,
+        },
+        {
+          method: "POST",
+          target: "/sha256",
+          status: 200,
+          bytes: records[3]!.bytes,
+          upgrade: undefined,
+          problem: undefined,
+        },
+      ]);
+      assert.ok(records[3]!.bytes > 60, "the JSON body was counted");
+      for (const r of records) assert.ok(r.durationMs >= 0 && r.durationMs < 5000);
+    } finally {
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "request log: 100-continue shows the final status; 204, 304 and a WebSocket upgrade",
+  ...T,
+  async fn() {
+    const app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/upload") return new Response(`got ${(await req.text()).length}`);
+      if (path === "/none") return new Response(null, { status: 204 });
+      if (path === "/same") return new Response(null, { status: 304 });
+      const { socket, response } = Deno.upgradeWebSocket(req);
+      socket.onmessage = (e) => socket.send(e.data);
+      return response;
+    });
+    await using server = await startTestServer();
+    const records: RequestRecord[] = [];
+    await using _t = await openTestTunnel(server, app.addr.port, {
+      subdomain: "codes",
+      onRequest: (r) => records.push(r),
+    });
+    const host = "Host: codes.localhost\r\n";
+    const conn = await connect(server.addr.port);
+    try {
+      await writeAllTo(
+        conn,
+        encode(`POST /upload HTTP/1.1\r\n${host}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`),
+      );
+      let text = await readUntil(conn, /100 Continue\r\n\r\n/);
+      await writeAllTo(conn, encode("hello"));
+      text = await readUntil(conn, /got 5/, text);
+      await writeAllTo(
+        conn,
+        encode(`GET /none HTTP/1.1\r\n${host}\r\nGET /same HTTP/1.1\r\n${host}\r\n`),
+      );
+      text = await readUntil(conn, /304[^]*\r\n\r\n/, text);
+      await writeAllTo(
+        conn,
+        encode(
+          `GET /ws HTTP/1.1\r\n${host}Upgrade: websocket\r\nConnection: Upgrade\r\n` +
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        ),
+      );
+      await readUntil(conn, /101 Switching Protocols[^]*\r\n\r\n/, text);
+      await waitFor(() => records.length === 4, 5000, "four records");
+      assert.deepEqual(records.map(brief), [
+        {
+          method: "POST",
+          target: "/upload",
+          status: 200,
+          bytes: 5,
+          upgrade: undefined,
+          problem: undefined,
+        },
+        {
+          method: "GET",
+          target: "/none",
+          status: 204,
+          bytes: 0,
+          upgrade: undefined,
+          problem: undefined,
+        },
+        {
+          method: "GET",
+          target: "/same",
+          status: 304,
+          bytes: 0,
+          upgrade: undefined,
+          problem: undefined,
+        },
+        {
+          method: "GET",
+          target: "/ws",
+          status: 101,
+          bytes: 0,
+          upgrade: "websocket",
+          problem: undefined,
+        },
+      ]);
+    } finally {
+      conn.close();
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test({
+  name: "request log: a response cut short, a request with no answer, a refused request",
+  ...T,
+  async fn() {
+    // A raw app: answers the first request with 3 of 100 promised bytes, then closes;
+    // on its second connection closes without answering.
+    const app = Deno.listen({ hostname: HOST, port: 0 });
+    const serving = (async () => {
+      let count = 0;
+      for await (const conn of app) {
+        await readUntil(conn, /\r\n\r\n/).catch(() => "");
+        if (count++ === 0) {
+          await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"));
+        }
+        conn.close();
+      }
+    })();
+    await using server = await startTestServer();
+    const records: RequestRecord[] = [];
+    await using _t = await openTestTunnel(server, app.addr.port, {
+      subdomain: "cut",
+      onRequest: (r) => records.push(r),
+    });
+    try {
+      const host = "Host: cut.localhost\r\n";
+      await rawRequest(server.addr.port, `GET /partial HTTP/1.1\r\n${host}\r\n`);
+      await waitFor(() => records.length === 1, 5000, "the first record");
+      await rawRequest(server.addr.port, `GET /silent HTTP/1.1\r\n${host}\r\n`);
+      await waitFor(() => records.length === 2, 5000, "the second record");
+      const refused = await rawRequest(
+        server.addr.port,
+        `POST /x HTTP/1.1\r\n${host}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
+      );
+      assert.match(refused, /^HTTP\/1\.1 400/);
+      await waitFor(() => records.length === 3, 5000, "the third record");
+      assert.deepEqual(records.map(brief), [
+        {
+          method: "GET",
+          target: "/partial",
+          status: 200,
+          bytes: 3,
+          upgrade: undefined,
+          problem: "cut short",
+        },
+        {
+          method: "GET",
+          target: "/silent",
+          status: undefined,
+          bytes: 0,
+          upgrade: undefined,
+          problem: "no response",
+        },
+        {
+          method: "-",
+          target: "-",
+          status: 400,
+          bytes: 0,
+          upgrade: undefined,
+          problem: "conflicting Content-Length",
+        },
+      ]);
+    } finally {
+      app.close();
+      await serving.catch(() => {});
+    }
+  },
+});
+
+Deno.test({
+  name: "client.ts logs one plain line per request on stderr; --quiet and --raw log none",
+  ...T,
+  async fn() {
+    const app = startApp();
+    await using server = await startTestServer();
+    const base = [String(app.addr.port), "--server", `http://${HOST}:${server.addr.port}`];
+    const clients = [
+      spawnCli("client.ts", [...base, "--subdomain", "loud", "--local-host", HOST]),
+      spawnCli("client.ts", [...base, "--subdomain", "hush", "--local-host", HOST, "--quiet"]),
+      spawnCli("client.ts", [...base, "--subdomain", "bare", "--local-host", HOST, "--raw"]),
+    ];
+    try {
+      for (const c of clients) await c.firstLine();
+      for (const name of ["loud", "hush", "bare"]) {
+        const answer = await rawRequest(
+          server.addr.port,
+          `GET /bytes/2500?q=1 HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(answer, /^HTTP\/1\.1 200/);
+      }
+      // The printer batches lines for up to 20 ms; SIGINT flushes what is left.
+      const [loud, hush, bare] = await Promise.all(clients.map((c) => c.stop("SIGINT")));
+      assert.match(loud!.stderr, /^GET \/bytes\/2500\?q=1 → 200 \d+(\.\d)? m?s 2\.5 KB$/m);
+      assert.ok(!loud!.stderr.includes("\x1b["), "no colour when stderr is not a terminal");
+      for (const quiet of [hush!, bare!]) assert.doesNotMatch(quiet.stderr, / → /);
+    } finally {
+      await Promise.all(clients.map((c) => c.stop()));
+      await app.shutdown();
+    }
+  },
+});
+
+const record = (extra: Partial<RequestRecord> = {}): RequestRecord => ({
+  method: "GET",
+  target: "/path",
+  status: 200,
+  durationMs: 12.34,
+  bytes: 1234,
+  upgrade: undefined,
+  problem: undefined,
+  ...extra,
+});
+
+Deno.test("formatRecord(): plain, aligned, coloured, upgrades and problems", () => {
+  assert.equal(formatRecord(record()), "GET /path → 200 12.3 ms 1.2 KB");
+  assert.equal(
+    formatRecord(record(), { aligned: true, color: false }),
+    "GET     /path                    → 200   12.3 ms    1.2 KB",
+  );
+  assert.equal(
+    formatRecord(record({ status: 404 }), { aligned: true, color: true }),
+    "\x1b[1mGET    \x1b[0m /path                    → \x1b[33m404\x1b[0m   12.3 ms    1.2 KB",
+  );
+  assert.equal(
+    formatRecord(record({ status: 101, upgrade: "websocket", target: "/ws" })),
+    "GET /ws → 101 12.3 ms ⇄ websocket",
+  );
+  assert.equal(
+    formatRecord(record({ status: undefined, problem: "no response", durationMs: 5000 })),
+    "GET /path → --- 5.0 s 1.2 KB (no response)",
+  );
+  const long = formatRecord(record({ target: "/" + "a".repeat(100) }), {
+    aligned: true,
+    color: false,
+  });
+  assert.match(long, /^GET {5}\/a{46}… → 200/);
+});
+
+Deno.test("formatDuration() and formatBytes()", () => {
+  assert.deepEqual([0.04, 12.34, 99.94, 150.4, 999.4, 1500, 61_000].map(formatDuration), [
+    "0.0 ms",
+    "12.3 ms",
+    "99.9 ms",
+    "150 ms",
+    "999 ms",
+    "1.5 s",
+    "61.0 s",
+  ]);
+  assert.deepEqual([0, 999, 1000, 1234, 999_949, 999_950, 2.5e9, 3e15].map(formatBytes), [
+    "0 B",
+    "999 B",
+    "1.0 KB",
+    "1.2 KB",
+    "999.9 KB",
+    "1.0 MB",
+    "2.5 GB",
+    "3000.0 TB",
+  ]);
+});
+
+const head = (method: string, target: string, headers: [string, string][] = []): MessageHead => ({
+  method,
+  target,
+  status: undefined,
+  version: "HTTP/1.1",
+  headers,
+});
+
+Deno.test("ExchangeLog pairs pipelined responses however the bytes are split", () => {
+  const responses = "HTTP/1.1 100 Continue\r\n\r\n" +
+    "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc" +
+    "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n" + // HEAD: no body follows
+    "HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nno\r\n0\r\nX-T: 1\r\n\r\n" +
+    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x00";
+  const bytes = encode(responses);
+  const expected = [
+    ["POST", "/a", 200, 3, undefined],
+    ["HEAD", "/b", 200, 0, undefined],
+    ["GET", "/c", 404, "2\r\nno\r\n0\r\nX-T: 1\r\n\r\n".length, undefined],
+    ["GET", "/ws", 101, 0, "websocket"],
+  ];
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: bytes.length }), { maxLength: 6 }), (cuts) => {
+      const records: RequestRecord[] = [];
+      const log = new ExchangeLog((r) => records.push(r), () => 0);
+      log.request(head("POST", "/a", [["Expect", "100-continue"]]));
+      log.request(head("HEAD", "/b"));
+      log.request(head("GET", "/c"));
+      log.request(head("GET", "/ws", [["Upgrade", "WebSocket"]]));
+      const points = [0, ...cuts.sort((a, b) => a - b), bytes.length];
+      for (let i = 1; i < points.length; i++) {
+        log.response(bytes.subarray(points[i - 1], points[i]));
+      }
+      log.close();
+      assert.deepEqual(
+        records.map((r) => [r.method, r.target, r.status, r.bytes, r.upgrade]),
+        expected,
+      );
+    }),
+    { numRuns: 300 },
+  );
+});
