@@ -203,6 +203,13 @@ try {
     `${work}/sink-client.log`,
   );
   children.push(sinkClient);
+  // The same app through a client with --raw: what HTTP awareness costs.
+  const rawClient = await spawnDeno(
+    "client.ts",
+    [...tunnelArgs(appPort, "raw"), "--raw"],
+    `${work}/raw-client.log`,
+  );
+  children.push(rawClient);
   await sleep(1000);
   const idle = { server: rssKiB(server.pid), client: rssKiB(client.pid) };
   const cpu0 = { server: cpuSeconds(server.pid), client: cpuSeconds(client.pid) };
@@ -213,6 +220,7 @@ try {
     port: publicPort,
     host: `bench.localhost:${publicPort}`,
   };
+  const rawTunnel: Target = { name: "raw", port: publicPort, host: `raw.localhost:${publicPort}` };
   const sinkDirect: Target = { name: "direct", port: sinkPort, host: `127.0.0.1:${sinkPort}` };
   const sinkTunnel: Target = {
     name: "gotunnel",
@@ -231,20 +239,34 @@ try {
   if (check.length !== want.length) throw new Error("the tunnel did not serve 64k.bin intact");
 
   const rows: [string, number, number, string][] = [];
+  let awareVsRaw: string | undefined;
   const ratio = (t: number, d: number): string => fmt(t / d, 2);
-  const wrkRow = async (label: string, path: string, extra: string[] = []): Promise<void> => {
+  const wrkRow = async (
+    label: string,
+    path: string,
+    extra: string[] = [],
+    alsoRaw = false,
+  ): Promise<void> => {
     const d: WrkResult[] = [];
     const t: WrkResult[] = [];
-    for (let i = 0; i < RUNS; i++) { // interleaved, so drift hits both alike
+    const r: WrkResult[] = [];
+    for (let i = 0; i < RUNS; i++) { // interleaved, so drift hits all alike
       note(`${label}: run ${i + 1}/${RUNS}`);
       d.push(await wrk(direct, path, extra));
       t.push(await wrk(tunnel, path, extra));
+      if (alsoRaw) r.push(await wrk(rawTunnel, path, extra));
     }
-    const errors = t.reduce((s, r) => s + r.errors, 0) + d.reduce((s, r) => s + r.errors, 0);
+    const errors = [...d, ...t, ...r].reduce((s, x) => s + x.errors, 0);
     if (errors > 0) note(`${label}: ${errors} errors or non-2xx answers`);
-    const dr = median(d.map((r) => r.rps));
-    const tr = median(t.map((r) => r.rps));
+    const dr = median(d.map((x) => x.rps));
+    const tr = median(t.map((x) => x.rps));
     rows.push([`${label} req/s`, dr, tr, ratio(tr, dr)]);
+    if (alsoRaw) {
+      const rr = median(r.map((x) => x.rps));
+      rows.push([`${label} req/s, client --raw`, dr, rr, ratio(rr, dr)]);
+      awareVsRaw = `${label}: the HTTP-aware client (default) makes ${ratio(tr, rr)}× ` +
+        `the req/s of the same client with --raw (${fmt(tr, 0)} vs ${fmt(rr, 0)}).`;
+    }
     if (extra.length === 0 && path === "/1k.bin") {
       const d50 = median(d.map((r) => r.p50));
       const t50 = median(t.map((r) => r.p50));
@@ -254,7 +276,7 @@ try {
       rows.push([`${label} p99 latency (ms)`, d99, t99, ratio(t99, d99)]);
     }
   };
-  if (ONLY.includes("keepalive")) await wrkRow("1 KiB keep-alive", "/1k.bin");
+  if (ONLY.includes("keepalive")) await wrkRow("1 KiB keep-alive", "/1k.bin", [], true);
   if (ONLY.includes("close")) {
     await wrkRow("1 KiB Connection: close", "/1k.bin", ["-H", "Connection: close"]);
   }
@@ -307,6 +329,7 @@ try {
       const digits = label.includes("latency") ? 2 : 0;
       return `| ${label} | ${fmt(d, digits)} | ${fmt(t, digits)} | ${r}× |`;
     }),
+    ...(awareVsRaw ? ["", awareVsRaw] : []),
     "",
     "| process | idle RSS MiB | after load | 5 s later | CPU s during load | start-up ms |",
     "|---|---:|---:|---:|---:|---:|",

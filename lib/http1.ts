@@ -4,18 +4,93 @@
 
 import { MAX_SNIFF_BYTES } from "./protocol.ts";
 
-/** A parsed message head. Header names keep their case; lookups ignore it. */
-export interface MessageHead {
+/**
+ * A parsed message head: the bytes as they arrived and where each field is.
+ * Field names and values are decoded only when asked for, so a proxy that
+ * looks at a few fields and passes the rest on pays for those few.
+ */
+export class MessageHead {
   /** Request method, or undefined for a response. */
-  method: string | undefined;
+  readonly method: string | undefined;
   /** Request target, or undefined for a response. */
-  target: string | undefined;
+  readonly target: string | undefined;
   /** Response status, or undefined for a request. */
-  status: number | undefined;
+  readonly status: number | undefined;
   /** `HTTP/1.1` or `HTTP/1.0`. */
-  version: string;
-  /** Header fields in order, as sent. */
-  headers: [name: string, value: string][];
+  readonly version: string;
+  /** The whole head as it arrived: start line, fields, blank line. */
+  readonly bytes: Uint8Array;
+  // Five offsets per field: name start, colon, value start, value end, line end (past LF).
+  #fields: number[];
+
+  /** A head over `bytes`; `fields` holds five offsets per field (see `parseHead`). */
+  constructor(
+    start: { method?: string; target?: string; status?: number; version: string },
+    bytes: Uint8Array,
+    fields: number[],
+  ) {
+    this.method = start.method;
+    this.target = start.target;
+    this.status = start.status;
+    this.version = start.version;
+    this.bytes = bytes;
+    this.#fields = fields;
+  }
+
+  /** How many header fields there are. */
+  get fieldCount(): number {
+    return this.#fields.length / 5;
+  }
+
+  /** Field `i`'s name, case as sent. */
+  name(i: number): string {
+    return latin1Text(this.bytes.subarray(this.#fields[i * 5]!, this.#fields[i * 5 + 1]!));
+  }
+
+  /** Field `i`'s value, without surrounding whitespace. */
+  value(i: number): string {
+    return latin1Text(this.bytes.subarray(this.#fields[i * 5 + 2]!, this.#fields[i * 5 + 3]!));
+  }
+
+  /** Where field `i`'s line starts in `bytes`. */
+  lineStart(i: number): number {
+    return this.#fields[i * 5]!;
+  }
+
+  /** Where field `i`'s line ends in `bytes`, past its line break. */
+  lineEnd(i: number): number {
+    return this.#fields[i * 5 + 4]!;
+  }
+
+  /** Whether field `i` is named `lower` (lower-case letters and `-`), compared as bytes. */
+  nameIs(i: number, lower: string): boolean {
+    const start = this.#fields[i * 5]!;
+    if (this.#fields[i * 5 + 1]! - start !== lower.length) return false;
+    for (let k = 0; k < lower.length; k++) {
+      if ((this.bytes[start + k]! | 0x20) !== lower.charCodeAt(k)) return false;
+    }
+    return true;
+  }
+
+  /** Values of every field named `lower` (lower-case letters and `-`), in order. */
+  values(lower: string): string[] {
+    const found: string[] = [];
+    for (let i = 0; i < this.fieldCount; i++) if (this.nameIs(i, lower)) found.push(this.value(i));
+    return found;
+  }
+
+  /** The first value of field `lower` (lower-case letters and `-`), or undefined. */
+  get(lower: string): string | undefined {
+    for (let i = 0; i < this.fieldCount; i++) if (this.nameIs(i, lower)) return this.value(i);
+    return undefined;
+  }
+
+  /** Every field as `[name, value]`, in order. */
+  get headers(): [name: string, value: string][] {
+    const all: [string, string][] = [];
+    for (let i = 0; i < this.fieldCount; i++) all.push([this.name(i), this.value(i)]);
+    return all;
+  }
 }
 
 /** What the framer found in the bytes pushed so far. */
@@ -31,26 +106,27 @@ export type Http1Event =
   /** The stream is not valid HTTP/1.1 from here on; answer `status` and stop. */
   | { kind: "error"; status: 400 | 431 | 502; reason: string };
 
-/** The value of header `name` (case-insensitive): the only one, or undefined. */
-export function headerValue(head: MessageHead, name: string): string | undefined {
-  const lower = name.toLowerCase();
-  return head.headers.find(([n]) => n.toLowerCase() === lower)?.[1];
+/**
+ * Writes head text into `out` at `at`, one byte per character (heads are
+ * ISO-8859-1 on the wire); returns the offset after it. A loop beats
+ * TextEncoder's call overhead on strings this short.
+ */
+export function putLatin1(out: Uint8Array, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) out[at + i] = text.charCodeAt(i);
+  return at + text.length;
 }
 
-/** Serialises a head (request or response line, fields, blank line). */
-export function encodeHead(head: MessageHead): Uint8Array {
-  const start = head.method !== undefined
-    ? `${head.method} ${head.target} ${head.version}`
-    : `${head.version} ${head.status} ${reasonOf(head.status ?? 0)}`;
-  const lines = [start, ...head.headers.map(([n, v]) => `${n}: ${v}`), "", ""];
-  return Uint8Array.from(lines.join("\r\n"), (c) => c.charCodeAt(0) & 0xff);
+/** The text of head bytes, one character per byte. */
+function latin1Text(bytes: Uint8Array): string {
+  let text = "";
+  for (let at = 0; at < bytes.length; at += 8192) {
+    text += String.fromCharCode.apply(null, bytes.subarray(at, at + 8192) as unknown as number[]);
+  }
+  return text;
 }
 
-function reasonOf(status: number): string {
-  return status === 200 ? "OK" : status === 101 ? "Switching Protocols" : "";
-}
-
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const DIGITS = /^\d{1,15}$/;
+const NOTHING = new Uint8Array(0);
 const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP\/1\.[01])$/;
 const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: .*)?$/;
 
@@ -73,7 +149,7 @@ type Body =
 export class Http1Framer {
   #role: "request" | "response";
   #maxHead: number;
-  #pending: Uint8Array = new Uint8Array(0); // bytes of an incomplete head
+  #pending: Uint8Array = NOTHING; // bytes of an incomplete head
   #body: Body | undefined; // undefined: expecting a head
   #raw = false;
   #failed = false;
@@ -112,7 +188,10 @@ export class Http1Framer {
     this.#raw = true;
   }
 
-  /** Frames `chunk`, which follows everything pushed before. */
+  /**
+   * Frames `chunk`, which follows everything pushed before. The events' bytes
+   * (and their heads') may be views into `chunk`: use them before reusing it.
+   */
   push(chunk: Uint8Array): Http1Event[] {
     const events: Http1Event[] = [];
     if (this.#failed) return events;
@@ -156,38 +235,50 @@ export class Http1Framer {
   // Accumulates a head; on its blank line parses it and decides how the body is framed.
   #readHead(chunk: Uint8Array, at: number, events: Http1Event[]): number {
     const start = this.#pending.length;
-    const joined = new Uint8Array(start + chunk.length - at);
-    joined.set(this.#pending);
-    joined.set(chunk.subarray(at), start);
-    // RFC 9112 2.2: empty lines before a request line are ignored.
-    let skip = 0;
-    if (this.#role === "request") {
-      while (joined[skip] === 0x0d || joined[skip] === 0x0a) skip++;
+    const limit = this.#maxHead + 4; // a head's worth of bytes, and its blank line
+    let joined: Uint8Array;
+    let parsed: MessageHead | string | null;
+    if (start === 0) {
+      // RFC 9112 2.2: empty lines before a request line are ignored.
+      if (this.#role === "request") {
+        while (chunk[at] === 0x0d || chunk[at] === 0x0a) at++;
+      }
+      // The usual case, a head within one chunk: found and parsed in one pass.
+      joined = chunk.subarray(at, at + limit);
+      parsed = parseHead(joined, this.#role);
+      // Whatever the split, a head is judged only once its blank line is in.
+      if (typeof parsed === "string" && headEnd(joined, 0) < 0) parsed = null;
+    } else {
+      // A head over several chunks: find its end first, looking only at new bytes.
+      const more = chunk.subarray(at, at + limit);
+      joined = new Uint8Array(start + more.length);
+      joined.set(this.#pending);
+      joined.set(more, start);
+      const end = headEnd(joined, start - 3);
+      parsed = end < 0 ? null : parseHead(joined.subarray(0, end), this.#role);
     }
-    const end = headEnd(joined, Math.max(skip, start - 3));
-    if (end < 0) {
-      if (joined.length - skip > this.#maxHead) {
+    if (parsed === null) {
+      if (joined.length > this.#maxHead) {
         return this.#fail(events, this.#role === "request" ? 431 : 502, "head too large");
       }
-      this.#pending = joined.slice(skip);
+      this.#pending = joined.slice();
       return chunk.length;
     }
-    if (end - skip > this.#maxHead) {
-      return this.#fail(events, this.#role === "request" ? 431 : 502, "head too large");
-    }
-    this.#pending = new Uint8Array(0);
-    const bytes = joined.slice(skip, end);
-    const parsed = parseHead(bytes, this.#role);
     if (typeof parsed === "string") {
       return this.#fail(events, this.#role === "request" ? 400 : 502, parsed);
     }
+    const bytes = parsed.bytes; // a view: events are used before the chunk is
+    if (bytes.length > this.#maxHead) {
+      return this.#fail(events, this.#role === "request" ? 431 : 502, "head too large");
+    }
+    this.#pending = NOTHING;
     const framing = this.#framing(parsed);
     if ("error" in framing) {
       return this.#fail(events, this.#role === "request" ? 400 : 502, framing.error);
     }
     events.push({ kind: "head", head: parsed, bytes });
     // Bytes of `chunk` used: everything up to the head's end, less what was pending.
-    const used = at + (end - start);
+    const used = at + bytes.length - start;
     if ("raw" in framing) {
       events.push({ kind: "end" });
       this.#raw = true;
@@ -203,16 +294,23 @@ export class Http1Framer {
 
   // How the body of a message with `head` is framed (RFC 9112 section 6.3).
   #framing(head: MessageHead): { body: Body } | { raw: true } | { error: string } {
-    const lengths = head.headers.filter(([n]) => n.toLowerCase() === "content-length")
-      .flatMap(([, v]) => v.split(",").map((s) => s.trim()));
-    const encodings = head.headers.filter(([n]) => n.toLowerCase() === "transfer-encoding")
-      .flatMap(([, v]) => v.split(",").map((s) => s.trim().toLowerCase()))
-      .filter((s) => s !== "");
+    // One pass over the fields; most names are ruled out by their length alone.
+    const lengths: string[] = [];
+    const encodings: string[] = [];
+    let upgrade = false;
+    for (let i = 0; i < head.fieldCount; i++) {
+      if (head.nameIs(i, "content-length")) {
+        for (const part of head.value(i).split(",")) lengths.push(part.trim());
+      } else if (head.nameIs(i, "transfer-encoding")) {
+        for (const part of head.value(i).split(",")) {
+          const coding = part.trim().toLowerCase();
+          if (coding !== "") encodings.push(coding);
+        }
+      } else if (head.nameIs(i, "upgrade")) upgrade = true;
+    }
     if (this.#role === "request" && this.#rawAfterUpgrade) {
       // The bytes after an upgrade or CONNECT request belong to another protocol.
-      if (head.method === "CONNECT" || headerValue(head, "upgrade") !== undefined) {
-        return { raw: true };
-      }
+      if (head.method === "CONNECT" || upgrade) return { raw: true };
     }
     if (this.#role === "response") {
       const method = this.#methods.shift() ?? "GET";
@@ -238,9 +336,9 @@ export class Http1Framer {
       return { body: { type: "chunked", state: "size", left: 0, line: "" } };
     }
     if (lengths.length > 0) {
-      if (!lengths.every((l) => /^\d{1,15}$/.test(l))) return { error: "malformed Content-Length" };
-      if (new Set(lengths.map(Number)).size > 1) return { error: "conflicting Content-Length" };
+      if (!lengths.every((l) => DIGITS.test(l))) return { error: "malformed Content-Length" };
       const left = Number(lengths[0]);
+      if (lengths.some((l) => Number(l) !== left)) return { error: "conflicting Content-Length" };
       return { body: left === 0 ? { type: "none" } : { type: "length", left } };
     }
     return { body: this.#role === "request" ? { type: "none" } : { type: "close" } };
@@ -326,35 +424,57 @@ function headEnd(bytes: Uint8Array, from: number): number {
   return -1;
 }
 
-function parseHead(bytes: Uint8Array, role: "request" | "response"): MessageHead | string {
-  let text = "";
-  for (const b of bytes) text += String.fromCharCode(b);
-  const lines = text.split(/\r?\n/);
-  lines.length -= 2; // the blank line and what follows it
-  const first = lines.shift() ?? "";
-  const head: MessageHead = {
-    method: undefined,
-    target: undefined,
-    status: undefined,
-    version: "",
-    headers: [],
-  };
+/** 1 for the bytes that may appear in a token (a header name, a method). */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 0x20] = 1;
+
+// Parses the head at the start of `bytes` (start line, fields, blank line) in one
+// pass of plain loops, cheaper than native calls per line on heads this short;
+// only the start line becomes strings here. Null when the blank line is not in
+// `bytes` yet.
+function parseHead(bytes: Uint8Array, role: "request" | "response"): MessageHead | string | null {
+  const n = bytes.length;
+  let i = 0;
+  for (; i < n && bytes[i] !== 0x0a; i++) if (bytes[i] === 0) return "NUL in head";
+  if (i === n) return null;
+  const first = latin1Text(bytes.subarray(0, i > 0 && bytes[i - 1] === 0x0d ? i - 1 : i));
+  let start;
   if (role === "request") {
     const m = REQUEST_LINE.exec(first);
     if (!m) return "malformed request line";
-    [head.method, head.target, head.version] = [m[1]!, m[2]!, m[3]!];
+    start = { method: m[1]!, target: m[2]!, version: m[3]! };
   } else {
     const m = STATUS_LINE.exec(first);
     if (!m) return "malformed status line";
-    [head.version, head.status] = [m[1]!, Number(m[2])];
+    start = { version: m[1]!, status: Number(m[2]) };
   }
-  for (const line of lines) {
-    if (line.includes("\r")) return "bare CR in head";
-    if (line.startsWith(" ") || line.startsWith("\t")) return "obsolete line folding";
-    const colon = line.indexOf(":");
-    const name = line.slice(0, colon);
-    if (colon <= 0 || !TOKEN.test(name)) return "malformed header line";
-    head.headers.push([name, line.slice(colon + 1).trim()]);
+  const fields: number[] = [];
+  for (let at = ++i; i < n; at = ++i) {
+    if (bytes[i] === 0x0a) return new MessageHead(start, bytes.subarray(0, i + 1), fields);
+    if (bytes[i] === 0x0d) {
+      if (i + 1 === n) return null;
+      if (bytes[i + 1] === 0x0a) return new MessageHead(start, bytes.subarray(0, i + 2), fields);
+    }
+    if (bytes[i] === 0x20 || bytes[i] === 0x09) return "obsolete line folding";
+    while (TCHAR[bytes[i]!] === 1) i++; // stops at the end too: TCHAR[undefined]
+    if (i === n) return null;
+    if (i === at || bytes[i] !== 0x3a) return "malformed header line";
+    const colon = i++;
+    while (bytes[i] === 0x20 || bytes[i] === 0x09) i++;
+    const from = i;
+    let to = i; // just past the value's last character that is not whitespace
+    for (; i < n; i++) {
+      const b = bytes[i]!;
+      if (b === 0x0a) break;
+      if (b === 0x0d) {
+        if (i + 1 < n && bytes[i + 1] !== 0x0a) return "bare CR in head";
+      } else if (b === 0) return "NUL in head";
+      else if (b !== 0x20 && b !== 0x09) to = i + 1;
+    }
+    if (i === n) return null;
+    fields.push(at, colon, from, to, i + 1);
   }
-  return head;
+  return null;
 }

@@ -39,6 +39,10 @@ export const LINGER_MS = 1_000;
 export const LINGER_MAX_BYTES = 64 * 1024;
 /** Idle proxy connections the client keeps open by default. */
 export const DEFAULT_POOL_SIZE = 8;
+/** Request log lines printed per second at most; the rest are summed up in one line. */
+export const REQUEST_LOG_LINES_PER_SECOND = 50;
+/** How long the request log gathers lines before writing them together. */
+export const REQUEST_LOG_BATCH_MS = 20;
 /** Idle proxy connections the server holds per session at most. */
 export const MAX_IDLE_PROXIES = 32;
 /** A relayed connection with no byte either way for this long is closed. */

@@ -2,7 +2,8 @@
 // bodies untouched, smuggling refused; --raw turns it off.
 
 import assert from "node:assert/strict";
-import { rewriteRequestHead } from "../lib/client/forwarded.ts";
+import { rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
+import { Http1Framer, type MessageHead } from "../lib/http1.ts";
 import {
   connect,
   HOST,
@@ -165,22 +166,45 @@ Deno.test({
     }
   },
 });
-Deno.test("rewriteRequestHead() brackets and quotes IPv6 visitors", () => {
-  const head = rewriteRequestHead(
-    {
-      method: "GET",
-      target: "/",
-      status: undefined,
-      version: "HTTP/1.1",
-      headers: [["Host", "a.x"]],
-    },
-    { peer: "[2001:db8::7]:4000", scheme: "https", hostHeader: "localhost:3000" },
+/** Rewrites the request head `text` and returns the result as text. */
+function rewrite(text: string, info: VisitorInfo): string {
+  const event = new Http1Framer("request").push(encode(text))[0]!;
+  assert.equal(event.kind, "head");
+  return new TextDecoder().decode(rewriteRequestHead((event as { head: MessageHead }).head, info));
+}
+
+Deno.test("rewriteRequestHead(): exact bytes for IPv6, chains, Host anywhere, no fields", () => {
+  const v6 = { peer: "[2001:db8::7]:4000", scheme: "https", hostHeader: "localhost:3000" } as const;
+  assert.equal(
+    rewrite("GET /x?y HTTP/1.1\r\nHost: a.x\r\nAccept: */*\r\n\r\n", v6),
+    "GET /x?y HTTP/1.1\r\nHost: localhost:3000\r\nAccept: */*\r\n" +
+      "X-Forwarded-For: 2001:db8::7\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: a.x\r\n" +
+      'Forwarded: for="[2001:db8::7]";host="a.x";proto=https\r\n\r\n',
   );
-  assert.deepEqual(head.headers, [
-    ["Host", "localhost:3000"],
-    ["X-Forwarded-For", "2001:db8::7"],
-    ["X-Forwarded-Proto", "https"],
-    ["X-Forwarded-Host", "a.x"],
-    ["Forwarded", 'for="[2001:db8::7]";host="a.x";proto=https'],
-  ]);
+  // Host last, odd case, bare LF kept on the lines passed on; chains merged and appended;
+  // the visitor's own X-Forwarded-Proto and -Host dropped.
+  const v4 = { peer: "192.0.2.1:5000", scheme: "http", hostHeader: "app.local:80" } as const;
+  assert.equal(
+    rewrite(
+      "POST / HTTP/1.1\nX-Forwarded-For: 203.0.113.9\r\nx-forwarded-proto: https\r\n" +
+        "Content-Length: 0\nX-FORWARDED-FOR: 10.0.0.1\r\nX-Forwarded-Host: evil\r\n" +
+        "Forwarded: for=1.2.3.4\r\nhOsT: b.x\r\n\r\n",
+      v4,
+    ),
+    "POST / HTTP/1.1\nContent-Length: 0\nHost: app.local:80\r\n" +
+      "X-Forwarded-For: 203.0.113.9, 10.0.0.1, 192.0.2.1\r\nX-Forwarded-Proto: http\r\n" +
+      'X-Forwarded-Host: b.x\r\nForwarded: for=1.2.3.4, for=192.0.2.1;host="b.x";proto=http\r\n\r\n',
+  );
+  // Without a Host rewrite the Host line stays where it was; an HTTP/1.0 request with no fields.
+  const keep = { peer: "127.0.0.1:1", scheme: "http", hostHeader: undefined } as const;
+  assert.equal(
+    rewrite("GET / HTTP/1.1\r\nA: 1\r\nHost: c.x\r\nB: 2\r\n\r\n", keep),
+    "GET / HTTP/1.1\r\nA: 1\r\nHost: c.x\r\nB: 2\r\nX-Forwarded-For: 127.0.0.1\r\n" +
+      'X-Forwarded-Proto: http\r\nX-Forwarded-Host: c.x\r\nForwarded: for=127.0.0.1;host="c.x";proto=http\r\n\r\n',
+  );
+  assert.equal(
+    rewrite("GET / HTTP/1.0\r\n\r\n", keep),
+    "GET / HTTP/1.0\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
+      'X-Forwarded-Host: \r\nForwarded: for=127.0.0.1;host="";proto=http\r\n\r\n',
+  );
 });

@@ -8,9 +8,10 @@ import {
   formatBytes,
   formatDuration,
   formatRecord,
+  requestPrinter,
   type RequestRecord,
 } from "../lib/client/request_log.ts";
-import type { MessageHead } from "../lib/http1.ts";
+import { Http1Framer, type MessageHead } from "../lib/http1.ts";
 import {
   connect,
   HOST,
@@ -367,13 +368,12 @@ Deno.test("formatDuration() and formatBytes()", () => {
   ]);
 });
 
-const head = (method: string, target: string, headers: [string, string][] = []): MessageHead => ({
-  method,
-  target,
-  status: undefined,
-  version: "HTTP/1.1",
-  headers,
-});
+/** The head of `text` (a request), as the framer parses it. */
+function head(text: string): MessageHead {
+  const event = new Http1Framer("request").push(encode(text + "\r\n\r\n"))[0]!;
+  assert.equal(event.kind, "head");
+  return (event as { head: MessageHead }).head;
+}
 
 Deno.test("ExchangeLog pairs pipelined responses however the bytes are split", () => {
   const responses = "HTTP/1.1 100 Continue\r\n\r\n" +
@@ -392,10 +392,10 @@ Deno.test("ExchangeLog pairs pipelined responses however the bytes are split", (
     fc.property(fc.array(fc.integer({ min: 0, max: bytes.length }), { maxLength: 6 }), (cuts) => {
       const records: RequestRecord[] = [];
       const log = new ExchangeLog((r) => records.push(r), () => 0);
-      log.request(head("POST", "/a", [["Expect", "100-continue"]]));
-      log.request(head("HEAD", "/b"));
-      log.request(head("GET", "/c"));
-      log.request(head("GET", "/ws", [["Upgrade", "WebSocket"]]));
+      log.request(head("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0"));
+      log.request(head("HEAD /b HTTP/1.1"));
+      log.request(head("GET /c HTTP/1.1"));
+      log.request(head("GET /ws HTTP/1.1\r\nUpgrade: WebSocket"));
       const points = [0, ...cuts.sort((a, b) => a - b), bytes.length];
       for (let i = 1; i < points.length; i++) {
         log.response(bytes.subarray(points[i - 1], points[i]));
@@ -407,5 +407,25 @@ Deno.test("ExchangeLog pairs pipelined responses however the bytes are split", (
       );
     }),
     { numRuns: 300 },
+  );
+});
+
+Deno.test("requestPrinter() batches lines and sums up what is over its lines a second", async () => {
+  const writes: string[] = [];
+  const printer = requestPrinter((text) => writes.push(text), { aligned: false, color: false }, {
+    batchMs: 5,
+    perSecond: 3,
+  });
+  printer.log(record({ target: "/1" }));
+  printer.log(record({ target: "/2" }));
+  await new Promise((r) => setTimeout(r, 50)); // the batch timer writes the first two
+  assert.deepEqual(writes, ["GET /1 → 200 12.3 ms 1.2 KB\nGET /2 → 200 12.3 ms 1.2 KB\n"]);
+  for (let i = 3; i <= 10; i++) printer.log(record({ target: `/${i}`, status: i > 8 ? 404 : 200 }));
+  printer.log(record({ status: undefined, problem: "no response" }));
+  printer.flush();
+  assert.equal(writes.length, 2);
+  assert.match(
+    writes[1]!,
+    /^GET \/3 → 200 12\.3 ms 1\.2 KB\n… 8 more requests in \d+(\.\d)? ms \(2xx 5, 4xx 2, none 1\)\n$/,
   );
 });

@@ -2,8 +2,11 @@
 // every request of a connection, bodies passed through untouched.
 
 import type { Writer } from "../channel.ts";
-import { encodeHead, type Http1Event, Http1Framer, type MessageHead } from "../http1.ts";
+import { Http1Framer, type MessageHead, putLatin1 } from "../http1.ts";
 import { httpError, writeAll } from "../io.ts";
+
+/** First size of a rewriter's head buffer: most rewritten request heads fit. */
+const REWRITE_BUFFER_BYTES = 2048;
 
 /** What the client knows about a visitor's connection. */
 export interface VisitorInfo {
@@ -15,35 +18,80 @@ export interface VisitorInfo {
   hostHeader: string | undefined;
 }
 
-const REPLACED = new Set(["x-forwarded-proto", "x-forwarded-host"]);
+/** The visitor's address as X-Forwarded-For and Forwarded write it. */
+export function visitorNode(peer: string): { ip: string; node: string } {
+  const ip = peer.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
+  return { ip, node: ip.includes(":") ? `"[${ip}]"` : ip };
+}
 
 /**
  * The head as the local app should see it: the visitor's address appended to
  * X-Forwarded-For and Forwarded (so a visitor cannot pass itself off as the
  * first hop's own value), X-Forwarded-Proto and -Host set, Host rewritten.
+ * The start line and every other field pass on byte for byte. The result is
+ * written into `into` when it fits (a view of it is returned), else into a new array.
  */
-export function rewriteRequestHead(head: MessageHead, info: VisitorInfo): MessageHead {
-  const ip = info.peer.replace(/:\d+$/, "").replace(/^\[(.*)\]$/, "$1");
-  const host = head.headers.find(([n]) => n.toLowerCase() === "host")?.[1] ?? "";
-  const headers: [string, string][] = [];
+export function rewriteRequestHead(
+  head: MessageHead,
+  info: VisitorInfo,
+  visitor: { ip: string; node: string } = visitorNode(info.peer),
+  into?: Uint8Array,
+): Uint8Array {
+  const { ip, node } = visitor;
+  const bytes = head.bytes;
+  const rewriteHost = info.hostHeader !== undefined;
+  // [start, end) ranges of `bytes` to copy, in order; neighbouring lines make one range.
+  const kept: number[] = [];
+  const count = head.fieldCount;
+  kept.push(
+    0,
+    count > 0 ? head.lineStart(0) : bytes.length - (bytes[bytes.length - 2] === 0x0d ? 2 : 1),
+  );
+  let host: string | undefined;
   let forwardedFor: string | undefined;
   let forwarded: string | undefined;
-  for (const [name, value] of head.headers) {
-    const lower = name.toLowerCase();
-    if (lower === "x-forwarded-for") {
-      forwardedFor = forwardedFor ? `${forwardedFor}, ${value}` : value;
-    } else if (lower === "forwarded") forwarded = forwarded ? `${forwarded}, ${value}` : value;
-    else if (lower === "host" && info.hostHeader !== undefined) {
-      headers.push([name, info.hostHeader]);
-    } else if (!REPLACED.has(lower)) headers.push([name, value]);
+  let hostAt = -1; // the index in `kept` before which the new Host line goes
+  for (let i = 0; i < count; i++) {
+    let keep = false;
+    if (head.nameIs(i, "host")) {
+      host ??= head.value(i);
+      if (!rewriteHost) keep = true;
+      else if (hostAt < 0) hostAt = kept.length;
+    } else if (head.nameIs(i, "x-forwarded-for")) {
+      const value = head.value(i);
+      forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+    } else if (head.nameIs(i, "forwarded")) {
+      const value = head.value(i);
+      forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`;
+    } else {
+      keep = !head.nameIs(i, "x-forwarded-proto") && !head.nameIs(i, "x-forwarded-host");
+    }
+    if (!keep) continue;
+    const start = head.lineStart(i);
+    if (kept[kept.length - 1] === start && hostAt !== kept.length) {
+      kept[kept.length - 1] = head.lineEnd(i);
+    } else kept.push(start, head.lineEnd(i));
   }
-  const node = ip.includes(":") ? `"[${ip}]"` : ip;
-  const element = `for=${node};host="${host.replace(/"/g, "")}";proto=${info.scheme}`;
-  headers.push(["X-Forwarded-For", forwardedFor ? `${forwardedFor}, ${ip}` : ip]);
-  headers.push(["X-Forwarded-Proto", info.scheme]);
-  headers.push(["X-Forwarded-Host", host]);
-  headers.push(["Forwarded", forwarded ? `${forwarded}, ${element}` : element]);
-  return { ...head, headers };
+  host ??= "";
+  const quoted = host.includes('"') ? host.replaceAll('"', "") : host;
+  const element = `for=${node};host="${quoted}";proto=${info.scheme}`;
+  const added =
+    `X-Forwarded-For: ${forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`}\r\n` +
+    `X-Forwarded-Proto: ${info.scheme}\r\nX-Forwarded-Host: ${host}\r\n` +
+    `Forwarded: ${forwarded === undefined ? element : `${forwarded}, ${element}`}\r\n\r\n`;
+  const hostText = rewriteHost ? `Host: ${info.hostHeader}\r\n` : "";
+  let length = added.length + hostText.length;
+  for (let k = 0; k < kept.length; k += 2) length += kept[k + 1]! - kept[k]!;
+  const out = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
+  let at = 0;
+  for (let k = 0; k < kept.length; k += 2) {
+    if (hostAt === k) at = putLatin1(out, at, hostText);
+    out.set(bytes.subarray(kept[k]!, kept[k + 1]!), at);
+    at += kept[k + 1]! - kept[k]!;
+  }
+  if (hostAt < 0 || hostAt >= kept.length) at = putLatin1(out, at, hostText);
+  putLatin1(out, at, added);
+  return out;
 }
 
 /**
@@ -55,6 +103,8 @@ export function rewriteRequestHead(head: MessageHead, info: VisitorInfo): Messag
 export class RequestRewriter implements Writer {
   #out: Writer;
   #info: VisitorInfo;
+  #visitor: { ip: string; node: string };
+  #scratch = new Uint8Array(REWRITE_BUFFER_BYTES);
   #framer = new Http1Framer("request", undefined, true);
   #refuse: (answer: Uint8Array, reason: string) => void;
   #observe: ((head: MessageHead) => void) | undefined;
@@ -72,6 +122,7 @@ export class RequestRewriter implements Writer {
   ) {
     this.#out = out;
     this.#info = info;
+    this.#visitor = visitorNode(info.peer);
     this.#refuse = refuse;
     this.#observe = observe;
   }
@@ -79,27 +130,25 @@ export class RequestRewriter implements Writer {
   /** Frames `p` and writes it on, rewritten; always takes all of it. */
   async write(p: Uint8Array): Promise<number> {
     if (this.#failed) return p.length;
-    for (const event of this.#framer.push(p)) await this.#emit(event);
+    for (const event of this.#framer.push(p)) {
+      if (event.kind === "head") {
+        this.#observe?.(event.head);
+        await writeAll(this.#out, this.#rewrite(event.head));
+      } else if (event.kind === "body" || event.kind === "raw") {
+        await writeAll(this.#out, event.bytes);
+      } else if (event.kind === "error") {
+        this.#failed = true;
+        const answer = httpError(event.status, "Bad Request", `Bad request: ${event.reason}`);
+        this.#refuse(answer, event.reason);
+      }
+    }
     return p.length;
   }
 
-  async #emit(event: Http1Event): Promise<void> {
-    switch (event.kind) {
-      case "head":
-        this.#observe?.(event.head);
-        return await writeAll(this.#out, encodeHead(rewriteRequestHead(event.head, this.#info)));
-      case "body":
-      case "raw":
-        return await writeAll(this.#out, event.bytes);
-      case "error":
-        this.#failed = true;
-        this.#refuse(
-          httpError(event.status, "Bad Request", `Bad request: ${event.reason}`),
-          event.reason,
-        );
-        return;
-      case "end":
-        return;
-    }
+  // The rewritten head, in a buffer kept for the next one (each is written before the next).
+  #rewrite(head: MessageHead): Uint8Array {
+    const out = rewriteRequestHead(head, this.#info, this.#visitor, this.#scratch);
+    if (out.buffer !== this.#scratch.buffer) this.#scratch = new Uint8Array(out.length);
+    return out;
   }
 }

@@ -1,7 +1,8 @@
 // The client's request log: requests paired with their responses on one visitor
 // stream, and the terminal line for each (`GET /path → 200  12.3 ms  1.2 KB`).
 
-import { headerValue, Http1Framer, type MessageHead } from "../http1.ts";
+import { Http1Framer, type MessageHead } from "../http1.ts";
+import { REQUEST_LOG_BATCH_MS, REQUEST_LOG_LINES_PER_SECOND } from "../protocol.ts";
 
 /** One request and what became of it. */
 export interface RequestRecord {
@@ -58,7 +59,7 @@ export class ExchangeLog {
     this.#pending.push({
       method,
       target: head.target ?? "?",
-      upgrade: method === "CONNECT" ? "connect" : headerValue(head, "upgrade")?.toLowerCase(),
+      upgrade: method === "CONNECT" ? "connect" : head.get("upgrade")?.toLowerCase(),
       start: this.#now(),
     });
     this.#framer.expect(method);
@@ -208,20 +209,43 @@ export function formatRecord(
   return columns.join(aligned ? "  " : " ");
 }
 
+/** Counts of the requests a throttled log did not print, by status class. */
+function summary(counts: Map<string, number>, total: number, ms: number): string {
+  const classes = [...counts].sort(([a], [b]) => a.localeCompare(b))
+    .map(([name, n]) => `${name} ${n.toLocaleString("en-US")}`).join(", ");
+  return `… ${total.toLocaleString("en-US")} more requests in ${formatDuration(ms)} (${classes})`;
+}
+
 /**
- * A request log printer: lines are batched and written together, so a busy
- * tunnel does not make one write per request. `flush()` writes what is queued.
+ * A request log printer. Lines are batched and written together every
+ * `batchMs`, and at most `perSecond` are printed a second: beyond that, one
+ * line sums up the rest by status class (a terminal cannot show 10,000 lines a
+ * second, and would spend a core trying). `flush()` writes what is queued.
  */
 export function requestPrinter(
   write: (text: string) => void,
   style: RecordStyle,
-  batchMs = 20,
+  { batchMs = REQUEST_LOG_BATCH_MS, perSecond = REQUEST_LOG_LINES_PER_SECOND } = {},
 ): { log: (record: RequestRecord) => void; flush: () => void } {
   let lines: string[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const flush = (): void => {
+  let windowStart = 0;
+  let printed = 0;
+  let skipped = 0;
+  const skippedBy = new Map<string, number>();
+  const closeWindow = (now: number): void => {
+    if (skipped > 0) {
+      lines.push(paint(style.color, 2, summary(skippedBy, skipped, now - windowStart)));
+    }
+    windowStart = now;
+    printed = skipped = 0;
+    skippedBy.clear();
+  };
+  const flush = (final = true): void => {
     clearTimeout(timer);
     timer = undefined;
+    const now = performance.now();
+    if (skipped > 0 && (final || now - windowStart >= 1000)) closeWindow(now);
     if (lines.length === 0) return;
     const text = lines.join("\n") + "\n";
     lines = [];
@@ -229,9 +253,19 @@ export function requestPrinter(
   };
   return {
     log(record) {
-      lines.push(formatRecord(record, style));
-      timer ??= setTimeout(flush, batchMs);
+      const now = performance.now();
+      if (now - windowStart >= 1000) closeWindow(now);
+      if (printed < perSecond) {
+        printed++;
+        lines.push(formatRecord(record, style));
+      } else {
+        skipped++;
+        const group = record.status === undefined ? "none" : `${Math.floor(record.status / 100)}xx`;
+        skippedBy.set(group, (skippedBy.get(group) ?? 0) + 1);
+      }
+      // While throttled, the summary waits for the end of its second.
+      timer ??= setTimeout(() => flush(false), skipped > 0 ? 1000 - (now - windowStart) : batchMs);
     },
-    flush,
+    flush: () => flush(true),
   };
 }
