@@ -9,6 +9,7 @@ import {
   encodeFrame,
   MAX_FRAME_BYTES,
 } from "../lib/protocol.ts";
+import { type Http1Event, Http1Framer } from "../lib/http1.ts";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
 
 /** Sniffs `bytes` as a socket would deliver them, in pieces ending at `cut`. */
@@ -87,5 +88,81 @@ export const frameProperty: fc.IPropertyWithHooks<[Uint8Array, number]> = fc.pro
       const cut = seed % result.length;
       assert.deepEqual(decode(bytes.subarray(0, cut)), { state: "need-more" });
     }
+  },
+);
+
+const bytes = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
+const text = (b: Uint8Array): string => String.fromCharCode(...b);
+
+/** A split-independent summary: heads by first line, body bytes joined per message, ends, raw. */
+function summary(events: Http1Event[]): string[] {
+  const out: string[] = [];
+  let body = "";
+  for (const e of events) {
+    if (e.kind === "body") {
+      body += text(e.bytes);
+      continue;
+    }
+    if (body) out.push(`body:${body}`), body = "";
+    if (e.kind === "head") out.push(`head:${text(e.bytes).split("\r\n")[0]}`);
+    else if (e.kind === "end") out.push("end");
+    else if (e.kind === "raw") out.push(`raw:${text(e.bytes)}`);
+    else out.push(`error:${e.status}`);
+  }
+  if (body) out.push(`body:${body}`);
+  // Raw bytes may arrive in several pieces: join them.
+  return out.reduce<string[]>((acc, item) => {
+    const last = acc[acc.length - 1];
+    if (item.startsWith("raw:") && last?.startsWith("raw:")) {
+      acc[acc.length - 1] = last + item.slice(4);
+    } else acc.push(item);
+    return acc;
+  }, []);
+}
+
+/** Frames `input` (one byte per character) cut at `cuts`; a summary of the events. */
+export function frameHttp1(
+  role: "request" | "response",
+  input: string,
+  cuts: number[] = [],
+  methods: string[] = [],
+) {
+  const framer = new Http1Framer(role);
+  methods.forEach((m) => framer.expect(m));
+  const events: Http1Event[] = [];
+  const data = bytes(input);
+  let from = 0;
+  for (const cut of [...cuts, data.length]) {
+    events.push(...framer.push(data.subarray(from, cut)));
+    from = cut;
+  }
+  events.push(...framer.end());
+  return summary(events);
+}
+
+const HTTP1_SAMPLES = [
+  "POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+  "GET / HTTP/1.1\r\nHost: x\r\n\r\nPOST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 101 X\r\n\r\nraw",
+  "GET /a HTTP/1.1\nHost: y\n\nHEAD /b HTTP/1.0\r\nX:  v \r\n\r\n",
+];
+
+/** The HTTP/1.1 framer never throws, and frames any split of its input as it frames it whole. */
+export const http1Property: fc.IPropertyWithHooks<[string, number, string]> = fc.property(
+  fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.constantFrom(...HTTP1_SAMPLES).chain((s) =>
+      fc.tuple(fc.nat(s.length), fc.string({ maxLength: 6 })).map(([at, junk]) =>
+        s.slice(0, at) + junk + s.slice(at)
+      )
+    ),
+  ),
+  fc.nat(),
+  fc.constantFrom("request", "response"),
+  (s, seed, role) => {
+    const latin = Array.from(s, (c) => c.charCodeAt(0) > 0xff ? "?" : c).join("");
+    const cut = latin.length === 0 ? 0 : seed % latin.length;
+    const as = role as "request" | "response";
+    assert.deepEqual(frameHttp1(as, latin, [cut]), frameHttp1(as, latin));
   },
 );

@@ -2,7 +2,7 @@
 // Stops at the first counterexample and prints it (fast-check shrinks it first).
 
 import fc from "fast-check";
-import { frameProperty, sniffProperty } from "../tests/properties.ts";
+import { frameProperty, http1Property, sniffProperty } from "../tests/properties.ts";
 
 const RUNS = Number(Deno.env.get("RUNS") ?? 1_000_000);
 const fixtures = [
@@ -15,10 +15,14 @@ const fixtures = [
 ].map((name) => Deno.readFileSync(new URL(`../tests/fixtures/${name}`, import.meta.url)));
 
 for (
-  const [name, property] of [["sniff", sniffProperty(fixtures)], ["frames", frameProperty]] as const
+  const [name, property] of [
+    ["sniff", sniffProperty(fixtures)],
+    ["frames", frameProperty],
+    ["http1", http1Property],
+  ] as const
 ) {
   const started = performance.now();
-  fc.assert(property, { numRuns: RUNS });
+  fc.assert(property as fc.IPropertyWithHooks<unknown[]>, { numRuns: RUNS });
   // deno-lint-ignore no-console -- the report is the output
   console.log(
     `${name}: ${RUNS.toLocaleString("en-US")} inputs, no failure (${
