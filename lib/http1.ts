@@ -126,8 +126,11 @@ function latin1Text(bytes: Uint8Array): string {
 }
 
 const DIGITS = /^\d{1,15}$/;
+/** RFC 3986 host (IP literal, IPv4 or reg-name) and an optional port: no quotes, spaces or `\`. */
+const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]*)(?::\d{0,5})?$/;
 const NOTHING = new Uint8Array(0);
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) (HTTP\/1\.[01])$/;
+// deno-lint-ignore no-control-regex -- a request target has no control characters
+const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^\x00-\x20\x7f]+) (HTTP\/1\.[01])$/;
 const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: .*)?$/;
 
 type Body =
@@ -149,19 +152,23 @@ type Body =
 export class Http1Framer {
   #role: "request" | "response";
   #maxHead: number;
-  #pending: Uint8Array = NOTHING; // bytes of an incomplete head
+  // An incomplete head: its first `#pendingLength` bytes in a buffer that grows by
+  // doubling, so a head trickled a byte at a time costs linear time.
+  #pending: Uint8Array = NOTHING;
+  #pendingLength = 0;
   #body: Body | undefined; // undefined: expecting a head
   #raw = false;
   #failed = false;
   #methods: string[] = [];
   #rawAfterUpgrade: boolean;
+  #switchAfter = false; // the message being read asks to switch protocols
 
   /**
    * A framer for requests or responses; heads longer than `maxHead` are
-   * refused (431). With `rawAfterUpgrade`, a request with `Upgrade` or a
-   * CONNECT switches the stream to raw bytes (a proxy that does not watch the
-   * responses cannot tell whether the switch was accepted, and must not parse
-   * WebSocket frames as requests).
+   * refused (431). With `rawAfterUpgrade`, the bytes after a request with
+   * `Upgrade` or a CONNECT (and its body) come out raw: they may belong to
+   * another protocol. Whoever watches the responses then calls `resume()` if
+   * the switch was refused, and the raw bytes are pushed again as HTTP.
    */
   constructor(
     role: "request" | "response",
@@ -188,9 +195,15 @@ export class Http1Framer {
     this.#raw = true;
   }
 
+  /** Back to framing HTTP after a switch the other side refused (no 101, no 2xx to CONNECT). */
+  resume(): void {
+    this.#raw = false;
+  }
+
   /**
    * Frames `chunk`, which follows everything pushed before. The events' bytes
-   * (and their heads') may be views into `chunk`: use them before reusing it.
+   * (and their heads') may be views into `chunk` or the framer's own buffer:
+   * use them before reusing `chunk` and before the next push.
    */
   push(chunk: Uint8Array): Http1Event[] {
     const events: Http1Event[] = [];
@@ -219,7 +232,7 @@ export class Http1Framer {
       this.#body = undefined;
       return [{ kind: "end" }];
     }
-    if (this.#body !== undefined || this.#pending.length > 0) {
+    if (this.#body !== undefined || this.#pendingLength > 0) {
       this.#failed = true;
       return [{ kind: "error", status: 502, reason: "message cut short" }];
     }
@@ -234,7 +247,7 @@ export class Http1Framer {
 
   // Accumulates a head; on its blank line parses it and decides how the body is framed.
   #readHead(chunk: Uint8Array, at: number, events: Http1Event[]): number {
-    const start = this.#pending.length;
+    const start = this.#pendingLength;
     const limit = this.#maxHead + 4; // a head's worth of bytes, and its blank line
     let joined: Uint8Array;
     let parsed: MessageHead | string | null;
@@ -250,10 +263,10 @@ export class Http1Framer {
       if (typeof parsed === "string" && headEnd(joined, 0) < 0) parsed = null;
     } else {
       // A head over several chunks: find its end first, looking only at new bytes.
-      const more = chunk.subarray(at, at + limit);
-      joined = new Uint8Array(start + more.length);
-      joined.set(this.#pending);
-      joined.set(more, start);
+      const more = chunk.subarray(at, at + limit - start + 1);
+      this.#reserve(start + more.length);
+      this.#pending.set(more, start);
+      joined = this.#pending.subarray(0, start + more.length);
       const end = headEnd(joined, start - 3);
       parsed = end < 0 ? null : parseHead(joined.subarray(0, end), this.#role);
     }
@@ -261,7 +274,11 @@ export class Http1Framer {
       if (joined.length > this.#maxHead) {
         return this.#fail(events, this.#role === "request" ? 431 : 502, "head too large");
       }
-      this.#pending = joined.slice();
+      if (start === 0) {
+        this.#reserve(joined.length);
+        this.#pending.set(joined);
+      }
+      this.#pendingLength = joined.length;
       return chunk.length;
     }
     if (typeof parsed === "string") {
@@ -271,7 +288,8 @@ export class Http1Framer {
     if (bytes.length > this.#maxHead) {
       return this.#fail(events, this.#role === "request" ? 431 : 502, "head too large");
     }
-    this.#pending = NOTHING;
+    if (start > 0) this.#pending = NOTHING; // `bytes` is a view of it: not to be written again
+    this.#pendingLength = 0;
     const framing = this.#framing(parsed);
     if ("error" in framing) {
       return this.#fail(events, this.#role === "request" ? 400 : 502, framing.error);
@@ -284,64 +302,98 @@ export class Http1Framer {
       this.#raw = true;
       return used;
     }
+    this.#switchAfter = framing.switchAfter;
     if (framing.body.type === "none") {
-      events.push({ kind: "end" });
+      this.#finish(events);
       return used;
     }
     this.#body = framing.body;
     return used;
   }
 
-  // How the body of a message with `head` is framed (RFC 9112 section 6.3).
-  #framing(head: MessageHead): { body: Body } | { raw: true } | { error: string } {
+  // Room for `length` pending bytes, keeping those already there.
+  #reserve(length: number): void {
+    if (this.#pending.length >= length) return;
+    const grown = new Uint8Array(Math.max(length, this.#pending.length * 2, 256));
+    grown.set(this.#pending.subarray(0, this.#pendingLength));
+    this.#pending = grown;
+  }
+
+  // How the body of a message with `head` is framed (RFC 9112 section 6.3), and, for
+  // a request, whether it asks to switch protocols after it. Requests are held to
+  // the strict reading a proxy needs: anything two servers could frame apart is refused.
+  #framing(
+    head: MessageHead,
+  ): { body: Body; switchAfter: boolean } | { raw: true } | { error: string } {
     // One pass over the fields; most names are ruled out by their length alone.
     const lengths: string[] = [];
     const encodings: string[] = [];
+    let encodingLines = 0;
     let upgrade = false;
+    let hosts = 0;
+    let host = "";
     for (let i = 0; i < head.fieldCount; i++) {
       if (head.nameIs(i, "content-length")) {
         for (const part of head.value(i).split(",")) lengths.push(part.trim());
       } else if (head.nameIs(i, "transfer-encoding")) {
+        encodingLines++;
         for (const part of head.value(i).split(",")) {
           const coding = part.trim().toLowerCase();
           if (coding !== "") encodings.push(coding);
         }
       } else if (head.nameIs(i, "upgrade")) upgrade = true;
+      else if (head.nameIs(i, "host")) {
+        hosts++;
+        host = head.value(i);
+      }
     }
-    if (this.#role === "request" && this.#rawAfterUpgrade) {
-      // The bytes after an upgrade or CONNECT request belong to another protocol.
-      if (head.method === "CONNECT" || upgrade) return { raw: true };
-    }
-    if (this.#role === "response") {
+    let switchAfter = false;
+    if (this.#role === "request") {
+      // RFC 9112 3.2: exactly one valid Host in HTTP/1.1, at most one in HTTP/1.0.
+      if (hosts > 1) return { error: "more than one Host" };
+      if (hosts === 0 && head.version === "HTTP/1.1") return { error: "no Host" };
+      if (!HOST.test(host)) return { error: "invalid Host" };
+      if (encodingLines > 0) {
+        if (lengths.length > 0) {
+          return { error: "both Content-Length and Transfer-Encoding (request smuggling)" };
+        }
+        if (head.version === "HTTP/1.0") return { error: "Transfer-Encoding in HTTP/1.0" };
+        if (encodingLines > 1 || encodings.length !== 1 || encodings[0] !== "chunked") {
+          return { error: "Transfer-Encoding other than chunked" };
+        }
+      }
+      // The bytes after an upgrade or CONNECT request may belong to another protocol.
+      switchAfter = this.#rawAfterUpgrade && (head.method === "CONNECT" || upgrade);
+    } else {
       const method = this.#methods.shift() ?? "GET";
       const status = head.status!;
       if (status === 101) return { raw: true };
       if (method === "CONNECT" && status >= 200 && status < 300) return { raw: true };
       if (status >= 100 && status < 200) {
         this.#methods.unshift(method); // the final response is still to come
-        return { body: { type: "none" } };
+        return { body: { type: "none" }, switchAfter };
       }
-      if (method === "HEAD" || status === 204 || status === 304) return { body: { type: "none" } };
+      if (method === "HEAD" || status === 204 || status === 304) {
+        return { body: { type: "none" }, switchAfter };
+      }
     }
     if (encodings.length > 0 && lengths.length > 0) {
-      return { error: "both Content-Length and Transfer-Encoding (request smuggling)" };
+      return { error: "both Content-Length and Transfer-Encoding" };
     }
     if (encodings.length > 0) {
       if (encodings[encodings.length - 1] !== "chunked") {
-        return this.#role === "request"
-          ? { error: "Transfer-Encoding without chunked last" }
-          : { body: { type: "close" } };
+        return { body: { type: "close" }, switchAfter };
       }
       if (encodings.filter((e) => e === "chunked").length > 1) return { error: "chunked twice" };
-      return { body: { type: "chunked", state: "size", left: 0, line: "" } };
+      return { body: { type: "chunked", state: "size", left: 0, line: "" }, switchAfter };
     }
     if (lengths.length > 0) {
       if (!lengths.every((l) => DIGITS.test(l))) return { error: "malformed Content-Length" };
       const left = Number(lengths[0]);
       if (lengths.some((l) => Number(l) !== left)) return { error: "conflicting Content-Length" };
-      return { body: left === 0 ? { type: "none" } : { type: "length", left } };
+      return { body: left === 0 ? { type: "none" } : { type: "length", left }, switchAfter };
     }
-    return { body: this.#role === "request" ? { type: "none" } : { type: "close" } };
+    return { body: this.#role === "request" ? { type: "none" } : { type: "close" }, switchAfter };
   }
 
   #readBody(chunk: Uint8Array, at: number, events: Http1Event[]): number {
@@ -408,6 +460,8 @@ export class Http1Framer {
   #finish(events: Http1Event[]): void {
     this.#body = undefined;
     events.push({ kind: "end" });
+    if (this.#switchAfter) this.#raw = true;
+    this.#switchAfter = false;
   }
 }
 

@@ -218,6 +218,10 @@ export interface StreamOptions {
   lastWord?: () => Uint8Array | undefined;
   /** Sees each chunk read from `raw`, before it is sent (a response watcher). */
   onOutbound?: (bytes: Uint8Array) => void;
+  /** Called once `raw` has nothing more to send (end of stream or error). */
+  onOutboundEnd?: () => void;
+  /** Aborting it closes `raw` (its read fails: the stream is aborted, or ends with `lastWord`). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -235,7 +239,8 @@ export async function relayStream(
   channel: ProxyChannel,
   options: StreamOptions = {},
 ): Promise<StreamResult> {
-  const { idleTimeoutMs = 0, inboundSink = raw, lastWord, onOutbound } = options;
+  const { idleTimeoutMs = 0, inboundSink = raw, lastWord, onOutbound, onOutboundEnd, signal } =
+    options;
   let rawClosed = false;
   const closeRaw = (): void => {
     if (rawClosed) return;
@@ -318,6 +323,7 @@ export async function relayStream(
     } finally {
       await writing.catch(() => {});
       reads.release();
+      onOutboundEnd?.();
     }
   };
 
@@ -335,7 +341,9 @@ export async function relayStream(
     }
   };
 
+  signal?.addEventListener("abort", closeRaw, { once: true });
   await Promise.all([outbound(), inbound()]);
+  signal?.removeEventListener("abort", closeRaw);
   clearTimeout(idleTimer);
   closeRaw();
   return { sent, received, reusable: error === undefined, error };

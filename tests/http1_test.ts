@@ -2,7 +2,8 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { frameHttp1 as frame, http1Property } from "./properties.ts";
+import { Http1Framer } from "../lib/http1.ts";
+import { frameHttp1 as frame, http1Property, http1Summary } from "./properties.ts";
 
 /** Frames `input` whole and split at every offset; all must agree. */
 function check(
@@ -39,29 +40,47 @@ Deno.test("Http1Framer frames pipelined requests: no body, Content-Length, chunk
   );
 });
 
-Deno.test("Http1Framer refuses smuggling: Content-Length with Transfer-Encoding, conflicting lengths", () => {
+Deno.test("Http1Framer refuses requests two servers could frame apart, and bad Hosts", () => {
   const bad = [
-    "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
-    "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-    "POST / HTTP/1.1\r\nContent-Length: 3, 4\r\n\r\n",
-    "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
-    "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding:\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 4\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+    "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     "GET / HTTP/1.1\r\nHost : x\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",
     "GET /\r\n\r\n",
+    "GET / HTTP/1.1\r\n\r\n", // no Host
+    "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    'GET / HTTP/1.1\r\nHost: a", for=6.6.6.6\r\n\r\n',
+    "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "GET /\x1b[2J HTTP/1.1\r\nHost: a\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: a\r\nX: \x00\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
   ];
   for (const input of bad) assert.deepEqual(frame("request", input).at(-1), "error:400", input);
   // The same length twice is one length.
-  check("request", "POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok", [
-    "head:POST / HTTP/1.1",
-    "body:ok",
-    "end",
-  ]);
-  assert.deepEqual(frame("request", `GET / HTTP/1.1\r\nX: ${"a".repeat(20_000)}\r\n\r\n`), [
-    "error:431",
-  ]);
+  check(
+    "request",
+    "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+    [
+      "head:POST / HTTP/1.1",
+      "body:ok",
+      "end",
+    ],
+  );
+  assert.deepEqual(
+    frame("request", `GET / HTTP/1.1\r\nHost: x\r\nX: ${"a".repeat(20_000)}\r\n\r\n`),
+    [
+      "error:431",
+    ],
+  );
 });
 
 Deno.test("Http1Framer knows which responses have no body: HEAD, 1xx, 204, 304", () => {
@@ -118,4 +137,36 @@ Deno.test("Http1Framer switches to raw bytes on 101 and on CONNECT 200; reads cl
 
 Deno.test("Http1Framer never throws and agrees with itself on any split (property)", () => {
   fc.assert(http1Property, { numRuns: 3000 });
+});
+
+Deno.test("Http1Framer for a proxy: raw after an upgrade request and its body, resume() when refused", () => {
+  const latin1 = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
+  const upgrade = new Http1Framer("request", undefined, true);
+  assert.deepEqual(
+    http1Summary(
+      upgrade.push(
+        latin1("POST /up HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nhiRAW"),
+      ),
+    ),
+    ["head:POST /up HTTP/1.1", "body:hi", "end", "raw:RAW"],
+  );
+  assert.equal(upgrade.raw, true);
+  upgrade.resume(); // the app answered 200: what follows is HTTP again
+  assert.deepEqual(http1Summary(upgrade.push(latin1("GET /next HTTP/1.1\r\nHost: x\r\n\r\n"))), [
+    "head:GET /next HTTP/1.1",
+    "end",
+  ]);
+  const connect = new Http1Framer("request", undefined, true);
+  assert.deepEqual(
+    http1Summary(connect.push(latin1("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03"))),
+    ["head:CONNECT a:443 HTTP/1.1", "end", "raw:\x16\x03"],
+  );
+  // Framing checks come first: an upgrade request cannot smuggle.
+  const smuggle = new Http1Framer("request", undefined, true).push(
+    latin1(
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: a\r\nContent-Length: 1\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n",
+    ),
+  );
+  assert.deepEqual(http1Summary(smuggle), ["error:400"]);
 });

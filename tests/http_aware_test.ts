@@ -4,14 +4,17 @@
 import assert from "node:assert/strict";
 import { rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
 import { Http1Framer, type MessageHead } from "../lib/http1.ts";
+import type { RequestRecord } from "../lib/client/request_log.ts";
 import {
   connect,
   HOST,
   openTestTunnel,
   rawRequest,
+  readAll,
   readFixture,
   startApp,
   startTestServer,
+  waitFor,
   writeAllTo,
 } from "./helpers.ts";
 
@@ -195,6 +198,11 @@ Deno.test("rewriteRequestHead(): exact bytes for IPv6, chains, Host anywhere, no
       "X-Forwarded-For: 203.0.113.9, 10.0.0.1, 192.0.2.1\r\nX-Forwarded-Proto: http\r\n" +
       'X-Forwarded-Host: b.x\r\nForwarded: for=1.2.3.4, for=192.0.2.1;host="b.x";proto=http\r\n\r\n',
   );
+  // A Forwarded value that does not parse (an open quote would swallow ours) is dropped.
+  assert.match(
+    rewrite('GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=a;host="\r\n\r\n', v4),
+    /\r\nForwarded: for=192\.0\.2\.1;host="h";proto=http\r\n\r\n$/,
+  );
   // Without a Host rewrite the Host line stays where it was; an HTTP/1.0 request with no fields.
   const keep = { peer: "127.0.0.1:1", scheme: "http", hostHeader: undefined } as const;
   assert.equal(
@@ -207,4 +215,42 @@ Deno.test("rewriteRequestHead(): exact bytes for IPv6, chains, Host anywhere, no
     "GET / HTTP/1.0\r\nX-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: http\r\n" +
       'X-Forwarded-Host: \r\nForwarded: for=127.0.0.1;host="";proto=http\r\n\r\n',
   );
+});
+
+Deno.test({
+  name:
+    "an upgrade the app refuses: later requests on the connection are still rewritten and logged",
+  ...T,
+  async fn() {
+    const app = startApp(); // /whoami answers 200 and ignores Upgrade
+    await using server = await startTestServer();
+    const records: RequestRecord[] = [];
+    await using _t = await openTestTunnel(server, app.addr.port, {
+      subdomain: "noup",
+      onRequest: (r) => records.push(r),
+    });
+    const conn = await connect(server.addr.port);
+    try {
+      const host = "Host: noup.localhost\r\n";
+      await writeAllTo(
+        conn,
+        encode(
+          `GET /whoami HTTP/1.1\r\n${host}Upgrade: foo\r\nConnection: Upgrade\r\n\r\n` +
+            `GET /whoami HTTP/1.1\r\n${host}X-Forwarded-For: 10.9.9.9\r\nConnection: close\r\n\r\n`,
+        ),
+      );
+      const text = new TextDecoder().decode(await readAll(conn));
+      const bodies = text.match(/\{[^}]*\}/g)!.map((b) => JSON.parse(b));
+      assert.equal(bodies.length, 2, text);
+      assert.equal(bodies[1].xff, "10.9.9.9, 127.0.0.1");
+      await waitFor(() => records.length === 2, 5000, "two records");
+      assert.deepEqual(records.map((r) => [r.status, r.upgrade]), [[200, undefined], [
+        200,
+        undefined,
+      ]]);
+    } finally {
+      conn.close();
+      await app.shutdown();
+    }
+  },
 });

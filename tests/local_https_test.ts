@@ -154,3 +154,44 @@ Deno.test({
     assert.match(end.stderr, /--allow-invalid-cert needs --local-https/);
   },
 });
+
+Deno.test({
+  name: "--allow-invalid-cert: a refused request leaves the proxy connection usable; " +
+    "localhost falls back to ::1",
+  ...T,
+  async fn() {
+    // The app listens on ::1 only: the dialer must fall back from 127.0.0.1.
+    const app = Deno.serve(
+      {
+        port: 0,
+        hostname: "::1",
+        cert: text("self-signed.pem"),
+        key: text("self-signed.key"),
+        onListen() {},
+      },
+      () => new Response("over tls\n"),
+    );
+    await using server = await startTestServer();
+    const tunnel = await openTestTunnel(server, app.addr.port, {
+      subdomain: "six",
+      localHost: "localhost",
+      localHttps: true,
+      allowInvalidCert: true,
+      pool: 1,
+    });
+    try {
+      const ok = "GET / HTTP/1.1\r\nHost: six.localhost\r\nConnection: close\r\n\r\n";
+      assert.match(await rawRequest(server.addr.port, ok), /^HTTP\/1\.1 200 [^]*over tls/);
+      const smuggle = "POST / HTTP/1.1\r\nHost: six.localhost\r\nContent-Length: 1\r\n" +
+        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+      assert.match(await rawRequest(server.addr.port, smuggle), /^HTTP\/1\.1 400 /);
+      // With one proxy connection, these reuse the one that carried the refusal.
+      for (let i = 0; i < 3; i++) {
+        assert.match(await rawRequest(server.addr.port, ok), /^HTTP\/1\.1 200 [^]*over tls/);
+      }
+    } finally {
+      await tunnel.close();
+      await app.shutdown();
+    }
+  },
+});

@@ -95,7 +95,7 @@ const bytes = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(
 const text = (b: Uint8Array): string => String.fromCharCode(...b);
 
 /** A split-independent summary: heads by first line, body bytes joined per message, ends, raw. */
-function summary(events: Http1Event[]): string[] {
+export function http1Summary(events: Http1Event[]): string[] {
   const out: string[] = [];
   let body = "";
   for (const e of events) {
@@ -137,7 +137,7 @@ export function frameHttp1(
     from = cut;
   }
   events.push(...framer.end());
-  return summary(events);
+  return http1Summary(events);
 }
 
 const HTTP1_SAMPLES = [

@@ -4,6 +4,7 @@
 import type { Writer } from "../channel.ts";
 import { Http1Framer, type MessageHead, putLatin1 } from "../http1.ts";
 import { httpError, writeAll } from "../io.ts";
+import type { ExchangeLog } from "./request_log.ts";
 
 /** First size of a rewriter's head buffer: most rewritten request heads fit. */
 const REWRITE_BUFFER_BYTES = 2048;
@@ -17,6 +18,15 @@ export interface VisitorInfo {
   /** Host header for the local app, when it must not see the public one. */
   hostHeader: string | undefined;
 }
+
+// RFC 7239 section 4: elements of token=value pairs, a value a token or a quoted-string.
+const FORWARDED_TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const FORWARDED_QUOTED =
+  '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t\\x20-\\x7e\\x80-\\xff])*"';
+const FORWARDED_PAIR = `${FORWARDED_TOKEN}=(?:${FORWARDED_TOKEN}|${FORWARDED_QUOTED})`;
+const FORWARDED_ELEMENT = `(?:${FORWARDED_PAIR})?(?:;(?:${FORWARDED_PAIR})?)*`;
+/** A whole Forwarded field value. */
+const FORWARDED = new RegExp(`^${FORWARDED_ELEMENT}(?:[ \\t]*,[ \\t]*${FORWARDED_ELEMENT})*$`);
 
 /** The visitor's address as X-Forwarded-For and Forwarded write it. */
 export function visitorNode(peer: string): { ip: string; node: string } {
@@ -61,8 +71,11 @@ export function rewriteRequestHead(
       const value = head.value(i);
       forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
     } else if (head.nameIs(i, "forwarded")) {
+      // Kept only if it parses: an open quote would swallow the element appended after it.
       const value = head.value(i);
-      forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`;
+      if (value.includes("=") && FORWARDED.test(value)) {
+        forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`;
+      }
     } else {
       keep = !head.nameIs(i, "x-forwarded-proto") && !head.nameIs(i, "x-forwarded-host");
     }
@@ -94,11 +107,19 @@ export function rewriteRequestHead(
   return out;
 }
 
+/** Reason phrases of the statuses the rewriter answers with. */
+const REASONS: Record<number, string> = {
+  400: "Bad Request",
+  431: "Request Header Fields Too Large",
+};
+
 /**
  * A writer in front of the local app's connection that frames the visitor's
- * requests and rewrites each head; bodies and upgraded streams pass through.
- * A request that cannot be framed (smuggling, malformed) is answered 400 and
- * the stream is failed.
+ * requests and rewrites each head; bodies pass through. After a request that
+ * asks to switch protocols, the bytes that follow are held until its response
+ * says whether they are another protocol (passed on as they are) or more HTTP.
+ * A request that cannot be framed safely is answered with 400 (431 for a head
+ * too large) and the stream is failed.
  */
 export class RequestRewriter implements Writer {
   #out: Writer;
@@ -106,25 +127,26 @@ export class RequestRewriter implements Writer {
   #visitor: { ip: string; node: string };
   #scratch = new Uint8Array(REWRITE_BUFFER_BYTES);
   #framer = new Http1Framer("request", undefined, true);
-  #refuse: (answer: Uint8Array, reason: string) => void;
-  #observe: ((head: MessageHead) => void) | undefined;
+  #refuse: (answer: Uint8Array, status: number, reason: string) => void;
+  #exchanges: ExchangeLog;
+  #switched = false;
   #failed = false;
 
   /**
-   * Rewrites into `out`; `refuse` gets the error answer for the visitor and
-   * why, `observe` each request head as the visitor sent it.
+   * Rewrites into `out`; `refuse` gets the error answer for the visitor, its
+   * status and why; `exchanges` sees each request and decides switches.
    */
   constructor(
     out: Writer,
     info: VisitorInfo,
-    refuse: (answer: Uint8Array, reason: string) => void,
-    observe?: (head: MessageHead) => void,
+    refuse: (answer: Uint8Array, status: number, reason: string) => void,
+    exchanges: ExchangeLog,
   ) {
     this.#out = out;
     this.#info = info;
     this.#visitor = visitorNode(info.peer);
     this.#refuse = refuse;
-    this.#observe = observe;
+    this.#exchanges = exchanges;
   }
 
   /** Frames `p` and writes it on, rewritten; always takes all of it. */
@@ -132,14 +154,26 @@ export class RequestRewriter implements Writer {
     if (this.#failed) return p.length;
     for (const event of this.#framer.push(p)) {
       if (event.kind === "head") {
-        this.#observe?.(event.head);
+        this.#exchanges.request(event.head);
         await writeAll(this.#out, this.#rewrite(event.head));
-      } else if (event.kind === "body" || event.kind === "raw") {
+      } else if (event.kind === "body") {
+        await writeAll(this.#out, event.bytes);
+      } else if (event.kind === "raw") {
+        // Bytes after an upgrade request (always the last event): wait for its answer.
+        if (!this.#switched && !(await this.#exchanges.switched())) {
+          this.#framer.resume(); // refused: they are requests after all
+          return await this.write(event.bytes).then(() => p.length);
+        }
+        this.#switched = true;
         await writeAll(this.#out, event.bytes);
       } else if (event.kind === "error") {
         this.#failed = true;
-        const answer = httpError(event.status, "Bad Request", `Bad request: ${event.reason}`);
-        this.#refuse(answer, event.reason);
+        const body = `Bad request: ${event.reason}`;
+        this.#refuse(
+          httpError(event.status, REASONS[event.status] ?? "Bad Request", body),
+          event.status,
+          event.reason,
+        );
       }
     }
     return p.length;

@@ -1,6 +1,7 @@
-// TLS to a local app (--local-https): verified with Deno's own TLS, or, with
-// --allow-invalid-cert, through node:tls, the one TLS client here that can skip
-// certificate checks, adapted to the relay's Duplex.
+// TLS to a local app (--local-https), through node:tls adapted to the relay's
+// Duplex: the one TLS client here that can skip certificate checks (for
+// --allow-invalid-cert) and whose socket can be closed in mid-handshake (a
+// Deno TlsConn closed then keeps its TCP socket open).
 
 import tls from "node:tls";
 import type { Duplex } from "../relay.ts";
@@ -21,47 +22,37 @@ const NODE_QUEUE_HIGH_BYTES = 256 * 1024;
 /** Hostnames that are IP literals cannot be sent as SNI. */
 const isIp = (name: string): boolean => /^[\d.]+$/.test(name) || name.includes(":");
 
-/** Starts TLS on `tcp` and completes the handshake, certificate checked. */
-export async function startLocalTls(tcp: Deno.TcpConn, options: LocalTls): Promise<Deno.TlsConn> {
-  const conn = await Deno.startTls(tcp, {
-    hostname: options.serverName,
-    alpnProtocols: ["http/1.1"],
-    ...(options.caCerts ? { caCerts: options.caCerts } : {}),
-  });
-  try {
-    await conn.handshake();
-  } catch (e) {
-    conn.close();
-    throw e;
-  }
-  return conn;
-}
-
 /**
- * Connects to `hostname:port` over TLS without checking the certificate, and
- * completes the handshake. `signal` aborts the attempt.
+ * Connects to `hostname:port` over TLS and completes the handshake; the
+ * certificate is checked against `serverName` (system roots and `caCerts`)
+ * unless `allowInvalid`. `signal` aborts the attempt and closes the socket.
  */
-export function connectInsecureTls(
+export function connectLocalTls(
   hostname: string,
   port: number,
-  serverName: string,
+  options: LocalTls,
   signal: AbortSignal,
 ): Promise<Duplex> {
+  const { serverName, caCerts, allowInvalid } = options;
   // allowHalfOpen (passed on to the socket, missing from the types) keeps half-close.
-  const options: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
+  const connectOptions: tls.ConnectionOptions & { allowHalfOpen: boolean } = {
     host: hostname,
     port,
     ...(isIp(serverName) ? {} : { servername: serverName }),
-    rejectUnauthorized: false,
+    // Node's `ca` replaces the roots: keep them, so a publicly trusted app still passes.
+    ...(caCerts ? { ca: [...tls.rootCertificates, ...caCerts] } : {}),
+    rejectUnauthorized: !allowInvalid,
     allowHalfOpen: true,
     ALPNProtocols: ["http/1.1"],
   };
-  const socket = tls.connect(options);
+  const socket = tls.connect(connectOptions);
   const duplex = new NodeSocketDuplex(socket);
   return new Promise((resolve, reject) => {
     const fail = (e: unknown): void => {
       socket.destroy();
-      reject(e);
+      // Node's refusal is a plain Error with a code; the dialer's fallback needs Deno's kind.
+      const refused = (e as { code?: string })?.code === "ECONNREFUSED";
+      reject(refused ? new Deno.errors.ConnectionRefused("connection refused") : e);
     };
     const onAbort = (): void => fail(signal.reason);
     signal.addEventListener("abort", onAbort, { once: true });
@@ -141,7 +132,13 @@ class NodeSocketDuplex implements Duplex {
   }
 
   closeWrite(): Promise<void> {
-    return new Promise((resolve) => this.#socket.end(resolve));
+    const socket = this.#socket;
+    if (this.#closed || socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      // end()'s callback does not run if the socket is destroyed meanwhile; "close" always does.
+      socket.once("close", () => resolve());
+      socket.end(() => resolve());
+    });
   }
 
   close(): void {

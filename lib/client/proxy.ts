@@ -15,7 +15,7 @@ import { hostWithPort } from "../names.ts";
 import { type Duplex, GrowingBuffer, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
 import { RequestRewriter } from "./forwarded.ts";
-import { connectInsecureTls, type LocalTls, startLocalTls } from "./local_tls.ts";
+import { connectLocalTls, type LocalTls } from "./local_tls.ts";
 import { ExchangeLog, type RequestRecord } from "./request_log.ts";
 
 /** Read buffer of a proxy connection's upgrade answer. */
@@ -170,24 +170,31 @@ export class ProxyPool {
     }
     this.#conns.add(local);
     const http = open.proto === "http" ? this.#options.http : undefined;
-    const exchanges = http?.onRequest ? new ExchangeLog(http.onRequest) : undefined;
+    const exchanges = http ? new ExchangeLog(http.onRequest) : undefined;
     try {
       let refusal: Uint8Array | undefined;
-      const rewriter = http
+      const refuse = new AbortController(); // closes the app's side, through the relay
+      const rewriter = http && exchanges
         ? new RequestRewriter(local, {
           peer: open.peer,
           scheme: open.scheme ?? "http",
           hostHeader: http.hostHeader,
-        }, (answer, reason) => {
-          refusal = answer;
-          exchanges?.refused(400, reason);
-          closeQuietly(local); // ends the app's side; relayStream sends `refusal` instead
-        }, exchanges && ((head) => exchanges.request(head)))
+        }, (answer, status, reason) => {
+          refusal = answer; // sent instead of an ABORT if nothing went to the visitor yet
+          exchanges.refused(status, reason);
+          refuse.abort();
+        }, exchanges)
         : local;
       const result = await relayStream(local, channel, {
         inboundSink: rewriter,
         lastWord: () => refusal,
-        ...(exchanges ? { onOutbound: (bytes: Uint8Array) => exchanges.response(bytes) } : {}),
+        signal: refuse.signal,
+        ...(exchanges
+          ? {
+            onOutbound: (bytes: Uint8Array) => exchanges.response(bytes),
+            onOutboundEnd: () => exchanges.close(), // no answer to wait for any more
+          }
+          : {}),
       });
       log.debug("Visitor done", {
         peer: open.peer,
@@ -290,20 +297,11 @@ async function dialWithTimeout(
 ): Promise<Duplex> {
   const stop = new AbortController();
   const connect = async (): Promise<Duplex> => {
-    if (tls?.allowInvalid) {
-      return await connectInsecureTls(hostname, port, tls.serverName, stop.signal);
-    }
+    if (tls) return await connectLocalTls(hostname, port, tls, stop.signal);
     const tcp = await Deno.connect({ hostname, port });
     if (stop.signal.aborted) throw closeQuietly(tcp), stop.signal.reason;
     tcp.setNoDelay(true);
-    if (!tls) return tcp;
-    const closeOnAbort = (): void => closeQuietly(tcp);
-    stop.signal.addEventListener("abort", closeOnAbort, { once: true });
-    try {
-      return await startLocalTls(tcp, tls);
-    } finally {
-      stop.signal.removeEventListener("abort", closeOnAbort);
-    }
+    return tcp;
   };
   let timer: ReturnType<typeof setTimeout> | undefined;
   const connecting = connect();

@@ -32,7 +32,9 @@ interface Pending {
 /**
  * Pairs the requests of one stream with its responses, in order (pipelining
  * included), and reports each exchange once. Feed it request heads, response
- * bytes as they pass, and `close()` at the end of the stream.
+ * bytes as they pass, and `close()` at the end of the stream. It also says
+ * whether a request asking to switch protocols (Upgrade, CONNECT) was granted,
+ * so that the request side knows whether what follows is still HTTP.
  */
 export class ExchangeLog {
   #framer = new Http1Framer("response");
@@ -40,28 +42,35 @@ export class ExchangeLog {
   #status: number | undefined;
   #bytes = 0;
   #done = false;
-  #report: (record: RequestRecord) => void;
+  #report: ((record: RequestRecord) => void) | undefined;
   #now: () => number;
+  #switch: PromiseWithResolvers<boolean> | undefined;
 
-  /** Reports through `report`; `now` is the clock (ms). */
+  /** Reports through `report` (none: it only pairs); `now` is the clock (ms). */
   constructor(
-    report: (record: RequestRecord) => void,
+    report: ((record: RequestRecord) => void) | undefined,
     now: () => number = () => performance.now(),
   ) {
     this.#report = report;
     this.#now = now;
   }
 
+  /**
+   * Resolves once the last request that asked to switch protocols has its
+   * answer: true if the stream switched (101, or 2xx to CONNECT), false if it
+   * did not or the stream ended first. True when no request asked.
+   */
+  switched(): Promise<boolean> {
+    return this.#switch?.promise ?? Promise.resolve(true);
+  }
+
   /** The visitor sent a request with this head. */
   request(head: MessageHead): void {
     if (this.#done) return;
     const method = head.method ?? "?";
-    this.#pending.push({
-      method,
-      target: head.target ?? "?",
-      upgrade: method === "CONNECT" ? "connect" : head.get("upgrade")?.toLowerCase(),
-      start: this.#now(),
-    });
+    const upgrade = method === "CONNECT" ? "connect" : head.get("upgrade")?.toLowerCase();
+    if (upgrade !== undefined) this.#switch = Promise.withResolvers();
+    this.#pending.push({ method, target: head.target ?? "?", upgrade, start: this.#now() });
     this.#framer.expect(method);
   }
 
@@ -69,7 +78,7 @@ export class ExchangeLog {
   refused(status: number, reason: string): void {
     if (this.#done) return;
     this.#done = true;
-    this.#report({
+    this.#report?.({
       method: "-",
       target: "-",
       status,
@@ -120,15 +129,17 @@ export class ExchangeLog {
     while (this.#pending.length > 0) {
       this.#finish(this.#status === undefined ? "no response" : "cut short");
     }
+    this.#switch?.resolve(false);
   }
 
   #finish(problem: string | undefined): void {
     const request = this.#pending.shift();
     if (!request) return;
     const status = this.#status ?? 0;
-    const switched = status === 101 ||
-      (request.method === "CONNECT" && status >= 200 && status < 300);
-    this.#report({
+    const switched = problem === undefined &&
+      (status === 101 || (request.method === "CONNECT" && status >= 200 && status < 300));
+    if (request.upgrade !== undefined) this.#switch?.resolve(switched);
+    this.#report?.({
       method: request.method,
       target: request.target,
       status: this.#status,
@@ -175,6 +186,18 @@ export function formatBytes(bytes: number): string {
   return `${value.toFixed(1)} ${units[unit]}`;
 }
 
+/** Control characters a visitor could use to drive the terminal (escape sequences). */
+// deno-lint-ignore no-control-regex -- finding control characters is the point
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
+// deno-lint-ignore no-control-regex -- finding control characters is the point
+const CONTROLS = /[\x00-\x1f\x7f-\x9f]/g;
+
+/** `text` with control characters shown as `\xNN`, safe to print to a terminal. */
+export function printable(text: string): string {
+  if (!CONTROL.test(text)) return text;
+  return text.replace(CONTROLS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
 const paint = (on: boolean, code: number, text: string): string =>
   on ? `\x1b[${code}m${text}\x1b[0m` : text;
 
@@ -191,15 +214,17 @@ export function formatRecord(
   style: RecordStyle = { aligned: false, color: false },
 ): string {
   const { aligned, color } = style;
-  let target = record.target;
+  let target = printable(record.target);
   if (aligned) {
     if (target.length > TARGET_COLUMNS) target = target.slice(0, TARGET_COLUMNS - 1) + "…";
     target = target.padEnd(MIN_TARGET_COLUMNS);
   }
-  const method = aligned ? record.method.padEnd(7) : record.method;
+  const method = aligned ? printable(record.method).padEnd(7) : printable(record.method);
   const status = paint(color, statusColor(record.status), `${record.status ?? "---"}`);
   const duration = formatDuration(record.durationMs);
-  const tail = record.upgrade !== undefined ? `⇄ ${record.upgrade}` : formatBytes(record.bytes);
+  const tail = record.upgrade !== undefined
+    ? `⇄ ${printable(record.upgrade)}`
+    : formatBytes(record.bytes);
   const columns = [
     `${paint(color, 1, method)} ${target} → ${status}`,
     aligned ? duration.padStart(8) : duration,
@@ -229,7 +254,7 @@ export function requestPrinter(
 ): { log: (record: RequestRecord) => void; flush: () => void } {
   let lines: string[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
-  let windowStart = 0;
+  let windowStart = -Infinity;
   let printed = 0;
   let skipped = 0;
   const skippedBy = new Map<string, number>();
@@ -246,10 +271,13 @@ export function requestPrinter(
     timer = undefined;
     const now = performance.now();
     if (skipped > 0 && (final || now - windowStart >= 1000)) closeWindow(now);
-    if (lines.length === 0) return;
-    const text = lines.join("\n") + "\n";
-    lines = [];
-    write(text);
+    // Still throttled: the summary is due at the end of this second.
+    if (skipped > 0) timer = setTimeout(() => flush(false), 1000 - (now - windowStart));
+    if (lines.length > 0) {
+      const text = lines.join("\n") + "\n";
+      lines = [];
+      write(text);
+    }
   };
   return {
     log(record) {
