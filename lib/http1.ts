@@ -12,8 +12,7 @@ import { MAX_SNIFF_BYTES } from "./protocol.ts";
 export class MessageHead {
   /** Request method, or undefined for a response. */
   readonly method: string | undefined;
-  /** Request target, or undefined for a response. */
-  readonly target: string | undefined;
+  #target: [start: number, end: number] | undefined;
   /** Response status, or undefined for a request. */
   readonly status: number | undefined;
   /** `HTTP/1.1` or `HTTP/1.0`. */
@@ -23,18 +22,26 @@ export class MessageHead {
   // Five offsets per field: name start, colon, value start, value end, line end (past LF).
   #fields: number[];
 
-  /** A head over `bytes`; `fields` holds five offsets per field (see `parseHead`). */
+  /**
+   * A head over `bytes`: the start line's parts (the target as where it is in
+   * `bytes`) and five offsets per field (see `parseHead`).
+   */
   constructor(
-    start: { method?: string; target?: string; status?: number; version: string },
+    start: { method?: string; target?: [number, number]; status?: number; version: string },
     bytes: Uint8Array,
     fields: number[],
   ) {
     this.method = start.method;
-    this.target = start.target;
+    this.#target = start.target;
     this.status = start.status;
     this.version = start.version;
     this.bytes = bytes;
     this.#fields = fields;
+  }
+
+  /** Request target (decoded when asked for), or undefined for a response. */
+  get target(): string | undefined {
+    return this.#target && latin1Text(this.bytes.subarray(this.#target[0], this.#target[1]));
   }
 
   /** How many header fields there are. */
@@ -50,6 +57,11 @@ export class MessageHead {
   /** Field `i`'s value, without surrounding whitespace. */
   value(i: number): string {
     return latin1Text(this.bytes.subarray(this.#fields[i * 5 + 2]!, this.#fields[i * 5 + 3]!));
+  }
+
+  /** Field `i`'s value as bytes (a view of `bytes`). */
+  valueBytes(i: number): Uint8Array {
+    return this.bytes.subarray(this.#fields[i * 5 + 2]!, this.#fields[i * 5 + 3]!);
   }
 
   /** Where field `i`'s line starts in `bytes`. */
@@ -126,12 +138,35 @@ function latin1Text(bytes: Uint8Array): string {
 }
 
 const DIGITS = /^\d{1,15}$/;
-/** RFC 3986 host (IP literal, IPv4 or reg-name) and an optional port: no quotes, spaces or `\`. */
-const HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]*)(?::\d{0,5})?$/;
+/** 1 for the bytes of an RFC 3986 reg-name or IPv4 address (unreserved, sub-delims, `%`). */
+const REG_NAME = new Uint8Array(256);
+for (const c of "._~%!$&'()*+,;=-") REG_NAME[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) REG_NAME[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) REG_NAME[c] = REG_NAME[c + 0x20] = 1;
+
+/**
+ * Whether `bytes` is a Host value: an IP literal in brackets or a reg-name, and
+ * an optional port (RFC 9110 7.2). No quotes, spaces or backslashes get through.
+ */
+function validHost(bytes: Uint8Array): boolean {
+  let i = 0;
+  if (bytes[0] === 0x5b) { // [
+    for (i = 1; i < bytes.length && bytes[i] !== 0x5d; i++) {
+      const b = bytes[i]!;
+      const hex = (b >= 0x30 && b <= 0x39) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x66);
+      if (!hex && b !== 0x3a && b !== 0x2e) return false;
+    }
+    if (i === bytes.length) return false;
+    i++;
+  } else {
+    while (REG_NAME[bytes[i]!] === 1) i++;
+  }
+  if (i === bytes.length) return true;
+  if (bytes[i] !== 0x3a || bytes.length - i - 1 > 5) return false;
+  for (i++; i < bytes.length; i++) if (bytes[i]! < 0x30 || bytes[i]! > 0x39) return false;
+  return true;
+}
 const NOTHING = new Uint8Array(0);
-// deno-lint-ignore no-control-regex -- a request target has no control characters
-const REQUEST_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+) ([^\x00-\x20\x7f]+) (HTTP\/1\.[01])$/;
-const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: .*)?$/;
 
 type Body =
   | { type: "none" }
@@ -331,7 +366,7 @@ export class Http1Framer {
     let encodingLines = 0;
     let upgrade = false;
     let hosts = 0;
-    let host = "";
+    let host = -1;
     for (let i = 0; i < head.fieldCount; i++) {
       if (head.nameIs(i, "content-length")) {
         for (const part of head.value(i).split(",")) lengths.push(part.trim());
@@ -344,7 +379,7 @@ export class Http1Framer {
       } else if (head.nameIs(i, "upgrade")) upgrade = true;
       else if (head.nameIs(i, "host")) {
         hosts++;
-        host = head.value(i);
+        host = i;
       }
     }
     let switchAfter = false;
@@ -352,7 +387,7 @@ export class Http1Framer {
       // RFC 9112 3.2: exactly one valid Host in HTTP/1.1, at most one in HTTP/1.0.
       if (hosts > 1) return { error: "more than one Host" };
       if (hosts === 0 && head.version === "HTTP/1.1") return { error: "no Host" };
-      if (!HOST.test(host)) return { error: "invalid Host" };
+      if (host >= 0 && !validHost(head.valueBytes(host))) return { error: "invalid Host" };
       if (encodingLines > 0) {
         if (lengths.length > 0) {
           return { error: "both Content-Length and Transfer-Encoding (request smuggling)" };
@@ -484,6 +519,58 @@ for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = TCHAR[c + 0x20] = 1;
 
+/** `HTTP/1.1` or `HTTP/1.0` at `bytes[at]`, or undefined. */
+function versionAt(bytes: Uint8Array, at: number): string | undefined {
+  for (let k = 0; k < 7; k++) if (bytes[at + k] !== HTTP_1_DOT[k]) return undefined;
+  return bytes[at + 7] === 0x31 ? "HTTP/1.1" : bytes[at + 7] === 0x30 ? "HTTP/1.0" : undefined;
+}
+
+const HTTP_1_DOT = [0x48, 0x54, 0x54, 0x50, 0x2f, 0x31, 0x2e]; // "HTTP/1."
+
+/** The common methods as strings, so most request lines decode nothing but their target. */
+const METHODS = new Map(["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"].map(
+  (m) => [m.length * 256 + m.charCodeAt(0), m],
+));
+
+// A request line (method SP target SP version) or a status line (version SP status
+// [SP reason]) in `bytes[0, end)`, read byte by byte: a token for a method, no
+// controls or spaces in a target, no CR in a reason.
+function parseStartLine(
+  bytes: Uint8Array,
+  end: number,
+  role: "request" | "response",
+): { method?: string; target?: [number, number]; status?: number; version: string } | string {
+  if (role === "response") {
+    const version = versionAt(bytes, 0);
+    let status = 0;
+    for (let k = 9; k < 12; k++) {
+      const digit = bytes[k]! - 0x30;
+      if (!(digit >= 0 && digit <= 9)) return "malformed status line";
+      status = status * 10 + digit;
+    }
+    if (!version || bytes[8] !== 0x20 || (end > 12 && bytes[12] !== 0x20)) {
+      return "malformed status line";
+    }
+    for (let k = 12; k < end; k++) if (bytes[k] === 0x0d) return "bare CR in head";
+    return { version, status };
+  }
+  let i = 0;
+  while (TCHAR[bytes[i]!] === 1) i++;
+  if (i === 0 || bytes[i] !== 0x20) return "malformed request line";
+  let method = METHODS.get(i * 256 + bytes[0]!);
+  for (let k = 1; method !== undefined && k < i; k++) {
+    if (bytes[k] !== method.charCodeAt(k)) method = undefined;
+  }
+  method ??= latin1Text(bytes.subarray(0, i));
+  const from = ++i;
+  while (i < end && bytes[i]! > 0x20 && bytes[i] !== 0x7f) i++;
+  const version = versionAt(bytes, i + 1);
+  if (i === from || bytes[i] !== 0x20 || !version || i + 9 !== end) {
+    return "malformed request line";
+  }
+  return { method, target: [from, i], version };
+}
+
 // Parses the head at the start of `bytes` (start line, fields, blank line) in one
 // pass of plain loops, cheaper than native calls per line on heads this short;
 // only the start line becomes strings here. Null when the blank line is not in
@@ -493,17 +580,8 @@ function parseHead(bytes: Uint8Array, role: "request" | "response"): MessageHead
   let i = 0;
   for (; i < n && bytes[i] !== 0x0a; i++) if (bytes[i] === 0) return "NUL in head";
   if (i === n) return null;
-  const first = latin1Text(bytes.subarray(0, i > 0 && bytes[i - 1] === 0x0d ? i - 1 : i));
-  let start;
-  if (role === "request") {
-    const m = REQUEST_LINE.exec(first);
-    if (!m) return "malformed request line";
-    start = { method: m[1]!, target: m[2]!, version: m[3]! };
-  } else {
-    const m = STATUS_LINE.exec(first);
-    if (!m) return "malformed status line";
-    start = { version: m[1]!, status: Number(m[2]) };
-  }
+  const start = parseStartLine(bytes, i > 0 && bytes[i - 1] === 0x0d ? i - 1 : i, role);
+  if (typeof start === "string") return start;
   const fields: number[] = [];
   for (let at = ++i; i < n; at = ++i) {
     if (bytes[i] === 0x0a) return new MessageHead(start, bytes.subarray(0, i + 1), fields);

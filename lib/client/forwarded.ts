@@ -40,12 +40,15 @@ export function visitorNode(peer: string): { ip: string; node: string } {
  * first hop's own value), X-Forwarded-Proto and -Host set, Host rewritten.
  * The start line and every other field pass on byte for byte. The result is
  * written into `into` when it fits (a view of it is returned), else into a new array.
+ * `cache` keeps the appended fields for the next request with the same Host and
+ * no forwarding fields of its own: the usual keep-alive connection.
  */
 export function rewriteRequestHead(
   head: MessageHead,
   info: VisitorInfo,
   visitor: { ip: string; node: string } = visitorNode(info.peer),
   into?: Uint8Array,
+  cache?: RewriteCache,
 ): Uint8Array {
   const { ip, node } = visitor;
   const bytes = head.bytes;
@@ -86,25 +89,57 @@ export function rewriteRequestHead(
     } else kept.push(start, head.lineEnd(i));
   }
   host ??= "";
-  const quoted = host.includes('"') ? host.replaceAll('"', "") : host;
-  const element = `for=${node};host="${quoted}";proto=${info.scheme}`;
-  const added =
-    `X-Forwarded-For: ${forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`}\r\n` +
-    `X-Forwarded-Proto: ${info.scheme}\r\nX-Forwarded-Host: ${host}\r\n` +
-    `Forwarded: ${forwarded === undefined ? element : `${forwarded}, ${element}`}\r\n\r\n`;
-  const hostText = rewriteHost ? `Host: ${info.hostHeader}\r\n` : "";
-  let length = added.length + hostText.length;
+  const own = forwardedFor !== undefined || forwarded !== undefined;
+  let added: Uint8Array;
+  if (!own && cache?.host === host) added = cache.added;
+  else {
+    const quoted = host.includes('"') ? host.replaceAll('"', "") : host;
+    const element = `for=${node};host="${quoted}";proto=${info.scheme}`;
+    const text =
+      `X-Forwarded-For: ${forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`}\r\n` +
+      `X-Forwarded-Proto: ${info.scheme}\r\nX-Forwarded-Host: ${host}\r\n` +
+      `Forwarded: ${forwarded === undefined ? element : `${forwarded}, ${element}`}\r\n\r\n`;
+    added = latin1Bytes(text);
+    if (cache && !own) [cache.host, cache.added] = [host, added];
+  }
+  if (cache && cache.hostLine === undefined) {
+    cache.hostLine = latin1Bytes(rewriteHost ? `Host: ${info.hostHeader}\r\n` : "");
+  }
+  const hostLine = cache?.hostLine ??
+    latin1Bytes(rewriteHost ? `Host: ${info.hostHeader}\r\n` : "");
+  let length = added.length + hostLine.length;
   for (let k = 0; k < kept.length; k += 2) length += kept[k + 1]! - kept[k]!;
   const out = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
   let at = 0;
   for (let k = 0; k < kept.length; k += 2) {
-    if (hostAt === k) at = putLatin1(out, at, hostText);
+    if (hostAt === k) at = put(out, at, hostLine);
     out.set(bytes.subarray(kept[k]!, kept[k + 1]!), at);
     at += kept[k + 1]! - kept[k]!;
   }
-  if (hostAt < 0 || hostAt >= kept.length) at = putLatin1(out, at, hostText);
-  putLatin1(out, at, added);
+  if (hostAt < 0 || hostAt >= kept.length) at = put(out, at, hostLine);
+  out.set(added, at);
   return out;
+}
+
+/** The fields {@linkcode rewriteRequestHead} appended last, and the Host they were for. */
+export interface RewriteCache {
+  /** The Host value the fields were made for; undefined before the first request. */
+  host: string | undefined;
+  /** The appended fields and the blank line, as bytes. */
+  added: Uint8Array;
+  /** The `Host` line that replaces the visitor's (empty when Host is kept), once made. */
+  hostLine?: Uint8Array;
+}
+
+function latin1Bytes(text: string): Uint8Array {
+  const bytes = new Uint8Array(text.length);
+  putLatin1(bytes, 0, text);
+  return bytes;
+}
+
+function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
+  out.set(bytes, at);
+  return at + bytes.length;
 }
 
 /** Reason phrases of the statuses the rewriter answers with. */
@@ -126,6 +161,7 @@ export class RequestRewriter implements Writer {
   #info: VisitorInfo;
   #visitor: { ip: string; node: string };
   #scratch = new Uint8Array(REWRITE_BUFFER_BYTES);
+  #cache: RewriteCache = { host: undefined, added: new Uint8Array(0) };
   #framer = new Http1Framer("request", undefined, true);
   #refuse: (answer: Uint8Array, status: number, reason: string) => void;
   #exchanges: ExchangeLog;
@@ -181,7 +217,7 @@ export class RequestRewriter implements Writer {
 
   // The rewritten head, in a buffer kept for the next one (each is written before the next).
   #rewrite(head: MessageHead): Uint8Array {
-    const out = rewriteRequestHead(head, this.#info, this.#visitor, this.#scratch);
+    const out = rewriteRequestHead(head, this.#info, this.#visitor, this.#scratch, this.#cache);
     if (out.buffer !== this.#scratch.buffer) this.#scratch = new Uint8Array(out.length);
     return out;
   }

@@ -70,7 +70,14 @@ export class ExchangeLog {
     const method = head.method ?? "?";
     const upgrade = method === "CONNECT" ? "connect" : head.get("upgrade")?.toLowerCase();
     if (upgrade !== undefined) this.#switch = Promise.withResolvers();
-    this.#pending.push({ method, target: head.target ?? "?", upgrade, start: this.#now() });
+    // Without a report, nothing is kept that only a report would need.
+    const report = this.#report !== undefined;
+    this.#pending.push({
+      method,
+      target: report ? head.target ?? "?" : "",
+      upgrade,
+      start: report ? this.#now() : 0,
+    });
     this.#framer.expect(method);
   }
 
@@ -139,7 +146,12 @@ export class ExchangeLog {
     const switched = problem === undefined &&
       (status === 101 || (request.method === "CONNECT" && status >= 200 && status < 300));
     if (request.upgrade !== undefined) this.#switch?.resolve(switched);
-    this.#report?.({
+    if (this.#report === undefined) {
+      this.#status = undefined;
+      this.#bytes = 0;
+      return;
+    }
+    this.#report({
       method: request.method,
       target: request.target,
       status: this.#status,
@@ -269,7 +281,7 @@ export function requestPrinter(
   const flush = (final = true): void => {
     clearTimeout(timer);
     timer = undefined;
-    const now = performance.now();
+    const now = Date.now();
     if (skipped > 0 && (final || now - windowStart >= 1000)) closeWindow(now);
     // Still throttled: the summary is due at the end of this second.
     if (skipped > 0) timer = setTimeout(() => flush(false), 1000 - (now - windowStart));
@@ -281,7 +293,7 @@ export function requestPrinter(
   };
   return {
     log(record) {
-      const now = performance.now();
+      const now = Date.now();
       if (now - windowStart >= 1000) closeWindow(now);
       if (printed < perSecond) {
         printed++;
