@@ -200,6 +200,10 @@ export async function waitFor(check: () => boolean, ms = 5000, what = "condition
 export const readFixture = (name: string): Uint8Array =>
   Deno.readFileSync(new URL(`./fixtures/${name}`, import.meta.url));
 
+/** A fixture as text (PEM certificates and keys). */
+export const readFixtureText = (name: string): string =>
+  new TextDecoder().decode(readFixture(name));
+
 /** A CLI subprocess (`deno run -A <script> ...`) whose output is collected as it comes. */
 export interface Cli {
   /** Resolves with the first stdout line; rejects if the process exits first. */

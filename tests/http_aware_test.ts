@@ -11,7 +11,7 @@ import {
   openTestTunnel,
   rawRequest,
   readAll,
-  readFixture,
+  readFixtureText,
   startApp,
   startTestServer,
   waitFor,
@@ -111,13 +111,16 @@ Deno.test({
   name: "visitors on the HTTPS port get X-Forwarded-Proto: https",
   ...T,
   async fn() {
-    const text = (name: string) => new TextDecoder().decode(readFixture(name));
     const app = startApp();
     await using server = await startTestServer({
-      tls: { cert: text("localhost.pem"), key: text("localhost.key"), port: 0 },
+      tls: {
+        cert: readFixtureText("localhost.pem"),
+        key: readFixtureText("localhost.key"),
+        port: 0,
+      },
     });
     await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "sec" });
-    const client = Deno.createHttpClient({ caCerts: [text("ca.pem")], allowHost: true });
+    const client = Deno.createHttpClient({ caCerts: [readFixtureText("ca.pem")], allowHost: true });
     try {
       const res = await fetch(`https://${HOST}:${server.tlsAddr!.port}/whoami`, {
         client,

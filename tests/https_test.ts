@@ -7,14 +7,14 @@ import {
   HOST,
   openTestTunnel,
   rawRequest,
-  readFixture,
+  readFixtureText,
   spawnCli,
   startApp,
   startTestServer,
 } from "./helpers.ts";
 
 const T = { timeout: 30_000 };
-const text = (name: string): string => new TextDecoder().decode(readFixture(name));
+const text = readFixtureText;
 const cert = text("localhost.pem");
 const key = text("localhost.key");
 const ca = text("ca.pem");

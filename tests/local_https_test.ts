@@ -9,7 +9,7 @@ import {
   patternBytes,
   rawRequest,
   readAll,
-  readFixture,
+  readFixtureText,
   sha256,
   spawnCli,
   startTestServer,
@@ -17,7 +17,7 @@ import {
 } from "./helpers.ts";
 
 const T = { timeout: 30_000 };
-const text = (name: string): string => new TextDecoder().decode(readFixture(name));
+const text = readFixtureText;
 const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** An HTTPS app on 127.0.0.1 with the given certificate. */

@@ -10,6 +10,7 @@ import {
   rawRequest,
   readAll,
   readFixture,
+  readFixtureText,
   sha256,
   startApp,
   startStack,
@@ -153,9 +154,9 @@ Deno.test({
   name: "TLS is relayed end to end by SNI: the app's certificate, not the server's",
   ...T,
   async fn() {
-    const cert = new TextDecoder().decode(readFixture("localhost.pem"));
-    const key = new TextDecoder().decode(readFixture("localhost.key"));
-    const ca = new TextDecoder().decode(readFixture("ca.pem"));
+    const cert = readFixtureText("localhost.pem");
+    const key = readFixtureText("localhost.key");
+    const ca = readFixtureText("ca.pem");
     const tlsApp = Deno.listenTls({ hostname: HOST, port: 0, cert, key });
     const appTask = (async () => {
       for await (const conn of tlsApp) {
