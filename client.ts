@@ -13,7 +13,7 @@ import { intFlag, logLevelFlag, parseFlags, UsageError } from "./lib/cli.ts";
 import { TunnelError } from "./lib/errors.ts";
 import { createLogger } from "./lib/log.ts";
 import { checkSubdomain, hostWithPort } from "./lib/names.ts";
-import { type RecordStyle, requestPrinter } from "./lib/client/request_log.ts";
+import { type RecordStyle, recordStyle, requestPrinter } from "./lib/client/request_log.ts";
 import { parseServerUrl } from "./lib/client/dial.ts";
 import { DEFAULT_POOL_SIZE, GOTUNNEL_VERSION, MAX_IDLE_PROXIES } from "./lib/protocol.ts";
 
@@ -175,8 +175,7 @@ export async function main(args: string[]): Promise<number> {
 
 /** Aligned and coloured on a terminal (colour off with NO_COLOR), plain otherwise. */
 function requestLogStyle(): RecordStyle {
-  const tty = Deno.stderr.isTerminal();
-  return { aligned: tty, color: tty && env("NO_COLOR") === undefined };
+  return recordStyle(Deno.stderr.isTerminal(), env("NO_COLOR"));
 }
 
 function writeAllSync(file: { writeSync(p: Uint8Array): number }, text: string): void {

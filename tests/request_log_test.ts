@@ -8,6 +8,7 @@ import {
   formatBytes,
   formatDuration,
   formatRecord,
+  recordStyle,
   requestPrinter,
   type RequestRecord,
 } from "../lib/client/request_log.ts";
@@ -433,4 +434,11 @@ Deno.test("requestPrinter() batches lines and sums up what is over its lines a s
   assert.match(writes[2]!, /^… 8 more requests in (\d+ ms|1\.\d s) \(2xx 5, 4xx 2, none 1\)\n$/);
   printer.flush();
   assert.equal(writes.length, 3);
+});
+
+Deno.test("recordStyle(): a terminal gets columns and colour unless NO_COLOR; a pipe plain lines", () => {
+  assert.deepEqual(recordStyle(true, undefined), { aligned: true, color: true });
+  assert.deepEqual(recordStyle(true, ""), { aligned: true, color: true });
+  assert.deepEqual(recordStyle(true, "1"), { aligned: true, color: false });
+  assert.deepEqual(recordStyle(false, undefined), { aligned: false, color: false });
 });

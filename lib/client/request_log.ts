@@ -173,6 +173,15 @@ export interface RecordStyle {
   color: boolean;
 }
 
+/**
+ * The style for a stream: aligned and coloured on a terminal, colour off when
+ * `NO_COLOR` is set to anything but the empty string (no-color.org); plain
+ * lines otherwise, for files and pipes.
+ */
+export function recordStyle(terminal: boolean, noColor: string | undefined): RecordStyle {
+  return { aligned: terminal, color: terminal && (noColor === undefined || noColor === "") };
+}
+
 /** Widest target column in aligned output; longer targets are cut with `…`. */
 const TARGET_COLUMNS = 48;
 /** Narrowest target column in aligned output. */
