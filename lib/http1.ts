@@ -225,11 +225,6 @@ export class Http1Framer {
     return this.#raw;
   }
 
-  /** Switches to raw bytes: for requests, once their response switched protocols. */
-  goRaw(): void {
-    this.#raw = true;
-  }
-
   /** Back to framing HTTP after a switch the other side refused (no 101, no 2xx to CONNECT). */
   resume(): void {
     this.#raw = false;

@@ -113,8 +113,7 @@ export function rewriteRequestHead(
   let at = 0;
   for (let k = 0; k < kept.length; k += 2) {
     if (hostAt === k) at = put(out, at, hostLine);
-    out.set(bytes.subarray(kept[k]!, kept[k + 1]!), at);
-    at += kept[k + 1]! - kept[k]!;
+    at = put(out, at, bytes.subarray(kept[k]!, kept[k + 1]!));
   }
   if (hostAt < 0 || hostAt >= kept.length) at = put(out, at, hostLine);
   out.set(added, at);

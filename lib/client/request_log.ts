@@ -146,12 +146,7 @@ export class ExchangeLog {
     const switched = problem === undefined &&
       (status === 101 || (request.method === "CONNECT" && status >= 200 && status < 300));
     if (request.upgrade !== undefined) this.#switch?.resolve(switched);
-    if (this.#report === undefined) {
-      this.#status = undefined;
-      this.#bytes = 0;
-      return;
-    }
-    this.#report({
+    this.#report?.({
       method: request.method,
       target: request.target,
       status: this.#status,

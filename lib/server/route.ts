@@ -173,8 +173,14 @@ async function routeHttp(
       : `Unknown host ${head.host}`;
     return await answerAndLinger(conn, httpError(404, "Not Found", body));
   }
-  await forward(ctx, conn, reader.buffered, session, "http", id, secure ? "https" : "http");
+  await forward(ctx, conn, reader.buffered, session, secure ? "https" : "http", id);
 }
+
+/**
+ * What a public connection carries: HTTP in the clear, HTTP the server decrypted
+ * (its TLS port), or TLS relayed end to end.
+ */
+type Carried = "http" | "https" | "tls";
 
 /** Hands a public connection to an idle proxy connection and relays one stream over it. */
 async function forward(
@@ -182,14 +188,13 @@ async function forward(
   conn: Deno.Conn,
   prefix: Uint8Array,
   session: Session,
-  proto: "http" | "tls",
+  carried: Carried,
   id: number,
-  scheme: "http" | "https" = "http",
 ): Promise<void> {
   const max = ctx.limits.maxStreamsPerTunnel;
   if (max > 0 && session.streams >= max) {
     ctx.log.warn("Tunnel at its stream limit", { conn: id, subdomain: session.subdomain, max });
-    if (proto === "http") {
+    if (carried !== "tls") {
       await answerAndLinger(
         conn,
         httpError(503, "Service Unavailable", "Tunnel is busy, try again"),
@@ -199,7 +204,7 @@ async function forward(
   }
   session.streams++;
   try {
-    await forwardStream(ctx, conn, prefix, session, proto, id, scheme);
+    await forwardStream(ctx, conn, prefix, session, carried, id);
   } finally {
     session.streams--;
   }
@@ -210,14 +215,13 @@ async function forwardStream(
   conn: Deno.Conn,
   prefix: Uint8Array,
   session: Session,
-  proto: "http" | "tls",
+  carried: Carried,
   id: number,
-  scheme: "http" | "https" = "http",
 ): Promise<void> {
   const proxy = await session.takeProxy(ctx.limits.proxyWaitTimeoutMs);
   if (!proxy) {
     ctx.log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
-    if (proto === "http") {
+    if (carried !== "tls") {
       await answerAndLinger(
         conn,
         httpError(504, "Gateway Timeout", "Tunnel did not answer in time"),
@@ -228,9 +232,9 @@ async function forwardStream(
   ctx.conns.add(proxy.conn);
   let reused = false;
   try {
-    const open: ServerMessage = proto === "http"
-      ? { type: "open", peer: peerOf(conn), proto, scheme }
-      : { type: "open", peer: peerOf(conn), proto };
+    const open: ServerMessage = carried === "tls"
+      ? { type: "open", peer: peerOf(conn), proto: "tls" }
+      : { type: "open", peer: peerOf(conn), proto: "http", scheme: carried };
     const data = prefix.length > 0 ? dataFrame(prefix) : new Uint8Array(0);
     await writeAll(proxy.conn, concatBytes(encodeFrame(open), data));
     const result = await relayStream(conn, proxy, {
