@@ -14,7 +14,9 @@ const app: Deno.HttpServer<Deno.NetAddr> = Deno.serve(
       `<!doctype html><meta charset="utf-8"><title>Gotunnel demo</title>
 <h1>Hello through Gotunnel!</h1>
 <p>This page comes from the sample app on 127.0.0.1:${app.addr.port},
-reached through the tunnel as <code>${req.headers.get("host")}</code>.</p>\n`,
+reached through the tunnel as <code>${req.headers.get("x-forwarded-host")}</code>
+(X-Forwarded-Host; Host is <code>${req.headers.get("host")}</code>)
+by visitor <code>${req.headers.get("x-forwarded-for")}</code> (X-Forwarded-For).</p>\n`,
       { headers: { "content-type": "text/html; charset=utf-8" } },
     ),
 );

@@ -144,5 +144,10 @@ Deno.test({
     assert.equal(end.code, 0, end.stderr);
     assert.match(end.stdout, /GET http:\/\/demo\.localhost:\d+\/ through the tunnel: 200/);
     assert.match(end.stdout, /Hello through Gotunnel!/);
+    // The HTTP-aware client told the app who asked and by which public name.
+    assert.match(
+      end.stdout,
+      /as demo\.localhost:\d+\s+\(X-Forwarded-Host[^]*by visitor 127\.0\.0\.1/,
+    );
   },
 });
