@@ -93,20 +93,19 @@ export function rewriteRequestHead(
   let added: Uint8Array;
   if (!own && cache?.host === host) added = cache.added;
   else {
+    // No Host (HTTP/1.0 may omit it): no X-Forwarded-Host and no host= to report.
     const quoted = host.includes('"') ? host.replaceAll('"', "") : host;
-    const element = `for=${node};host="${quoted}";proto=${info.scheme}`;
+    const element = `for=${node}${host ? `;host="${quoted}"` : ""};proto=${info.scheme}`;
     const text =
       `X-Forwarded-For: ${forwardedFor === undefined ? ip : `${forwardedFor}, ${ip}`}\r\n` +
-      `X-Forwarded-Proto: ${info.scheme}\r\nX-Forwarded-Host: ${host}\r\n` +
+      `X-Forwarded-Proto: ${info.scheme}\r\n${host ? `X-Forwarded-Host: ${host}\r\n` : ""}` +
       `Forwarded: ${forwarded === undefined ? element : `${forwarded}, ${element}`}\r\n\r\n`;
     added = latin1Bytes(text);
     if (cache && !own) [cache.host, cache.added] = [host, added];
   }
-  if (cache && cache.hostLine === undefined) {
-    cache.hostLine = latin1Bytes(rewriteHost ? `Host: ${info.hostHeader}\r\n` : "");
-  }
   const hostLine = cache?.hostLine ??
     latin1Bytes(rewriteHost ? `Host: ${info.hostHeader}\r\n` : "");
+  if (cache) cache.hostLine = hostLine;
   let length = added.length + hostLine.length;
   for (let k = 0; k < kept.length; k += 2) length += kept[k + 1]! - kept[k]!;
   const out = into && into.length >= length ? into.subarray(0, length) : new Uint8Array(length);
