@@ -123,6 +123,13 @@ export async function main(args: string[]): Promise<number> {
       const checked = checkSubdomain(subdomain);
       if (!checked.ok) throw new UsageError(checked.reason);
     }
+    const localHost = values["local-host"];
+    if (
+      typeof localHost === "string" &&
+      !/^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)$/.test(localHost)
+    ) {
+      throw new UsageError(`Invalid --local-host: ${JSON.stringify(localHost)}`);
+    }
     const token = typeof values.token === "string" ? values.token : env("GOTUNNEL_TOKEN");
     let ca: string[] | undefined;
     if (typeof values.ca === "string") {

@@ -59,6 +59,8 @@ export interface ReadBuffer {
 export interface Writer {
   /** Writes some of `p`; resolves with how many bytes. */
   write(p: Uint8Array): Promise<number>;
+  /** For a writer that may still hold bytes it took: resolves once they are written on. */
+  drain?(): Promise<void>;
 }
 
 /** Where a stream's inbound DATA goes; `undefined` drops it. */

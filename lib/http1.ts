@@ -144,22 +144,28 @@ for (const c of "._~%!$&'()*+,;=-") REG_NAME[c.charCodeAt(0)] = 1;
 for (let c = 0x30; c <= 0x39; c++) REG_NAME[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) REG_NAME[c] = REG_NAME[c + 0x20] = 1;
 
+const isHex = (b: number | undefined): boolean =>
+  b !== undefined && ((b >= 0x30 && b <= 0x39) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x66));
+
 /**
  * Whether `bytes` is a Host value: an IP literal in brackets or a reg-name, and
  * an optional port (RFC 9110 7.2). No quotes, spaces or backslashes get through.
  */
 function validHost(bytes: Uint8Array): boolean {
   let i = 0;
-  if (bytes[0] === 0x5b) { // [
+  if (bytes[0] === 0x5b) { // [ an IPv6 literal: hex digits, ":" (at least one) and "."
+    let colons = 0;
     for (i = 1; i < bytes.length && bytes[i] !== 0x5d; i++) {
       const b = bytes[i]!;
-      const hex = (b >= 0x30 && b <= 0x39) || ((b | 0x20) >= 0x61 && (b | 0x20) <= 0x66);
-      if (!hex && b !== 0x3a && b !== 0x2e) return false;
+      if (b === 0x3a) colons++;
+      else if (!isHex(b) && b !== 0x2e) return false;
     }
-    if (i === bytes.length) return false;
+    if (i === bytes.length || colons === 0) return false;
     i++;
   } else {
-    while (REG_NAME[bytes[i]!] === 1) i++;
+    for (; REG_NAME[bytes[i]!] === 1; i++) {
+      if (bytes[i] === 0x25 && !(isHex(bytes[i + 1]) && isHex(bytes[i + 2]))) return false; // %XX
+    }
   }
   if (i === bytes.length) return true;
   if (bytes[i] !== 0x3a || bytes.length - i - 1 > 5) return false;
@@ -293,7 +299,7 @@ export class Http1Framer {
       if (typeof parsed === "string" && headEnd(joined, 0) < 0) parsed = null;
     } else {
       // A head over several chunks: find its end first, looking only at new bytes.
-      const more = chunk.subarray(at, at + limit - start + 1);
+      const more = chunk.subarray(at, at + limit - start);
       this.#reserve(start + more.length);
       this.#pending.set(more, start);
       joined = this.#pending.subarray(0, start + more.length);
@@ -398,7 +404,9 @@ export class Http1Framer {
       const method = this.#methods.shift() ?? "GET";
       const status = head.status!;
       if (status === 101) return { raw: true };
-      if (method === "CONNECT" && status >= 200 && status < 300) return { raw: true };
+      // RFC 9110 9.3.6: a 2xx to CONNECT has no body framing; one that has it did not connect.
+      const framed = lengths.length > 0 || encodingLines > 0;
+      if (method === "CONNECT" && status >= 200 && status < 300 && !framed) return { raw: true };
       if (status >= 100 && status < 200) {
         this.#methods.unshift(method); // the final response is still to come
         return { body: { type: "none" }, switchAfter };

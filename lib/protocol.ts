@@ -39,6 +39,8 @@ export const LINGER_MS = 1_000;
 export const LINGER_MAX_BYTES = 64 * 1024;
 /** Idle proxy connections the client keeps open by default. */
 export const DEFAULT_POOL_SIZE = 8;
+/** What the HTTP-aware client holds of a visitor's bytes while an upgrade waits for its answer. */
+export const MAX_HELD_BYTES = 64 * 1024;
 /** Request log lines printed per second at most; the rest are summed up in one line. */
 export const REQUEST_LOG_LINES_PER_SECOND = 50;
 /** How long the request log gathers lines before writing them together. */

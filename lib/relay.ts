@@ -333,7 +333,10 @@ export async function relayStream(
       const { end, bytes } = await channel.receive(inboundSink, reads, sinkFailed);
       received = bytes;
       if (end === "abort") closeRaw();
-      else if (!rawClosed) await raw.closeWrite().catch(() => {});
+      else {
+        await inboundSink.drain?.(); // what a rewriter still holds goes before the half-close
+        if (!rawClosed) await raw.closeWrite().catch(() => {});
+      }
     } catch (e) {
       breakChannel(e);
     } finally {

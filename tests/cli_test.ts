@@ -122,6 +122,7 @@ const badArgs: [string, string[]][] = [
   ["client.ts", ["3000", "--server", "ftp://example.com"]],
   ["client.ts", ["3000", "--log-level", "loud"]],
   ["client.ts", ["3000", "--server"]],
+  ["client.ts", ["3000", "--local-host", "a b"]],
 ];
 for (const [script, args] of badArgs) {
   Deno.test({

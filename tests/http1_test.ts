@@ -60,6 +60,10 @@ Deno.test("Http1Framer refuses requests two servers could frame apart, and bad H
     "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
     'GET / HTTP/1.1\r\nHost: a", for=6.6.6.6\r\n\r\n',
     "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: []\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: [1.2.3.4]\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n",
+    "GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n",
     "GET /\x1b[2J HTTP/1.1\r\nHost: a\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: a\r\nX: \x00\r\n\r\n",
     "GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n",
@@ -169,4 +173,16 @@ Deno.test("Http1Framer for a proxy: raw after an upgrade request and its body, r
     ),
   );
   assert.deepEqual(http1Summary(smuggle), ["error:400"]);
+});
+
+Deno.test("Http1Framer accepts the Host forms RFC 9110 allows", () => {
+  for (
+    const host of ["a", "a.b-c_d~e", "[::1]", "[2001:db8::7]:8443", "127.0.0.1:80", "a%2Db:", ""]
+  ) {
+    assert.deepEqual(
+      frame("request", `GET / HTTP/1.1\r\nHost: ${host}\r\n\r\n`),
+      ["head:GET / HTTP/1.1", "end"],
+      host,
+    );
+  }
 });

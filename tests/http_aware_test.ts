@@ -2,9 +2,9 @@
 // bodies untouched, smuggling refused; --raw turns it off.
 
 import assert from "node:assert/strict";
-import { rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
+import { RequestRewriter, rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
 import { Http1Framer, type MessageHead } from "../lib/http1.ts";
-import type { RequestRecord } from "../lib/client/request_log.ts";
+import { ExchangeLog, type RequestRecord } from "../lib/client/request_log.ts";
 import {
   connect,
   HOST,
@@ -201,6 +201,12 @@ Deno.test("rewriteRequestHead(): exact bytes for IPv6, chains, Host anywhere, no
       "X-Forwarded-For: 203.0.113.9, 10.0.0.1, 192.0.2.1\r\nX-Forwarded-Proto: http\r\n" +
       'X-Forwarded-Host: b.x\r\nForwarded: for=1.2.3.4, for=192.0.2.1;host="b.x";proto=http\r\n\r\n',
   );
+  // A Forwarded value that does not parse is dropped, at linear cost: runs of " , " once took
+  // exponential time (3x per run; 40 runs would not finish within the test's timeout).
+  assert.match(
+    rewrite(`GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=a${" , ".repeat(40)}@\r\n\r\n`, v4),
+    /\r\nForwarded: for=192\.0\.2\.1;host="h";proto=http\r\n\r\n$/,
+  );
   // A Forwarded value that does not parse (an open quote would swallow ours) is dropped.
   assert.match(
     rewrite('GET / HTTP/1.1\r\nHost: h\r\nForwarded: for=a;host="\r\n\r\n', v4),
@@ -256,4 +262,56 @@ Deno.test({
       await app.shutdown();
     }
   },
+});
+
+Deno.test({
+  name: "CONNECT is refused with 405: an app behind the tunnel is an origin server, not a proxy",
+  ...T,
+  async fn() {
+    let seen = 0;
+    const app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, () => {
+      seen++;
+      return new Response("connected?"); // a catch-all app would answer 200
+    });
+    await using server = await startTestServer();
+    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "conn" });
+    try {
+      const answer = await rawRequest(
+        server.addr.port,
+        "CONNECT conn.localhost:443 HTTP/1.1\r\nHost: conn.localhost\r\n\r\n",
+      );
+      assert.match(answer, /^HTTP\/1\.1 405 Method Not Allowed\r\n[^]*--raw/);
+      assert.equal(seen, 0);
+    } finally {
+      await app.shutdown();
+    }
+  },
+});
+
+Deno.test("when the responses cannot be followed, an upgrade request unlocks nothing", async () => {
+  // A response head the log cannot frame (obsolete folding) makes it give up; the next
+  // upgrade request must then count as refused, so what follows is still checked.
+  let out = "";
+  const exchanges = new ExchangeLog(undefined);
+  const refusals: number[] = [];
+  const rewriter = new RequestRewriter(
+    { write: (p) => (out += new TextDecoder().decode(p), Promise.resolve(p.length)) },
+    { peer: "192.0.2.9:1", scheme: "http", hostHeader: undefined },
+    (_answer, status) => refusals.push(status),
+    exchanges,
+  );
+  await rewriter.write(encode("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"));
+  exchanges.response(encode("HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n"));
+  await rewriter.write(
+    encode(
+      "GET /2 HTTP/1.1\r\nHost: a\r\nUpgrade: x\r\n\r\n" +
+        "GET /3 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+    ),
+  );
+  await rewriter.drain();
+  assert.deepEqual(refusals, []);
+  assert.match(
+    out,
+    /GET \/3 HTTP\/1\.1\r\nHost: a\r\nX-Forwarded-For: 6\.6\.6\.6, 192\.0\.2\.9\r\n/,
+  );
 });

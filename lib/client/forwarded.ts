@@ -4,6 +4,7 @@
 import type { Writer } from "../channel.ts";
 import { Http1Framer, type MessageHead, putLatin1 } from "../http1.ts";
 import { httpError, writeAll } from "../io.ts";
+import { MAX_HELD_BYTES } from "../protocol.ts";
 import type { ExchangeLog } from "./request_log.ts";
 
 /** First size of a rewriter's head buffer: most rewritten request heads fit. */
@@ -24,9 +25,14 @@ const FORWARDED_TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
 const FORWARDED_QUOTED =
   '"(?:[\\t \\x21\\x23-\\x5b\\x5d-\\x7e\\x80-\\xff]|\\\\[\\t\\x20-\\x7e\\x80-\\xff])*"';
 const FORWARDED_PAIR = `${FORWARDED_TOKEN}=(?:${FORWARDED_TOKEN}|${FORWARDED_QUOTED})`;
-const FORWARDED_ELEMENT = `(?:${FORWARDED_PAIR})?(?:;(?:${FORWARDED_PAIR})?)*`;
+// A non-empty element. Whitespace may only come before one, so that a run of spaces can be
+// matched one way only: the regex stays linear (empty elements made it exponential).
+const FORWARDED_ELEMENT =
+  `(?:${FORWARDED_PAIR}(?:;(?:${FORWARDED_PAIR})?)*|(?:;(?:${FORWARDED_PAIR})?)+)`;
 /** A whole Forwarded field value. */
-const FORWARDED = new RegExp(`^${FORWARDED_ELEMENT}(?:[ \\t]*,[ \\t]*${FORWARDED_ELEMENT})*$`);
+const FORWARDED = new RegExp(
+  `^(?:${FORWARDED_ELEMENT})?(?:[ \\t]*,(?:[ \\t]*${FORWARDED_ELEMENT})?)*$`,
+);
 
 /** The visitor's address as X-Forwarded-For and Forwarded write it. */
 export function visitorNode(peer: string): { ip: string; node: string } {
@@ -143,28 +149,37 @@ function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
 /** Reason phrases of the statuses the rewriter answers with. */
 const REASONS: Record<number, string> = {
   400: "Bad Request",
+  405: "Method Not Allowed",
   431: "Request Header Fields Too Large",
 };
 
 /**
  * A writer in front of the local app's connection that frames the visitor's
  * requests and rewrites each head; bodies pass through. After a request that
- * asks to switch protocols, the bytes that follow are held until its response
- * says whether they are another protocol (passed on as they are) or more HTTP.
- * A request that cannot be framed safely is answered with 400 (431 for a head
- * too large) and the stream is failed.
+ * asks to switch protocols, what the visitor sends next is held (copied, up to
+ * MAX_HELD_BYTES, so the stream's end can still be read) until the head of the
+ * app's answer says whether it is another protocol (passed on as it is) or more
+ * HTTP. A request that cannot be framed safely is answered with 400 (431 for a
+ * head too large, 405 for CONNECT: the app is an origin server, not a proxy)
+ * and the stream is failed.
  */
 export class RequestRewriter implements Writer {
   #out: Writer;
   #info: VisitorInfo;
   #visitor: { ip: string; node: string };
-  #scratch = new Uint8Array(REWRITE_BUFFER_BYTES);
+  #scratch: Uint8Array = new Uint8Array(REWRITE_BUFFER_BYTES);
   #cache: RewriteCache = { host: undefined, added: new Uint8Array(0) };
   #framer = new Http1Framer("request", undefined, true);
   #refuse: (answer: Uint8Array, status: number, reason: string) => void;
   #exchanges: ExchangeLog;
   #switched = false;
   #failed = false;
+  // After an upgrade request: copies of what the visitor sent next, in order, and the
+  // task that passes them on once the answer is known (and whatever comes meanwhile).
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #pumping = false;
+  #pumped: Promise<void> = Promise.resolve();
 
   /**
    * Rewrites into `out`; `refuse` gets the error answer for the visitor, its
@@ -185,38 +200,81 @@ export class RequestRewriter implements Writer {
 
   /** Frames `p` and writes it on, rewritten; always takes all of it. */
   async write(p: Uint8Array): Promise<number> {
+    // Held bytes are bounded: past the bound the visitor waits for the answer.
+    if (this.#pumping && this.#queuedBytes + p.length > MAX_HELD_BYTES) await this.drain();
     if (this.#failed) return p.length;
+    if (this.#pumping) this.#enqueue(p.slice(), false);
+    else await this.#frame(p);
+    return p.length;
+  }
+
+  /** Resolves once every byte taken so far has been written on (or dropped). */
+  async drain(): Promise<void> {
+    while (this.#pumping) await this.#pumped;
+  }
+
+  async #frame(p: Uint8Array): Promise<void> {
     for (const event of this.#framer.push(p)) {
       if (event.kind === "head") {
         this.#exchanges.request(event.head);
+        if (event.head.method === "CONNECT") {
+          return this.#fail(405, "CONNECT is not relayed to an app (use --raw for a proxy)");
+        }
         await writeAll(this.#out, this.#rewrite(event.head));
       } else if (event.kind === "body") {
         await writeAll(this.#out, event.bytes);
       } else if (event.kind === "raw") {
-        // Bytes after an upgrade request (always the last event): wait for its answer.
-        if (!this.#switched && !(await this.#exchanges.switched())) {
-          this.#framer.resume(); // refused: they are requests after all
-          return await this.write(event.bytes).then(() => p.length);
-        }
-        this.#switched = true;
-        await writeAll(this.#out, event.bytes);
+        // Bytes after an upgrade request (always the last event).
+        if (this.#switched) await writeAll(this.#out, event.bytes);
+        else this.#enqueue(event.bytes.slice(), true); // before anything queued after them
       } else if (event.kind === "error") {
-        this.#failed = true;
-        const body = `Bad request: ${event.reason}`;
-        this.#refuse(
-          httpError(event.status, REASONS[event.status] ?? "Bad Request", body),
-          event.status,
-          event.reason,
-        );
+        return this.#fail(event.status, event.reason);
       }
     }
-    return p.length;
+  }
+
+  #enqueue(bytes: Uint8Array, first: boolean): void {
+    if (first) this.#queue.unshift(bytes);
+    else this.#queue.push(bytes);
+    this.#queuedBytes += bytes.length;
+    if (this.#pumping) return;
+    this.#pumping = true;
+    this.#pumped = this.#pump();
+  }
+
+  // Passes the queue on in order. While the framer is raw after an upgrade request
+  // the answer decides: switched, the bytes go as they are; refused, they are framed
+  // as requests again (and another upgrade request among them queues the rest anew).
+  async #pump(): Promise<void> {
+    try {
+      while (this.#queue.length > 0 && !this.#failed) {
+        if (this.#framer.raw && !this.#switched) {
+          if (await this.#exchanges.switched()) this.#switched = true;
+          else this.#framer.resume();
+        }
+        const bytes = this.#queue.shift()!;
+        this.#queuedBytes -= bytes.length;
+        if (this.#switched) await writeAll(this.#out, bytes);
+        else await this.#frame(bytes);
+      }
+    } catch {
+      this.#failed = true; // the app's connection failed; the relay sees it on its side too
+    }
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#pumping = false;
+  }
+
+  #fail(status: number, reason: string): void {
+    this.#failed = true;
+    const answer = httpError(status, REASONS[status] ?? "Bad Request", `Bad request: ${reason}`);
+    this.#refuse(answer, status, reason);
   }
 
   // The rewritten head, in a buffer kept for the next one (each is written before the next).
   #rewrite(head: MessageHead): Uint8Array {
     const out = rewriteRequestHead(head, this.#info, this.#visitor, this.#scratch, this.#cache);
-    if (out.buffer !== this.#scratch.buffer) this.#scratch = new Uint8Array(out.length);
+    if (out.buffer !== this.#scratch.buffer) this.#scratch = out; // grown: keep the larger one
     return out;
   }
 }

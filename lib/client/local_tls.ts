@@ -103,6 +103,7 @@ class NodeSocketDuplex implements Duplex {
   }
 
   async read(p: Uint8Array): Promise<number | null> {
+    if (this.#closed) throw new Deno.errors.BadResource("closed");
     while (this.#chunks.length === 0) {
       if (this.#closed) throw new Deno.errors.BadResource("closed");
       if (this.#error) throw this.#error;

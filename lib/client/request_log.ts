@@ -56,20 +56,24 @@ export class ExchangeLog {
   }
 
   /**
-   * Resolves once the last request that asked to switch protocols has its
-   * answer: true if the stream switched (101, or 2xx to CONNECT), false if it
-   * did not or the stream ended first. True when no request asked.
+   * Resolves once the last request that asked to switch protocols has the head
+   * of its final answer: true only if that answer switched the stream (101, or
+   * 2xx to CONNECT); false if it did not, if the responses could not be
+   * followed, or if the stream ended first. False when no request asked.
    */
   switched(): Promise<boolean> {
-    return this.#switch?.promise ?? Promise.resolve(true);
+    return this.#switch?.promise ?? Promise.resolve(false);
   }
 
   /** The visitor sent a request with this head. */
   request(head: MessageHead): void {
-    if (this.#done) return;
     const method = head.method ?? "?";
     const upgrade = method === "CONNECT" ? "connect" : head.get("upgrade")?.toLowerCase();
-    if (upgrade !== undefined) this.#switch = Promise.withResolvers();
+    if (upgrade !== undefined) {
+      this.#switch = Promise.withResolvers();
+      if (this.#done) this.#switch.resolve(false); // responses no longer followed: no switch
+    }
+    if (this.#done) return;
     // Without a report, nothing is kept that only a report would need.
     const report = this.#report !== undefined;
     this.#pending.push({
@@ -106,6 +110,14 @@ export class ExchangeLog {
           // An interim answer (100 Continue): the final one is still to come.
           this.#status = status >= 100 && status < 200 && status !== 101 ? undefined : status;
           this.#bytes = 0;
+          // A final answer to a request that asked to switch decides it, at its head.
+          const request = this.#pending[0];
+          if (this.#status !== undefined && request?.upgrade !== undefined) {
+            const connected = request.method === "CONNECT" && status >= 200 && status < 300 &&
+              event.head.get("content-length") === undefined &&
+              event.head.get("transfer-encoding") === undefined; // RFC 9110 9.3.6
+            this.#switch?.resolve(status === 101 || connected);
+          }
           break;
         }
         case "body":
@@ -120,6 +132,7 @@ export class ExchangeLog {
         case "error":
           this.#finish("bad response");
           this.#done = true;
+          this.#switch?.resolve(false);
           return;
       }
     }
@@ -145,7 +158,6 @@ export class ExchangeLog {
     const status = this.#status ?? 0;
     const switched = problem === undefined &&
       (status === 101 || (request.method === "CONNECT" && status >= 200 && status < 300));
-    if (request.upgrade !== undefined) this.#switch?.resolve(switched);
     this.#report?.({
       method: request.method,
       target: request.target,
@@ -285,7 +297,7 @@ export function requestPrinter(
   const flush = (final = true): void => {
     clearTimeout(timer);
     timer = undefined;
-    const now = Date.now();
+    const now = performance.now();
     if (skipped > 0 && (final || now - windowStart >= 1000)) closeWindow(now);
     // Still throttled: the summary is due at the end of this second.
     if (skipped > 0) timer = setTimeout(() => flush(false), 1000 - (now - windowStart));
@@ -297,7 +309,7 @@ export function requestPrinter(
   };
   return {
     log(record) {
-      const now = Date.now();
+      const now = performance.now();
       if (now - windowStart >= 1000) closeWindow(now);
       if (printed < perSecond) {
         printed++;

@@ -169,6 +169,11 @@ class TunnelClient implements Tunnel {
     this.#target = parseServerUrl(options.server ?? "http://localhost:8080", options.ca);
     this.#log = options.logger ?? silentLogger;
     this.#localHost = options.localHost ?? "localhost";
+    if (options.hostHeader !== undefined && !/^[\x21-\x7e]+$/.test(options.hostHeader)) {
+      throw new TypeError(
+        `hostHeader must be printable ASCII: ${JSON.stringify(options.hostHeader)}`,
+      );
+    }
     this.#dialer = new LocalDialer(
       this.#localHost,
       options.port,
