@@ -315,3 +315,65 @@ Deno.test("when the responses cannot be followed, an upgrade request unlocks not
     /GET \/3 HTTP\/1\.1\r\nHost: a\r\nX-Forwarded-For: 6\.6\.6\.6, 192\.0\.2\.9\r\n/,
   );
 });
+
+Deno.test({
+  name:
+    "bytes sent right after an upgrade request are held, then relayed raw once the app says 101",
+  ...T,
+  async fn() {
+    // A raw app: reads the head, switches to an echo protocol, echoes until the visitor ends.
+    const app = Deno.listen({ hostname: HOST, port: 0 });
+    let head = "";
+    let early = "";
+    const serving = (async () => {
+      for await (const conn of app) {
+        const buffer = new Uint8Array(4096);
+        let text = "";
+        while (!text.includes("\r\n\r\n")) {
+          const n = await conn.read(buffer);
+          if (n === null) break;
+          text += new TextDecoder().decode(buffer.subarray(0, n));
+        }
+        head = text.slice(0, text.indexOf("\r\n\r\n"));
+        await writeAllTo(
+          conn,
+          encode(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
+          ),
+        );
+        early = text.slice(text.indexOf("\r\n\r\n") + 4); // bytes before the 101: none expected
+        if (early) await writeAllTo(conn, encode(early));
+        for (;;) {
+          const n = await conn.read(buffer).catch(() => null);
+          if (n === null) break;
+          await writeAllTo(conn, buffer.subarray(0, n));
+        }
+        conn.close();
+      }
+    })();
+    await using server = await startTestServer();
+    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "echo" });
+    const conn = await connect(server.addr.port);
+    try {
+      // Not valid HTTP after the head: it must not be framed, only held until the 101.
+      const raw = "\x00\x01 not a request\r\n\r\n";
+      await writeAllTo(
+        conn,
+        encode(
+          "GET /echo HTTP/1.1\r\nHost: echo.localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n" +
+            raw,
+        ),
+      );
+      await conn.closeWrite();
+      const answer = new TextDecoder().decode(await readAll(conn));
+      assert.match(answer, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+      assert.ok(answer.endsWith("\r\n\r\n" + raw), JSON.stringify(answer));
+      assert.match(head, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/); // the upgrade request was rewritten
+      assert.equal(early, "", "the bytes after the upgrade request waited for the 101");
+    } finally {
+      conn.close();
+      app.close();
+      await serving.catch(() => {});
+    }
+  },
+});
