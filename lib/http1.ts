@@ -2,6 +2,7 @@
 // begin and end in a byte stream, so a proxy can rewrite heads and pass bodies
 // through untouched. It does not decode bodies: chunked framing passes as is.
 
+import { latin1Text } from "./latin1.ts";
 import { MAX_SNIFF_BYTES } from "./protocol.ts";
 
 /**
@@ -118,26 +119,19 @@ export type Http1Event =
   /** The stream is not valid HTTP/1.1 from here on; answer `status` and stop. */
   | { kind: "error"; status: 400 | 431 | 502; reason: string };
 
-/**
- * Writes head text into `out` at `at`, one byte per character (heads are
- * ISO-8859-1 on the wire); returns the offset after it. A loop beats
- * TextEncoder's call overhead on strings this short.
- */
-export function putLatin1(out: Uint8Array, at: number, text: string): number {
-  for (let i = 0; i < text.length; i++) out[at + i] = text.charCodeAt(i);
-  return at + text.length;
-}
-
-/** The text of head bytes, one character per byte. */
-function latin1Text(bytes: Uint8Array): string {
-  let text = "";
-  for (let at = 0; at < bytes.length; at += 8192) {
-    text += String.fromCharCode.apply(null, bytes.subarray(at, at + 8192) as unknown as number[]);
-  }
-  return text;
-}
-
 const DIGITS = /^\d{1,15}$/;
+/**
+ * Whether a final response with `head`, to a request with `method`, switches
+ * the stream to other bytes: 101, or a 2xx to CONNECT without body framing (RFC
+ * 9110 9.3.6: one that has it did not connect).
+ */
+export function switchesProtocols(method: string, head: MessageHead): boolean {
+  const status = head.status ?? 0;
+  if (status === 101) return true;
+  return method === "CONNECT" && status >= 200 && status < 300 &&
+    head.get("content-length") === undefined && head.get("transfer-encoding") === undefined;
+}
+
 /** 1 for the bytes of an RFC 3986 reg-name or IPv4 address (unreserved, sub-delims, `%`). */
 const REG_NAME = new Uint8Array(256);
 for (const c of "._~%!$&'()*+,;=-") REG_NAME[c.charCodeAt(0)] = 1;
@@ -403,10 +397,7 @@ export class Http1Framer {
     } else {
       const method = this.#methods.shift() ?? "GET";
       const status = head.status!;
-      if (status === 101) return { raw: true };
-      // RFC 9110 9.3.6: a 2xx to CONNECT has no body framing; one that has it did not connect.
-      const framed = lengths.length > 0 || encodingLines > 0;
-      if (method === "CONNECT" && status >= 200 && status < 300 && !framed) return { raw: true };
+      if (switchesProtocols(method, head)) return { raw: true };
       if (status >= 100 && status < 200) {
         this.#methods.unshift(method); // the final response is still to come
         return { body: { type: "none" }, switchAfter };

@@ -1,5 +1,6 @@
 // Routing from the first bytes of a connection: HTTP Host or TLS SNI (pure, no I/O).
 
+import { latin1Text } from "./latin1.ts";
 import { normalizeHost } from "./names.ts";
 import { MAX_SNIFF_BYTES } from "./protocol.ts";
 
@@ -83,7 +84,7 @@ export function sniffHttpHost(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BY
   for (let i = 0; i < limit; i++) {
     if (bytes[i] !== 0x0a) continue;
     const end = i > start && bytes[i - 1] === 0x0d ? i - 1 : i;
-    const line = latin1(bytes, start, end);
+    const line = latin1Text(bytes.subarray(start, end));
     start = i + 1;
     if (line.includes("\r")) return bad("bare CR in request head");
     if (requestLine === undefined) {
@@ -152,12 +153,6 @@ function finishHttp(
 
 function isMethodChar(b: number): boolean {
   return (b >= 0x41 && b <= 0x5a) || b === 0x2d || b === 0x5f;
-}
-
-function latin1(bytes: Uint8Array, start: number, end: number): string {
-  let s = "";
-  for (let i = start; i < end; i++) s += String.fromCharCode(bytes[i]!);
-  return s;
 }
 
 const malformed = (what: string): SniffResult => ({
@@ -282,8 +277,7 @@ function readServerName(body: Uint8Array, start: number, end: number): string | 
     at += 3;
     if (at + length > listEnd || length === 0) return null;
     if (type === SNI_HOST_NAME) {
-      let name = "";
-      for (let i = at; i < at + length; i++) name += String.fromCharCode(body[i]!);
+      const name = latin1Text(body.subarray(at, at + length));
       if (name.includes(":")) return null;
       const host = normalizeHost(name);
       return typeof host === "string" ? null : host.host;

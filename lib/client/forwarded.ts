@@ -2,8 +2,9 @@
 // every request of a connection, bodies passed through untouched.
 
 import type { Writer } from "../channel.ts";
-import { Http1Framer, type MessageHead, putLatin1 } from "../http1.ts";
+import { Http1Framer, type MessageHead } from "../http1.ts";
 import { httpError, writeAll } from "../io.ts";
+import { latin1Bytes } from "../latin1.ts";
 import { MAX_HELD_BYTES } from "../protocol.ts";
 import type { ExchangeLog } from "./request_log.ts";
 
@@ -133,12 +134,6 @@ export interface RewriteCache {
   added: Uint8Array;
   /** The `Host` line that replaces the visitor's (empty when Host is kept), once made. */
   hostLine?: Uint8Array;
-}
-
-function latin1Bytes(text: string): Uint8Array {
-  const bytes = new Uint8Array(text.length);
-  putLatin1(bytes, 0, text);
-  return bytes;
 }
 
 function put(out: Uint8Array, at: number, bytes: Uint8Array): number {

@@ -1,7 +1,7 @@
 // The client's request log: requests paired with their responses on one visitor
 // stream, and the terminal line for each (`GET /path → 200  12.3 ms  1.2 KB`).
 
-import { Http1Framer, type MessageHead } from "../http1.ts";
+import { Http1Framer, type MessageHead, switchesProtocols } from "../http1.ts";
 import { REQUEST_LOG_BATCH_MS, REQUEST_LOG_LINES_PER_SECOND } from "../protocol.ts";
 
 /** One request and what became of it. */
@@ -40,6 +40,7 @@ export class ExchangeLog {
   #framer = new Http1Framer("response");
   #pending: Pending[] = [];
   #status: number | undefined;
+  #switched = false; // the current response switched protocols
   #bytes = 0;
   #done = false;
   #report: ((record: RequestRecord) => void) | undefined;
@@ -112,11 +113,9 @@ export class ExchangeLog {
           this.#bytes = 0;
           // A final answer to a request that asked to switch decides it, at its head.
           const request = this.#pending[0];
-          if (this.#status !== undefined && request?.upgrade !== undefined) {
-            const connected = request.method === "CONNECT" && status >= 200 && status < 300 &&
-              event.head.get("content-length") === undefined &&
-              event.head.get("transfer-encoding") === undefined; // RFC 9110 9.3.6
-            this.#switch?.resolve(status === 101 || connected);
+          if (this.#status !== undefined && request) {
+            this.#switched = switchesProtocols(request.method, event.head);
+            if (request.upgrade !== undefined) this.#switch?.resolve(this.#switched);
           }
           break;
         }
@@ -155,9 +154,7 @@ export class ExchangeLog {
   #finish(problem: string | undefined): void {
     const request = this.#pending.shift();
     if (!request) return;
-    const status = this.#status ?? 0;
-    const switched = problem === undefined &&
-      (status === 101 || (request.method === "CONNECT" && status >= 200 && status < 300));
+    const switched = problem === undefined && this.#switched;
     this.#report?.({
       method: request.method,
       target: request.target,
@@ -168,6 +165,7 @@ export class ExchangeLog {
       problem,
     });
     this.#status = undefined;
+    this.#switched = false;
     this.#bytes = 0;
   }
 }
