@@ -108,7 +108,7 @@ export function randomToken(bytes: number): string {
     .replace(/=+$/, "");
 }
 
-/** Formats `host:port` for a URL, bracketing IPv6 and dropping the scheme's default port. */
+/** Formats `host:port` for a URL, bracketing IPv6 and dropping `defaultPort` (-1: keep every port). */
 export function hostWithPort(host: string, port: number, defaultPort = 80): string {
   const h = host.includes(":") ? `[${host}]` : host;
   return port === defaultPort ? h : `${h}:${port}`;

@@ -1,6 +1,7 @@
 // What the server's connection handlers share: configuration, the registry, live sockets.
 
 import type { Logger } from "../log.ts";
+import { hostWithPort } from "../names.ts";
 import type { ServerLimits } from "../protocol.ts";
 import type { Auth } from "./auth.ts";
 import type { Leases } from "./lease.ts";
@@ -46,5 +47,5 @@ export function ipOf(conn: Deno.Conn): string {
 /** Formats a remote address as `ip:port`. */
 export function peerOf(conn: Deno.Conn): string {
   const { hostname, port } = conn.remoteAddr as Deno.NetAddr;
-  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+  return hostWithPort(hostname, port, -1);
 }
