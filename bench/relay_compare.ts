@@ -4,7 +4,7 @@
 // RUNS times per variant; prints the median MB/s and whether half-close survived
 // (the receiver answers after EOF and the sender must get that answer).
 
-import { relay } from "../lib/relay.ts";
+import { relay } from "./raw_relay.ts";
 
 const SIZE_MB = Number(Deno.env.get("SIZE_MB") ?? 512);
 const RUNS = Number(Deno.env.get("RUNS") ?? 5);

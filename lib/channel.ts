@@ -1,20 +1,19 @@
-// A proxy connection after `attach`: JSON messages between streams, framed bytes within one.
-//
-// Frames share the control frames' 4-byte header: its first byte is the kind, the
-// other three the payload length. A JSON frame (kind 0) is the control frame format
-// unchanged. A stream is DATA frames ending, per direction, in one END (half-close)
-// or ABORT (the stream failed). Once both directions have ended, the connection
-// carries the next `open`: proxy connections are reused, not redialled.
+// A proxy connection after `attach`, on either side: JSON messages between
+// streams, stream frames (lib/protocol.ts) within one.
 
-import type { PendingRead } from "./relay.ts";
-import { concatBytes, type DecodeResult, FRAME_HEADER_BYTES } from "./protocol.ts";
+import { concatBytes } from "./bytes.ts";
+import type { ReadBuffer } from "./growing_buffer.ts";
 import { writeAll } from "./io.ts";
+import {
+  ABORT_FRAME,
+  type DecodeResult,
+  END_FRAME,
+  FRAME_HEADER_BYTES,
+  putDataHeader,
+  StreamDecoder,
+  type StreamEnd,
+} from "./protocol.ts";
 
-/** Frame kinds on a proxy connection. */
-export const FrameKind = { json: 0, data: 1, end: 2, abort: 3 } as const;
-
-/** Largest DATA payload: the 24-bit length of the header. */
-export const MAX_DATA_BYTES = 0xff_ffff;
 /**
  * Bytes of the read that watches an idle proxy connection for a close. It
  * becomes the first read of the next stream, so it holds the start of an answer;
@@ -22,37 +21,12 @@ export const MAX_DATA_BYTES = 0xff_ffff;
  */
 export const IDLE_READ_BYTES = 2048;
 
-/** How a direction of a stream ended. */
-export type StreamEnd = "end" | "abort";
-
-const END_FRAME = Uint8Array.of(FrameKind.end, 0, 0, 0);
-const ABORT_FRAME = Uint8Array.of(FrameKind.abort, 0, 0, 0);
-
-/** Writes a DATA header for `length` payload bytes into `buffer[0..4]`. */
-export function putDataHeader(buffer: Uint8Array, length: number): void {
-  if (length < 1 || length > MAX_DATA_BYTES) throw new RangeError(`Bad DATA length ${length}`);
-  buffer[0] = FrameKind.data;
-  buffer[1] = length >>> 16;
-  buffer[2] = (length >>> 8) & 0xff;
-  buffer[3] = length & 0xff;
-}
-
-/** A whole DATA frame holding `payload` (a copy; for small, one-off payloads). */
-export function dataFrame(payload: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
-  putDataHeader(frame, payload.length);
-  frame.set(payload, FRAME_HEADER_BYTES);
-  return frame;
-}
-
-/** A read buffer that may be swapped for a larger one after reads that fill it. */
-export interface ReadBuffer {
-  /** The buffer for the next read. */
-  readonly buffer: Uint8Array;
-  /** Reports how many bytes the last read into `buffer` returned. */
-  filled(bytes: number): void;
-  /** Whether `filled()` moves to another buffer, so a write may still use the last one. */
-  readonly large: boolean;
+/** A read already started on a connection; its bytes come before any later read's. */
+export interface PendingRead {
+  /** The buffer the read fills. */
+  buffer: Uint8Array;
+  /** The read itself: bytes read, or null at end of stream. */
+  result: Promise<number | null>;
 }
 
 /** Anything bytes can be written to, like a `Deno.Conn`. */
@@ -152,22 +126,18 @@ export class ProxyChannel {
   async receive(
     sink: StreamSink,
     reads: ReadBuffer,
-    onSinkFailed: () => void = () => {},
+    onSinkFailed: (error: unknown) => void = () => {},
   ): Promise<{ end: StreamEnd; bytes: number }> {
-    const header = new Uint8Array(FRAME_HEADER_BYTES);
-    let have = 0;
-    let remaining = 0;
+    const decoder = new StreamDecoder();
     let bytes = 0;
     let target = sink;
-    // Payload bytes of a chunk are moved together over the headers between them
-    // and written with one write per chunk, not one per frame piece.
     const flush = async (payload: Uint8Array): Promise<void> => {
       if (!target || payload.length === 0) return;
       try {
         await writeAll(target, payload);
-      } catch {
+      } catch (e) {
         target = undefined;
-        onSinkFailed();
+        onSinkFailed(e);
       }
     };
     let flushing: Promise<void> = Promise.resolve(); // never rejects: flush catches
@@ -179,44 +149,19 @@ export class ProxyChannel {
           throw new Deno.errors.UnexpectedEof("Proxy connection closed mid-stream");
         }
         const fresh = chunk.buffer === buffer.buffer; // a read into `reads`, not leftover
-        let at = 0;
-        let out = 0; // payload bytes gathered at the start of `chunk`
-        while (at < chunk.length) {
-          if (remaining > 0) {
-            const take = Math.min(remaining, chunk.length - at);
-            if (out !== at) chunk.copyWithin(out, at, at + take);
-            out += take;
-            at += take;
-            remaining -= take;
-            bytes += take;
-            continue;
-          }
-          const take = Math.min(FRAME_HEADER_BYTES - have, chunk.length - at);
-          header.set(chunk.subarray(at, at + take), have);
-          have += take;
-          at += take;
-          if (have < FRAME_HEADER_BYTES) break;
-          have = 0;
-          const length = (header[1]! << 16) | (header[2]! << 8) | header[3]!;
-          if (header[0] === FrameKind.data && length > 0) {
-            remaining = length;
-          } else if (
-            (header[0] === FrameKind.end || header[0] === FrameKind.abort) && length === 0
-          ) {
-            if (at < chunk.length) this.#leftover = chunk.slice(at);
-            await flushing;
-            await flush(chunk.subarray(0, out));
-            return { end: header[0] === FrameKind.end ? "end" : "abort", bytes };
-          } else {
-            throw new SyntaxError(
-              `Unexpected frame (kind ${header[0]}, ${length} bytes) in a stream`,
-            );
-          }
+        const result = decoder.decode(chunk);
+        if (result.state === "invalid") throw new SyntaxError(`Invalid stream: ${result.reason}`);
+        bytes += result.payload;
+        if (result.state === "end") {
+          if (result.used < chunk.length) this.#leftover = chunk.slice(result.used);
+          await flushing;
+          await flush(chunk.subarray(0, result.payload));
+          return { end: result.how, bytes };
         }
         // In a bulk flow the write goes on while the next read fills the other
         // buffer; otherwise it ends before the buffer is read into again.
         await flushing;
-        flushing = flush(chunk.subarray(0, out));
+        flushing = flush(chunk.subarray(0, result.payload));
         if (!reads.large) await flushing;
         if (fresh) reads.filled(chunk.length);
       }

@@ -4,13 +4,8 @@ import type { ByteReader } from "./io.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import type { Logger } from "./log.ts";
 import { describeError, isDisconnect } from "./log.ts";
-import {
-  type DecodeResult,
-  encodeFrame,
-  HEARTBEAT_INTERVAL_MS,
-  LAST_FRAME_GRACE_MS,
-  PEER_TIMEOUT_MS,
-} from "./protocol.ts";
+import { HEARTBEAT_INTERVAL_MS, LAST_FRAME_GRACE_MS, PEER_TIMEOUT_MS } from "./limits.ts";
+import { type DecodeResult, encodeFrame } from "./protocol.ts";
 import type { ClientMessage, ServerMessage } from "./protocol.ts";
 
 type Message = ClientMessage | ServerMessage;
@@ -46,6 +41,7 @@ export class ControlChannel<In extends Message, Out extends Message> {
   #reason = "closed";
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #received = 0;
+  #listeners = new Set<(alive: boolean) => void>();
 
   /** Wraps `conn`, whose already-read bytes are in `reader`. */
   constructor(
@@ -97,7 +93,9 @@ export class ControlChannel<In extends Message, Out extends Message> {
         }
         this.#received++;
         this.#armSilence();
+        for (const heard of [...this.#listeners]) heard(true);
         if (message.type !== "ping") onMessage(message);
+        else if ("echo" in message && message.echo) this.send({ type: "ping" } as Out);
       }
     } catch (e) {
       if (e instanceof SyntaxError) this.#end(`protocol error: ${e.message}`);
@@ -109,6 +107,24 @@ export class ControlChannel<In extends Message, Out extends Message> {
       await this.#writing;
     }
     return this.#reason;
+  }
+
+  /**
+   * Whether the peer is alive: sends a ping it must answer at once and
+   * resolves true when any frame arrives within `timeoutMs`, false otherwise.
+   */
+  probe(timeoutMs: number): Promise<boolean> {
+    if (this.#closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const done = (alive: boolean): void => {
+        clearTimeout(timer);
+        this.#listeners.delete(done);
+        resolve(alive);
+      };
+      const timer = setTimeout(() => done(false), timeoutMs);
+      this.#listeners.add(done);
+      this.send({ type: "ping", echo: true } as Out);
+    });
   }
 
   /** Sends `last` if given (waiting at most LAST_FRAME_GRACE_MS for it), then closes. */
@@ -134,6 +150,7 @@ export class ControlChannel<In extends Message, Out extends Message> {
   #end(reason: string): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const heard of [...this.#listeners]) heard(false); // a probe ends at once
     this.#reason = reason;
     clearTimeout(this.#silence);
     clearTimeout(this.#closeTimer);

@@ -1,12 +1,8 @@
 // Small I/O helpers over Deno.Conn: buffered reads, whole writes, deadlines, quiet close.
 
-import {
-  type DecodeResult,
-  FRAME_HEADER_BYTES,
-  LINGER_MAX_BYTES,
-  LINGER_MS,
-  MAX_FRAME_BYTES,
-} from "./protocol.ts";
+import { LINGER_MAX_BYTES, LINGER_MS, MAX_FRAME_BYTES } from "./limits.ts";
+import { hostWithPort } from "./names.ts";
+import { type DecodeResult, FRAME_HEADER_BYTES } from "./protocol.ts";
 
 /** Closes a resource, ignoring that it may be closed already. */
 export function closeQuietly(resource: { close(): void }): void {
@@ -146,17 +142,6 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-const encoder = new TextEncoder();
-
-/** A complete HTTP/1.1 response with a short plain-text body, closing the connection. */
-export function httpError(status: number, reason: string, body: string): Uint8Array {
-  const text = encoder.encode(body + "\n");
-  return encoder.encode(
-    `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\n` +
-      `Content-Length: ${text.length}\r\nConnection: close\r\n\r\n${body}\n`,
-  );
-}
-
 /**
  * Writes a final answer, half-closes, and reads and drops what the peer still
  * sends (up to LINGER_MS and LINGER_MAX_BYTES) so that closing does not reset
@@ -183,4 +168,15 @@ export async function answerAndLinger(conn: Deno.Conn, answer: Uint8Array): Prom
   } finally {
     timer.clear();
   }
+}
+
+/** The IP address of a connection's peer. */
+export function ipOf(conn: Deno.Conn): string {
+  return (conn.remoteAddr as Deno.NetAddr).hostname;
+}
+
+/** A connection's peer as `ip:port` (IPv6 in brackets). */
+export function peerOf(conn: Deno.Conn): string {
+  const { hostname, port } = conn.remoteAddr as Deno.NetAddr;
+  return hostWithPort(hostname, port, -1);
 }

@@ -82,3 +82,22 @@ export function isDisconnect(error: unknown): boolean {
     error instanceof Deno.errors.UnexpectedEof ||
     error instanceof Deno.errors.Interrupted;
 }
+
+/**
+ * Whether an error is a bug in this program rather than something a peer or
+ * the network did: a TypeError, RangeError or ReferenceError, or an assertion.
+ */
+export function isBug(error: unknown): boolean {
+  return error instanceof TypeError || error instanceof RangeError ||
+    error instanceof ReferenceError || (error as { name?: unknown })?.name === "AssertionError";
+}
+
+/**
+ * Logs an error caught where the stream it ended goes on being handled (a
+ * closed socket, a failed stream): at `error` when it is a bug, else at `debug`.
+ */
+export function logCaught(log: Logger, message: string, error: unknown, fields?: LogFields): void {
+  const all = { ...fields, error: describeError(error) };
+  if (isBug(error)) log.error(message, all);
+  else log.debug(message, all);
+}

@@ -1,12 +1,23 @@
 // Hostnames and subdomains: the one normalisation used by registration and routing.
 
-import { RANDOM_SUBDOMAIN_LENGTH } from "./protocol.ts";
+import { toBase64url } from "./bytes.ts";
+import { RANDOM_SUBDOMAIN_LENGTH } from "./limits.ts";
+
+/** The default port of `http://` URLs. */
+export const HTTP_PORT = 80;
+/** The default port of `https://` URLs. */
+export const HTTPS_PORT = 443;
 
 const SUBDOMAIN = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 const REG_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
 const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 const IPV6_CHARS = /^[0-9a-f:.]+$/;
 const ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789";
+
+/** Whether `name` (already lowercase) is a valid subdomain label. */
+export function isSubdomain(name: string): boolean {
+  return SUBDOMAIN.test(name);
+}
 
 /** Lowercases a requested subdomain and says why it is unusable, if it is. */
 export function checkSubdomain(name: string): { ok: true; name: string } | {
@@ -103,13 +114,11 @@ export function timingSafeEqual(a: string, b: string): boolean {
 
 /** A random token of `bytes` bytes, base64url-encoded. */
 export function randomToken(bytes: number): string {
-  const raw = crypto.getRandomValues(new Uint8Array(bytes));
-  return btoa(String.fromCharCode(...raw)).replaceAll("+", "-").replaceAll("/", "_")
-    .replace(/=+$/, "");
+  return toBase64url(crypto.getRandomValues(new Uint8Array(bytes)));
 }
 
 /** Formats `host:port` for a URL, bracketing IPv6 and dropping `defaultPort` (-1: keep every port). */
-export function hostWithPort(host: string, port: number, defaultPort = 80): string {
+export function hostWithPort(host: string, port: number, defaultPort = HTTP_PORT): string {
   const h = host.includes(":") ? `[${host}]` : host;
   return port === defaultPort ? h : `${h}:${port}`;
 }

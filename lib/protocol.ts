@@ -1,137 +1,24 @@
-// The wire protocol between client and server: handshake, messages, framing, limits.
+// The wire protocol between client and server: the upgrade handshake, control
+// messages and their frames, and the stream frames of proxy connections. Pure:
+// encoders and decoders over bytes, no sockets.
+
+import { concatBytes } from "./bytes.ts";
+import { MAX_FRAME_BYTES } from "./limits.ts";
 
 /** Version carried in `hello` and `attach`; a server refuses any other. */
 export const PROTOCOL_VERSION = 1;
 /** Package version, reported by `--version` and `GET /api/status`. */
 export const GOTUNNEL_VERSION = "0.1.0";
 
+/** Bytes in a frame's header: a length (control frames) or a kind and a length (stream frames). */
+export const FRAME_HEADER_BYTES = 4;
+/** Largest `demand` count in one frame. */
+export const MAX_DEMAND = 1024;
+
 /** Token of the HTTP/1.1 `Upgrade` header that turns a connection into a Gotunnel one. */
 export const UPGRADE_TOKEN = "gotunnel";
 /** Request target of the upgrade request, on any Host. */
 export const UPGRADE_PATH = "/_gotunnel";
-
-// Limits and timeouts. Each is defined here once and nowhere else.
-/** Largest HTTP request head or TLS ClientHello the server reads to route a connection. */
-export const MAX_SNIFF_BYTES = 16 * 1024;
-/** Absolute deadline for those first bytes, not reset by a trickle. */
-export const SNIFF_TIMEOUT_MS = 10_000;
-/** Largest control frame payload, either direction. */
-export const MAX_FRAME_BYTES = 16 * 1024;
-/** Time a new client connection has to complete its upgrade and first frame. */
-export const HANDSHAKE_TIMEOUT_MS = 5_000;
-/** Interval between heartbeats, sent by both sides. */
-export const HEARTBEAT_INTERVAL_MS = 10_000;
-/** Inbound silence after which a peer is taken as dead. */
-export const PEER_TIMEOUT_MS = 30_000;
-/** How long a public connection waits for an idle proxy connection (then 504). */
-export const PROXY_WAIT_TIMEOUT_MS = 10_000;
-/** How long the client waits for the local app to accept (then 502). */
-export const LOCAL_DIAL_TIMEOUT_MS = 5_000;
-/** Accept errors that mean resource exhaustion (EMFILE) back off from this... */
-export const ACCEPT_BACKOFF_MIN_MS = 5;
-/** ...doubling up to this; they never end the server. */
-export const ACCEPT_BACKOFF_MAX_MS = 1_000;
-/** How long a closing control channel waits for its last frame (bye, shutdown) to go out. */
-export const LAST_FRAME_GRACE_MS = 1_000;
-/** After an error answer, how long the peer may go on sending before the socket is closed. */
-export const LINGER_MS = 1_000;
-/** ...and how many bytes of it are read and dropped at most. */
-export const LINGER_MAX_BYTES = 64 * 1024;
-/** Idle proxy connections the client keeps open by default. */
-export const DEFAULT_POOL_SIZE = 8;
-/** What the HTTP-aware client holds of a visitor's bytes while an upgrade waits for its answer. */
-export const MAX_HELD_BYTES = 64 * 1024;
-/** Request log lines printed per second at most; the rest are summed up in one line. */
-export const REQUEST_LOG_LINES_PER_SECOND = 50;
-/** How long the request log gathers lines before writing them together. */
-export const REQUEST_LOG_BATCH_MS = 20;
-/** Idle proxy connections the server holds per session at most. */
-export const MAX_IDLE_PROXIES = 32;
-/** A relayed connection with no byte either way for this long is closed. */
-export const STREAM_IDLE_TIMEOUT_MS = 10 * 60_000;
-/** Concurrent public connections per tunnel (then 503). */
-export const MAX_STREAMS_PER_TUNNEL = 200;
-/** Connections from one IP address whose first bytes are still being read. */
-export const MAX_SNIFFING_PER_IP = 50;
-/** Connections whose first bytes are still being read, in all. */
-export const MAX_SNIFFING_TOTAL = 10_000;
-/** Tunnels one IP address may hold. */
-export const MAX_TUNNELS_PER_IP = 10;
-/** New control sessions one IP address may open per minute. */
-export const MAX_SESSIONS_PER_IP_PER_MINUTE = 30;
-/** Largest `demand` count in one frame. */
-export const MAX_DEMAND = 1024;
-/** Proxy connections a client keeps idle or opening at most, whatever the server asks. */
-export const MAX_CLIENT_PROXIES = 1024;
-/** Reconnect backoff: first delay, doubled after each failure up to the maximum. */
-export const RECONNECT_MIN_MS = 1_000;
-/** Reconnect backoff ceiling. */
-export const RECONNECT_MAX_MS = 30_000;
-/** A graceful shutdown lets relayed connections finish for this long. */
-export const SHUTDOWN_GRACE_MS = 30_000;
-/** How often a shutdown checks whether everything has finished. */
-export const SHUTDOWN_POLL_MS = 50;
-/** How long a subdomain stays held for a client that went away without saying bye. */
-export const LEASE_MS = 60_000;
-/** Bytes of randomness in a session secret. */
-export const SECRET_BYTES = 32;
-/** Length of a random subdomain. */
-export const RANDOM_SUBDOMAIN_LENGTH = 10;
-/** Bytes in a frame's length prefix (unsigned, big-endian). */
-export const FRAME_HEADER_BYTES = 4;
-
-/**
- * The server's limits and timeouts; each is a server option and a CLI flag.
- * For counts, 0 means no limit.
- */
-export interface ServerLimits {
-  /** Absolute deadline for the first bytes of a public connection (then 408 or close). */
-  sniffTimeoutMs: number;
-  /** Largest HTTP request head or TLS ClientHello read to route (then 431 or close). */
-  maxSniffBytes: number;
-  /** Time a client connection has for its upgrade and first frame. */
-  handshakeTimeoutMs: number;
-  /** Largest control frame a client may send. */
-  maxFrameBytes: number;
-  /** Interval between heartbeats on control connections. */
-  heartbeatIntervalMs: number;
-  /** Inbound silence after which a client is taken as dead. */
-  peerTimeoutMs: number;
-  /** How long a visitor waits for an idle proxy connection (then 504). */
-  proxyWaitTimeoutMs: number;
-  /** A relayed connection idle both ways for this long is closed. */
-  streamIdleTimeoutMs: number;
-  /** Concurrent public connections per tunnel (then 503). */
-  maxStreamsPerTunnel: number;
-  /** Idle proxy connections held per tunnel. */
-  maxIdleProxies: number;
-  /** Connections from one IP still being sniffed (more are closed). */
-  maxSniffingPerIp: number;
-  /** Connections still being sniffed, in all (more are closed). */
-  maxSniffingTotal: number;
-  /** Tunnels one IP may hold. */
-  maxTunnelsPerIp: number;
-  /** New control sessions one IP may open per minute. */
-  maxSessionsPerIpPerMinute: number;
-}
-
-/** The defaults of {@linkcode ServerLimits}, from the constants above. */
-export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
-  sniffTimeoutMs: SNIFF_TIMEOUT_MS,
-  maxSniffBytes: MAX_SNIFF_BYTES,
-  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
-  maxFrameBytes: MAX_FRAME_BYTES,
-  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
-  peerTimeoutMs: PEER_TIMEOUT_MS,
-  proxyWaitTimeoutMs: PROXY_WAIT_TIMEOUT_MS,
-  streamIdleTimeoutMs: STREAM_IDLE_TIMEOUT_MS,
-  maxStreamsPerTunnel: MAX_STREAMS_PER_TUNNEL,
-  maxIdleProxies: MAX_IDLE_PROXIES,
-  maxSniffingPerIp: MAX_SNIFFING_PER_IP,
-  maxSniffingTotal: MAX_SNIFFING_TOTAL,
-  maxTunnelsPerIp: MAX_TUNNELS_PER_IP,
-  maxSessionsPerIpPerMinute: MAX_SESSIONS_PER_IP_PER_MINUTE,
-};
 
 /** Why a server refused a client; the client branches on it. */
 export type ErrorCode =
@@ -148,7 +35,15 @@ export type ErrorCode =
 
 /** Frames a client sends. `hello` opens a control connection, `attach` a proxy one. */
 export type ClientMessage =
-  | { type: "hello"; version: number; subdomain?: string; token?: string; lease?: string }
+  | {
+    type: "hello";
+    version: number;
+    subdomain?: string;
+    token?: string;
+    lease?: string;
+    /** Take the name over from a live session of the same client (same lease). */
+    replace?: boolean;
+  }
   | { type: "attach"; version: number; tunnel: string; secret: string }
   | { type: "ping" }
   | { type: "bye" };
@@ -169,7 +64,8 @@ export type ServerMessage =
   | { type: "open"; peer: string; proto: "http" | "tls"; scheme?: "http" | "https" }
   | { type: "demand"; count: number }
   | { type: "lease"; lease: string }
-  | { type: "ping" };
+  /** A heartbeat; with `echo`, the client answers with a ping at once (a liveness probe). */
+  | { type: "ping"; echo?: true };
 
 /** A decoder's answer: a message and the bytes it used, or why it cannot give one. */
 export type DecodeResult<M> =
@@ -264,6 +160,7 @@ function parseClientMessage(v: Record<string, unknown>): ClientMessage | string 
         if (!isString(v.lease)) return "hello with a non-string lease";
         hello.lease = v.lease;
       }
+      if (v.replace === true) hello.replace = true;
       return hello;
     }
     case "attach":
@@ -316,7 +213,7 @@ function parseServerMessage(v: Record<string, unknown>): ServerMessage | string 
       if (!isString(v.lease)) return "lease frame without a lease";
       return { type: "lease", lease: v.lease };
     case "ping":
-      return { type: "ping" };
+      return v.echo === true ? { type: "ping", echo: true } : { type: "ping" };
     default:
       return `unknown server frame type ${JSON.stringify(v.type)}`;
   }
@@ -335,15 +232,112 @@ export const UPGRADE_RESPONSE: Uint8Array = encoder.encode(
   `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${UPGRADE_TOKEN}\r\n\r\n`,
 );
 
-/** Concatenates byte arrays (few, small: handshakes and prefixes). */
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  let size = 0;
-  for (const p of parts) size += p.length;
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
+// Stream frames. On a proxy connection, frames share the control frames' 4-byte
+// header: its first byte is the kind, the other three the payload length. A JSON
+// frame (kind 0) is a control frame unchanged (they are at most 16 KiB, so their
+// first byte is 0). A stream is DATA frames ending, per direction, in one END
+// (half-close) or ABORT (the stream failed). Once both directions have ended, the
+// connection carries the next `open`: proxy connections are reused, not redialled.
+
+/** Frame kinds on a proxy connection. */
+export const FrameKind = { json: 0, data: 1, end: 2, abort: 3 } as const;
+
+/** Largest DATA payload: the 24-bit length of the header. */
+export const MAX_DATA_BYTES = 0xff_ffff;
+
+/** How a direction of a stream ended. */
+export type StreamEnd = "end" | "abort";
+
+/** The END frame (this direction is over: a half-close). */
+export const END_FRAME: Uint8Array = Uint8Array.of(FrameKind.end, 0, 0, 0);
+/** The ABORT frame (this direction failed: close the connection). */
+export const ABORT_FRAME: Uint8Array = Uint8Array.of(FrameKind.abort, 0, 0, 0);
+
+/** Writes a DATA header for `length` payload bytes into `buffer[0..4]`. */
+export function putDataHeader(buffer: Uint8Array, length: number): void {
+  if (length < 1 || length > MAX_DATA_BYTES) throw new RangeError(`Bad DATA length ${length}`);
+  buffer[0] = FrameKind.data;
+  buffer[1] = length >>> 16;
+  buffer[2] = (length >>> 8) & 0xff;
+  buffer[3] = length & 0xff;
+}
+
+/** A whole DATA frame holding `payload` (a copy; for small, one-off payloads). */
+export function dataFrame(payload: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
+  putDataHeader(frame, payload.length);
+  frame.set(payload, FRAME_HEADER_BYTES);
+  return frame;
+}
+
+/** The start of a stream as the server writes it: `open`, then the bytes read so far as DATA. */
+export function encodeStreamStart(open: ServerMessage, prefix: Uint8Array): Uint8Array {
+  const first = encodeFrame(open);
+  return prefix.length === 0 ? first : concatBytes(first, dataFrame(prefix));
+}
+
+/** What {@linkcode StreamDecoder.decode} found in a chunk. */
+export type StreamDecodeResult =
+  /** The chunk held only DATA: its payload is now its first `payload` bytes. */
+  | { state: "data"; payload: number }
+  /**
+   * The direction ended (`how`) after the chunk's first `used` bytes; the
+   * payload before it is the chunk's first `payload` bytes, and the bytes from
+   * `used` on belong to what follows the stream.
+   */
+  | { state: "end"; how: StreamEnd; payload: number; used: number }
+  /** Not a stream frame: the connection is out of step. */
+  | { state: "invalid"; reason: string };
+
+/**
+ * Decodes one direction of a stream, chunk by chunk, in place: each chunk's
+ * payload bytes are moved over the frame headers between them to its start, so
+ * a relay writes them on with one write per chunk. Headers may be split
+ * across chunks. No I/O: the relay and the fuzzer feed it alike.
+ */
+export class StreamDecoder {
+  #header = new Uint8Array(FRAME_HEADER_BYTES);
+  #have = 0; // header bytes gathered
+  #remaining = 0; // payload bytes of the current DATA frame still to come
+
+  /** Decodes `chunk`, which follows what was decoded before; moves its payload to its start. */
+  decode(chunk: Uint8Array): StreamDecodeResult {
+    let at = 0;
+    let out = 0;
+    while (at < chunk.length) {
+      if (this.#remaining > 0) {
+        const take = Math.min(this.#remaining, chunk.length - at);
+        if (out !== at) chunk.copyWithin(out, at, at + take);
+        out += take;
+        at += take;
+        this.#remaining -= take;
+        continue;
+      }
+      const take = Math.min(FRAME_HEADER_BYTES - this.#have, chunk.length - at);
+      this.#header.set(chunk.subarray(at, at + take), this.#have);
+      this.#have += take;
+      at += take;
+      if (this.#have < FRAME_HEADER_BYTES) break;
+      this.#have = 0;
+      const h = this.#header;
+      const kind = h[0]!;
+      const length = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
+      if (kind === FrameKind.data && length > 0) {
+        this.#remaining = length;
+      } else if ((kind === FrameKind.end || kind === FrameKind.abort) && length === 0) {
+        return {
+          state: "end",
+          how: kind === FrameKind.end ? "end" : "abort",
+          payload: out,
+          used: at,
+        };
+      } else {
+        return {
+          state: "invalid",
+          reason: `unexpected frame (kind ${kind}, ${length} bytes) in a stream`,
+        };
+      }
+    }
+    return { state: "data", payload: out };
   }
-  return out;
 }

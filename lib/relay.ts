@@ -1,187 +1,12 @@
-// Moves bytes both ways between two connections: back-pressure, half-close, one close.
+// Relays one stream between a raw connection (a visitor, or the local app) and a
+// proxy channel: back-pressure, half-close, idle timeout, one close.
 
-import type { ProxyChannel, ReadBuffer, StreamEnd, Writer } from "./channel.ts";
-import { closeQuietly, writeAll } from "./io.ts";
-import { concatBytes, FRAME_HEADER_BYTES, LINGER_MS } from "./protocol.ts";
-
-/** A read already started on a connection; the relay takes its bytes first. */
-export interface PendingRead {
-  /** The buffer the read fills. */
-  buffer: Uint8Array;
-  /** The read itself: bytes read, or null at end of stream. */
-  result: Promise<number | null>;
-}
-
-/** Bytes moved by a finished relay, and the error that ended it, if any. */
-export interface RelayResult {
-  /** Bytes copied from the first connection to the second. */
-  aToB: number;
-  /** Bytes copied from the second connection to the first. */
-  bToA: number;
-  /** The first error in either direction; undefined when both ended cleanly. */
-  error: unknown;
-}
-
-/** A relay buffer starts at this size, which keeps idle connections cheap... */
-export const RELAY_BUFFER_SMALL = 8 * 1024;
-/** ...and grows to this size once reads keep filling it (a bulk flow). */
-export const RELAY_BUFFER_LARGE = 256 * 1024;
-/** Consecutive full reads that switch a direction to the large buffer. */
-const FULL_READS_TO_GROW = 2;
-/** Free buffers kept for reuse, per size. */
-const MAX_FREE_SMALL = 1024;
-const MAX_FREE_LARGE = 16;
-
-const freeSmall: Uint8Array[] = [];
-const freeLarge: Uint8Array[] = [];
-
-/**
- * Read buffers from shared free lists for one direction of a relay: one small
- * buffer at first; after FULL_READS_TO_GROW reads in a row fill it, two large
- * ones used in turn, so the next read can go on while the last write is still
- * in flight. The caller awaits a write before it reads into that buffer again
- * (at most one write in flight) and before `release()`.
- */
-export class GrowingBuffer implements ReadBuffer {
-  #buffers: Uint8Array[] = [freeSmall.pop() ?? new Uint8Array(RELAY_BUFFER_SMALL)];
-  #index = 0;
-  #offset: number;
-  #view: Uint8Array;
-  #fullReads = 0;
-  #onRead: (() => void) | undefined;
-
-  /**
-   * A buffer whose reads land after `offset` reserved bytes (room for a frame
-   * header); `onRead` is called for each read reported to `filled()`.
-   */
-  constructor(offset = 0, onRead?: () => void) {
-    this.#offset = offset;
-    this.#onRead = onRead;
-    this.#view = this.#viewOf(this.#buffers[0]!);
-  }
-
-  /** The buffer the next read goes to, reserved bytes included. */
-  get whole(): Uint8Array {
-    return this.#buffers[this.#index]!;
-  }
-
-  /** Where the next read goes. */
-  get buffer(): Uint8Array {
-    return this.#view;
-  }
-
-  /** Whether the large buffers are in use (a bulk flow). */
-  get large(): boolean {
-    return this.#buffers.length === 2;
-  }
-
-  /** Reports a read into `buffer`; moves to the next buffer, growing after full reads. */
-  filled(bytes: number): void {
-    this.#onRead?.();
-    if (this.large) {
-      this.#index ^= 1;
-      this.#view = this.#viewOf(this.#buffers[this.#index]!);
-      return;
-    }
-    this.#fullReads = bytes === this.#view.length ? this.#fullReads + 1 : 0;
-    if (this.#fullReads < FULL_READS_TO_GROW) return;
-    // The small buffer may still be in a write: leave it to the collector.
-    this.#buffers = [takeLarge(), takeLarge()];
-    this.#index = 0;
-    this.#view = this.#viewOf(this.#buffers[0]!);
-  }
-
-  /** Returns the buffers to the free lists; the object must not be used afterwards. */
-  release(): void {
-    for (const buffer of this.#buffers) {
-      const large = buffer.length === RELAY_BUFFER_LARGE;
-      const free = large ? freeLarge : freeSmall;
-      if (free.length < (large ? MAX_FREE_LARGE : MAX_FREE_SMALL)) free.push(buffer);
-    }
-    this.#buffers = [];
-  }
-
-  #viewOf(buffer: Uint8Array): Uint8Array {
-    return this.#offset === 0 ? buffer : buffer.subarray(this.#offset);
-  }
-}
-
-function takeLarge(): Uint8Array {
-  return freeLarge.pop() ?? new Uint8Array(RELAY_BUFFER_LARGE);
-}
-
-/**
- * Copies `src` to `dst` until `src` ends, then half-closes `dst` so the peer
- * sees the end while the other direction goes on. Counts the bytes copied in `count`.
- */
-async function pump(
-  src: Deno.Conn,
-  dst: Deno.Conn,
-  count: { bytes: number },
-  pending?: PendingRead,
-): Promise<void> {
-  if (pending) {
-    const n = await pending.result;
-    if (n === null) return finish(dst);
-    await writeAll(dst, pending.buffer.subarray(0, n));
-    count.bytes += n;
-  }
-  const reads = new GrowingBuffer();
-  try {
-    for (;;) {
-      const buffer = reads.buffer;
-      const n = await src.read(buffer);
-      if (n === null) break;
-      await writeAll(dst, buffer.subarray(0, n));
-      count.bytes += n;
-      reads.filled(n);
-    }
-  } finally {
-    reads.release();
-  }
-  return finish(dst);
-}
-
-async function finish(dst: Deno.Conn): Promise<void> {
-  try {
-    await dst.closeWrite();
-  } catch {
-    // The peer is gone already; the other direction sees it and ends the relay.
-  }
-}
-
-/**
- * Relays between `a` and `b` until both directions end, then closes both.
- * The relay owns both connections from the call on: when either direction
- * fails, both are closed at once (exactly once), which ends the other one.
- * `pendingB` is a read already under way on `b` whose bytes go to `a` first.
- */
-export async function relay(
-  a: Deno.Conn,
-  b: Deno.Conn,
-  options: { pendingB?: PendingRead } = {},
-): Promise<RelayResult> {
-  let closed = false;
-  let error: unknown;
-  const closeBoth = (): void => {
-    if (closed) return;
-    closed = true;
-    closeQuietly(a);
-    closeQuietly(b);
-  };
-  const fail = (e: unknown): void => {
-    if (!closed) error = e;
-    closeBoth();
-  };
-  const aToB = { bytes: 0 };
-  const bToA = { bytes: 0 };
-  await Promise.all([
-    pump(a, b, aToB).catch(fail),
-    pump(b, a, bToA, options.pendingB).catch(fail),
-  ]);
-  closeBoth();
-  return { aToB: aToB.bytes, bToA: bToA.bytes, error };
-}
+import { concatBytes } from "./bytes.ts";
+import type { ProxyChannel, Writer } from "./channel.ts";
+import { GrowingBuffer } from "./growing_buffer.ts";
+import { closeQuietly } from "./io.ts";
+import { LINGER_MS } from "./limits.ts";
+import { FRAME_HEADER_BYTES, type StreamEnd } from "./protocol.ts";
 
 /** What a stream over a proxy channel did. */
 export interface StreamResult {
@@ -193,6 +18,8 @@ export interface StreamResult {
   reusable: boolean;
   /** What broke the channel, if it broke. */
   error: unknown;
+  /** What ended the raw connection early (a reset, a failed write), if anything did. */
+  rawError: unknown;
 }
 
 /** A byte stream the stream relay can drive: a `Deno.Conn`, or anything shaped like one. */
@@ -205,21 +32,30 @@ export interface Duplex extends Writer {
   close(): void;
 }
 
+/**
+ * A layer between `raw` and the channel (the HTTP-aware client): it takes the
+ * inbound bytes in place of `raw` and sees the outbound ones.
+ */
+export interface StreamAdapter {
+  /** Where inbound bytes go instead of `raw` itself (a request rewriter in front of it). */
+  readonly inbound: Writer;
+  /** Sees each chunk read from `raw`, before it is sent (a response watcher). */
+  outbound(bytes: Uint8Array): void;
+  /** `raw` has nothing more to send (end of stream or error). */
+  outboundEnded(): void;
+  /**
+   * When `raw` fails before it sent anything, an answer to send instead of an
+   * ABORT (a refusal the adapter made).
+   */
+  lastWord(): Uint8Array | undefined;
+}
+
 /** Optional parts of {@linkcode relayStream}. */
 export interface StreamOptions {
   /** Abort a stream with no read either way for this long; 0 never. @default {0} */
   idleTimeoutMs?: number;
-  /** Where inbound bytes go instead of `raw` itself (a request rewriter in front of it). */
-  inboundSink?: Writer;
-  /**
-   * When `raw` fails before it sent anything, an answer to send instead of an
-   * ABORT (a refusal the rewriter made).
-   */
-  lastWord?: () => Uint8Array | undefined;
-  /** Sees each chunk read from `raw`, before it is sent (a response watcher). */
-  onOutbound?: (bytes: Uint8Array) => void;
-  /** Called once `raw` has nothing more to send (end of stream or error). */
-  onOutboundEnd?: () => void;
+  /** A layer that rewrites inbound bytes and watches outbound ones. @default {none} */
+  adapter?: StreamAdapter;
   /** Aborting it closes `raw` (its read fails: the stream is aborted, or ends with `lastWord`). */
   signal?: AbortSignal;
 }
@@ -231,16 +67,16 @@ export interface StreamOptions {
  * half-close, so half-close crosses the tunnel; a failed raw connection becomes
  * an ABORT and an inbound ABORT closes it. When the channel itself fails, both
  * are closed and the result is not reusable. With `idleTimeoutMs`, a stream
- * with no read either way for that long is aborted; see {@linkcode StreamOptions}
- * for the hooks an HTTP-aware client uses.
+ * with no read either way for that long is aborted; a {@linkcode StreamAdapter}
+ * lets the HTTP-aware client rewrite and watch the stream.
  */
 export async function relayStream(
   raw: Duplex,
   channel: ProxyChannel,
   options: StreamOptions = {},
 ): Promise<StreamResult> {
-  const { idleTimeoutMs = 0, inboundSink = raw, lastWord, onOutbound, onOutboundEnd, signal } =
-    options;
+  const { idleTimeoutMs = 0, adapter, signal } = options;
+  const inboundSink = adapter?.inbound ?? raw;
   let rawClosed = false;
   const closeRaw = (): void => {
     if (rawClosed) return;
@@ -248,6 +84,7 @@ export async function relayStream(
     closeQuietly(raw);
   };
   let error: unknown;
+  let rawError: unknown;
   const breakChannel = (e: unknown): void => {
     error ??= e;
     closeQuietly(channel.conn);
@@ -259,7 +96,8 @@ export async function relayStream(
   // A raw connection that cannot take more bytes: while our direction is open,
   // closing it makes our read fail and send ABORT, which stops the other side.
   // After our END there is no frame left to say so, so the channel goes.
-  const sinkFailed = (): void => {
+  const sinkFailed = (e: unknown): void => {
+    rawError ??= e;
     if (outboundEnded) breakChannel(new Deno.errors.BrokenPipe("raw connection gone after END"));
     else closeRaw();
   };
@@ -294,10 +132,11 @@ export async function relayStream(
         let n: number | null;
         try {
           n = await raw.read(reads.buffer);
-        } catch {
+        } catch (e) {
+          if (!rawClosed) rawError ??= e; // not our own close after an inbound ABORT
           end = "abort"; // reset by its peer, or closed by us after an inbound ABORT
           // ...or closed to refuse the visitor: then, if nothing went out yet, say why.
-          const answer = sent === 0 ? lastWord?.() : undefined;
+          const answer = sent === 0 ? adapter?.lastWord() : undefined;
           if (answer) {
             await writing;
             const frame = concatBytes(new Uint8Array(FRAME_HEADER_BYTES), answer);
@@ -307,7 +146,7 @@ export async function relayStream(
           break;
         }
         if (n === null) break;
-        onOutbound?.(reads.buffer.subarray(0, n));
+        adapter?.outbound(reads.buffer.subarray(0, n));
         await writing;
         writing = channel.sendData(reads.whole, n);
         writing.catch(() => {}); // handled where it is awaited, not reported as unhandled
@@ -323,7 +162,7 @@ export async function relayStream(
     } finally {
       await writing.catch(() => {});
       reads.release();
-      onOutboundEnd?.();
+      adapter?.outboundEnded();
     }
   };
 
@@ -349,5 +188,5 @@ export async function relayStream(
   signal?.removeEventListener("abort", closeRaw);
   clearTimeout(idleTimer);
   closeRaw();
-  return { sent, received, reusable: error === undefined, error };
+  return { sent, received, reusable: error === undefined, error, rawError };
 }

@@ -1,8 +1,9 @@
 // Routing from the first bytes of a connection: HTTP Host or TLS SNI (pure, no I/O).
 
-import { latin1Text } from "./latin1.ts";
+import { latin1Text } from "./bytes.ts";
+import { parseHead } from "./http/head.ts";
+import { MAX_SNIFF_BYTES } from "./limits.ts";
 import { normalizeHost } from "./names.ts";
-import { MAX_SNIFF_BYTES } from "./protocol.ts";
 
 /** An HTTP request head, as far as routing needs it. */
 export type SniffedHttp = {
@@ -53,86 +54,45 @@ export function sniff(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): Sn
   return { state: "invalid", reason: "neither HTTP nor TLS" };
 }
 
-const TCHAR = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-// Methods are tokens; every registered one is uppercase letters, "-" and "_". Holding
-// them to that tells an SSH banner ("SSH-2.0-...") from HTTP by its fifth byte.
-const REQUEST_LINE = /^([A-Z_-]+) (\S+) HTTP\/(\d)\.(\d)$/;
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-
 const bad = (reason: string): SniffResult => ({ state: "invalid", reason, status: 400 });
 
 /**
- * Reads the Host of an HTTP/1.x request head (RFC 9112): missing or repeated
- * Host, a malformed Host or an absolute-form target naming another host is 400;
- * a head longer than `maxBytes` is 431.
+ * Reads the Host of an HTTP/1.x request head (RFC 9112) with the one head
+ * parser: a malformed head, a missing or repeated Host, a malformed Host or an
+ * absolute-form target naming another host is 400; a head longer than
+ * `maxBytes` is 431. What cannot start a request line is closed at once.
  */
 export function sniffHttpHost(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
-  const limit = Math.min(bytes.length, maxBytes);
   // Reject what cannot become a request line early, so garbage never waits for the deadline.
-  for (let i = 0; i < Math.min(limit, MAX_METHOD_LENGTH + 1); i++) {
+  // Methods are tokens; every registered one is uppercase letters, "-" and "_". Holding
+  // them to that tells an SSH banner ("SSH-2.0-...") from HTTP by its fifth byte.
+  for (let i = 0; i < Math.min(bytes.length, MAX_METHOD_LENGTH + 1); i++) {
     const b = bytes[i]!;
     if (b === 0x20) break;
     if (i === MAX_METHOD_LENGTH || !isMethodChar(b)) {
       return { state: "invalid", reason: "not an HTTP request line" };
     }
   }
-  let start = 0;
-  let requestLine: string | undefined;
-  let host: string | undefined;
-  let hostCount = 0;
-  let upgrade: string | undefined;
-  for (let i = 0; i < limit; i++) {
-    if (bytes[i] !== 0x0a) continue;
-    const end = i > start && bytes[i - 1] === 0x0d ? i - 1 : i;
-    const line = latin1Text(bytes.subarray(start, end));
-    start = i + 1;
-    if (line.includes("\r")) return bad("bare CR in request head");
-    if (requestLine === undefined) {
-      requestLine = line;
-      if (!REQUEST_LINE.test(line)) {
-        return line.includes(" HTTP/")
-          ? bad("malformed request line")
-          : { state: "invalid", reason: "not an HTTP request line" };
-      }
-      continue;
-    }
-    if (line === "") {
-      return finishHttp(requestLine, host, hostCount, upgrade, start);
-    }
-    if (line.startsWith(" ") || line.startsWith("\t")) return bad("obsolete line folding");
-    const colon = line.indexOf(":");
-    if (colon <= 0) return bad("header line without a name");
-    const name = line.slice(0, colon);
-    if (!TCHAR.test(name)) return bad("bad header name");
-    const value = line.slice(colon + 1).trim();
-    if (!FIELD_VALUE.test(value)) return bad("control character in header value");
-    const lower = name.toLowerCase();
-    if (lower === "host") {
-      hostCount++;
-      host = value;
-    } else if (lower === "upgrade") {
-      upgrade = value.toLowerCase();
-    }
-  }
-  if (bytes.length >= maxBytes) {
+  const head = parseHead(bytes.subarray(0, maxBytes), "request");
+  if (head === null) {
+    if (bytes.length < maxBytes) return { state: "need-more" };
     return { state: "invalid", reason: `request head exceeds ${maxBytes} bytes`, status: 431 };
   }
-  return { state: "need-more" };
-}
-
-function finishHttp(
-  requestLine: string,
-  hostValue: string | undefined,
-  hostCount: number,
-  upgrade: string | undefined,
-  headLength: number,
-): SniffResult {
-  const [, method, target] = REQUEST_LINE.exec(requestLine)!;
-  if (hostCount === 0) return bad("missing Host header");
-  if (hostCount > 1) return bad("more than one Host header");
-  const host = normalizeHost(hostValue!);
+  if (typeof head === "string") {
+    if (head !== "malformed request line") return bad(head);
+    // A first line that does not even claim to be HTTP: not a visitor to answer.
+    const lf = bytes.indexOf(0x0a);
+    return latin1Text(bytes.subarray(0, lf < 0 ? bytes.length : lf)).includes(" HTTP/")
+      ? bad(head)
+      : { state: "invalid", reason: "not an HTTP request line" };
+  }
+  const hosts = head.values("host");
+  if (hosts.length === 0) return bad("missing Host header");
+  if (hosts.length > 1) return bad("more than one Host header");
+  const host = normalizeHost(hosts[0]!);
   if (typeof host === "string") return bad(`bad Host header: ${host}`);
-  const absolute = /^https?:\/\/([^/?#]*)/i.exec(target!);
+  const target = head.target!;
+  const absolute = /^https?:\/\/([^/?#]*)/i.exec(target);
   if (absolute) {
     const authority = absolute[1]!;
     const targetHost = authority.includes("@") ? "userinfo" : normalizeHost(authority);
@@ -142,12 +102,12 @@ function finishHttp(
   }
   return {
     state: "http",
-    method: method!,
-    target: target!,
+    method: head.method!,
+    target,
     host: host.host,
     ip: host.ip,
-    upgrade,
-    headLength,
+    upgrade: head.get("upgrade")?.toLowerCase(),
+    headLength: head.bytes.length,
   };
 }
 

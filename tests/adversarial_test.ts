@@ -5,12 +5,11 @@ import assert from "node:assert/strict";
 
 import {
   decodeServerFrame,
-  DEFAULT_SERVER_LIMITS,
   encodeFrame,
   PROTOCOL_VERSION,
-  type ServerLimits,
   type ServerMessage,
 } from "../lib/protocol.ts";
+import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../lib/limits.ts";
 import { openTunnel } from "../lib/client/tunnel.ts";
 import {
   connect,

@@ -2,14 +2,14 @@
 
 import { openTunnel, type Tunnel, type TunnelOptions } from "../lib/client/tunnel.ts";
 import { ByteReader, FRAME_READER_CAPACITY } from "../lib/io.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import {
-  concatBytes,
   decodeServerFrame,
   encodeUpgradeRequest,
-  type ServerLimits,
   type ServerMessage,
   UPGRADE_RESPONSE,
 } from "../lib/protocol.ts";
+import type { ServerLimits } from "../lib/limits.ts";
 import { startServer, type TunnelServer } from "../lib/server/server.ts";
 
 export const HOST = "127.0.0.1";

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Http1Framer } from "../lib/http1.ts";
+import { Http1Framer } from "../lib/http/framer.ts";
 import { frameHttp1 as frame, http1Property, http1Summary } from "./properties.ts";
 
 /** Frames `input` whole and split at every offset; all must agree. */

@@ -2,9 +2,11 @@
 // bodies untouched, smuggling refused; --raw turns it off.
 
 import assert from "node:assert/strict";
+import { silentLogger } from "../lib/log.ts";
 import { RequestRewriter, rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
-import { Http1Framer, type MessageHead } from "../lib/http1.ts";
-import { ExchangeLog, type RequestRecord } from "../lib/client/request_log.ts";
+import { Http1Framer } from "../lib/http/framer.ts";
+import type { MessageHead } from "../lib/http/head.ts";
+import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
 import {
   connect,
   HOST,
@@ -292,14 +294,15 @@ Deno.test("when the responses cannot be followed, an upgrade request unlocks not
   // A response head the log cannot frame (obsolete folding) makes it give up; the next
   // upgrade request must then count as refused, so what follows is still checked.
   let out = "";
-  const exchanges = new ExchangeLog(undefined);
+  const exchanges = new ExchangeTracker(undefined);
   const refusals: number[] = [];
-  const rewriter = new RequestRewriter(
-    { write: (p) => (out += new TextDecoder().decode(p), Promise.resolve(p.length)) },
-    { peer: "192.0.2.9:1", scheme: "http", hostHeader: undefined },
-    (_answer, status) => refusals.push(status),
-    exchanges,
-  );
+  const rewriter = new RequestRewriter({
+    out: { write: (p) => (out += new TextDecoder().decode(p), Promise.resolve(p.length)) },
+    info: { peer: "192.0.2.9:1", scheme: "http", hostHeader: undefined },
+    refuse: (_answer, status) => refusals.push(status),
+    tracker: exchanges,
+    log: silentLogger,
+  });
   await rewriter.write(encode("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n"));
   exchanges.response(encode("HTTP/1.1 200 OK\r\nX: a\r\n folded\r\n\r\n"));
   await rewriter.write(

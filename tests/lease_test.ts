@@ -91,8 +91,8 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "bye frees the name at once; a second client with the same lease takes over and the first stops",
+  name: "bye frees the name at once; a second live client with the same lease is refused, " +
+    "and takes over with replace (the first stops)",
   ...T,
   async fn() {
     await using server = await startTestServer();
@@ -104,7 +104,16 @@ Deno.test({
     try {
       const a = await openTestTunnel(server, 9, { subdomain: "mine", leaseFile: file });
       await waitFor(() => Deno.readTextFileSync(file).includes("mine"), 5_000, "the lease file");
-      const b = await openTestTunnel(server, 9, { subdomain: "mine", leaseFile: file });
+      await assert.rejects(
+        openTestTunnel(server, 9, { subdomain: "mine", leaseFile: file }),
+        (e) =>
+          e instanceof TunnelError && e.code === "subdomain-taken" && /--replace/.test(e.message),
+      );
+      const b = await openTestTunnel(server, 9, {
+        subdomain: "mine",
+        leaseFile: file,
+        replace: true,
+      });
       await assert.rejects(a.finished, (e) => e instanceof TunnelError && e.code === "replaced");
       assert.equal(server.tunnelCount, 1);
       await b.close();

@@ -5,12 +5,14 @@ import { TunnelError } from "../lib/errors.ts";
 
 import {
   decodeServerFrame,
-  DEFAULT_SERVER_LIMITS,
   encodeFrame,
   PROTOCOL_VERSION,
   type ServerMessage,
 } from "../lib/protocol.ts";
-import { formatDuration, ipKey, parseDuration, readLimitFlags } from "../lib/server/limits.ts";
+import { DEFAULT_SERVER_LIMITS } from "../lib/limits.ts";
+import { formatDuration, parseDuration } from "../lib/units.ts";
+import { ipKey } from "../lib/server/admission.ts";
+import { readLimitFlags } from "../lib/server/limit_flags.ts";
 import {
   connect,
   HOST,

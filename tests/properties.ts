@@ -3,13 +3,9 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  decodeClientFrame,
-  decodeServerFrame,
-  encodeFrame,
-  MAX_FRAME_BYTES,
-} from "../lib/protocol.ts";
-import { type Http1Event, Http1Framer } from "../lib/http1.ts";
+import { decodeClientFrame, decodeServerFrame, encodeFrame } from "../lib/protocol.ts";
+import { MAX_FRAME_BYTES } from "../lib/limits.ts";
+import { type Http1Event, Http1Framer } from "../lib/http/framer.ts";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
 
 /** Sniffs `bytes` as a socket would deliver them, in pieces ending at `cut`. */

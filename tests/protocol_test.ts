@@ -14,9 +14,9 @@ import {
   decodeClientFrame,
   decodeServerFrame,
   encodeFrame,
-  MAX_FRAME_BYTES,
   type ServerMessage,
 } from "../lib/protocol.ts";
+import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { backoffDelay } from "../lib/client/tunnel.ts";
 
 const frameOf = (json: string): Uint8Array => {

@@ -2,8 +2,8 @@
 
 import assert from "node:assert/strict";
 import { ByteReader, closeQuietly, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import {
-  concatBytes,
   decodeClientFrame,
   decodeServerFrame,
   encodeFrame,

@@ -3,16 +3,11 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import {
-  ExchangeLog,
-  formatBytes,
-  formatDuration,
-  formatRecord,
-  recordStyle,
-  requestPrinter,
-  type RequestRecord,
-} from "../lib/client/request_log.ts";
-import { Http1Framer, type MessageHead } from "../lib/http1.ts";
+import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
+import { formatBytes, formatElapsed as formatDuration } from "../lib/units.ts";
+import { formatRecord, recordStyle, requestPrinter } from "../lib/client/request_log.ts";
+import { Http1Framer } from "../lib/http/framer.ts";
+import type { MessageHead } from "../lib/http/head.ts";
 import {
   connect,
   HOST,
@@ -303,7 +298,7 @@ Deno.test({
       const [loud, hush, bare] = await Promise.all(clients.map((c) => c.stop("SIGINT")));
       assert.match(loud!.stderr, /^GET \/bytes\/2500\?q=1 → 200 \d+(\.\d)? m?s 2\.5 KB$/m);
       assert.ok(!loud!.stderr.includes("\x1b["), "no colour when stderr is not a terminal");
-      for (const quiet of [hush!, bare!]) assert.doesNotMatch(quiet.stderr, / → /);
+      for (const quiet of [hush!, bare!]) assert.doesNotMatch(quiet.stderr, /^GET \S+ → /m);
     } finally {
       await Promise.all(clients.map((c) => c.stop()));
       await app.shutdown();
@@ -381,7 +376,7 @@ function head(text: string): MessageHead {
   return (event as { head: MessageHead }).head;
 }
 
-Deno.test("ExchangeLog pairs pipelined responses however the bytes are split", () => {
+Deno.test("ExchangeTracker pairs pipelined responses however the bytes are split", () => {
   const responses = "HTTP/1.1 100 Continue\r\n\r\n" +
     "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc" +
     "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n" + // HEAD: no body follows
@@ -397,7 +392,7 @@ Deno.test("ExchangeLog pairs pipelined responses however the bytes are split", (
   fc.assert(
     fc.property(fc.array(fc.integer({ min: 0, max: bytes.length }), { maxLength: 6 }), (cuts) => {
       const records: RequestRecord[] = [];
-      const log = new ExchangeLog((r) => records.push(r), () => 0);
+      const log = new ExchangeTracker((r) => records.push(r), () => 0);
       log.request(head("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0"));
       log.request(head("HEAD /b HTTP/1.1"));
       log.request(head("GET /c HTTP/1.1"));

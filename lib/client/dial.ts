@@ -1,16 +1,13 @@
-// Opening a connection to the server: TCP connect, Gotunnel upgrade, first frame.
+// Opening a connection to the server: TCP connect, TLS for https://, Gotunnel
+// upgrade, first frame; every step under one deadline and the caller's signal.
 
+import { concatBytes } from "../bytes.ts";
 import { TunnelError } from "../errors.ts";
+import { headEnd } from "../http/head.ts";
 import { ByteReader, closeQuietly, deadline, writeAll } from "../io.ts";
-import { describeError } from "../log.ts";
-import {
-  type ClientMessage,
-  concatBytes,
-  encodeFrame,
-  encodeUpgradeRequest,
-  HANDSHAKE_TIMEOUT_MS,
-  MAX_SNIFF_BYTES,
-} from "../protocol.ts";
+import { HANDSHAKE_TIMEOUT_MS, MAX_SNIFF_BYTES } from "../limits.ts";
+import { HTTP_PORT, HTTPS_PORT } from "../names.ts";
+import { type ClientMessage, encodeFrame, encodeUpgradeRequest } from "../protocol.ts";
 
 /** Where the server is, parsed once from its URL. */
 export interface ServerTarget {
@@ -48,27 +45,34 @@ export function parseServerUrl(url: string, caCerts?: string[]): ServerTarget {
   return {
     url: parsed.origin,
     hostname: parsed.hostname.replace(/^\[(.*)\]$/, "$1"),
-    port: parsed.port === "" ? (tls ? 443 : 80) : Number(parsed.port),
+    port: parsed.port === "" ? (tls ? HTTPS_PORT : HTTP_PORT) : Number(parsed.port),
     host: parsed.host,
     tls,
     ...(caCerts ? { caCerts } : {}),
   };
 }
 
-const HEAD_END = new Uint8Array([13, 10, 13, 10]);
-
-function indexOfHeadEnd(bytes: Uint8Array): number {
-  outer: for (let i = 0; i + 4 <= bytes.length; i++) {
-    for (let j = 0; j < 4; j++) if (bytes[i + j] !== HEAD_END[j]) continue outer;
-    return i + 4;
+/** A sentence for a failed connect or TLS handshake that says what to try. */
+function explain(target: ServerTarget, error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof Deno.errors.ConnectionRefused) {
+    return `connection refused (is a Gotunnel server running at ${target.url}?)`;
   }
-  return -1;
+  if (/UnknownIssuer|certificate/i.test(message)) {
+    return `${message} (a server with a private CA? pass its certificate with --ca FILE)`;
+  }
+  if (target.tls && /corrupt message|InvalidContentType|record overflow/i.test(message)) {
+    return `the server does not speak TLS on port ${target.port} ` +
+      `(try --server http://${target.host})`;
+  }
+  return message;
 }
 
 /**
  * Connects to the server, sends the upgrade request and `first` in one write,
- * and reads the `101` answer. The reader holds whatever followed it. Gives up
- * after HANDSHAKE_TIMEOUT_MS, or when `signal` aborts.
+ * and reads the `101` answer. The reader holds whatever followed it. Connect,
+ * TLS handshake and upgrade together get HANDSHAKE_TIMEOUT_MS; `signal` ends
+ * the attempt at any point.
  */
 export async function dialServer(
   target: ServerTarget,
@@ -76,44 +80,57 @@ export async function dialServer(
   capacity: number,
   signal?: AbortSignal,
 ): Promise<{ conn: Deno.Conn; reader: ByteReader }> {
-  let conn: Deno.Conn;
-  try {
-    if (target.tls) {
-      conn = await Deno.connectTls({
-        hostname: target.hostname,
-        port: target.port,
-        ...(target.caCerts ? { caCerts: target.caCerts } : {}),
-      });
-    } else {
-      const tcp = await Deno.connect({ hostname: target.hostname, port: target.port });
-      tcp.setNoDelay(true);
-      conn = tcp;
-    }
-  } catch (e) {
-    const why = e instanceof Deno.errors.ConnectionRefused
-      ? "connection refused"
-      : e instanceof Error
-      ? e.message
-      : String(e);
-    throw new TunnelError("connect", `Cannot connect to ${target.url}: ${why}`, { cause: e });
-  }
-  const stop = (): void => closeQuietly(conn);
+  const stopped = new AbortController();
+  let conn: Deno.Conn | undefined;
+  const stop = (): void => {
+    stopped.abort();
+    if (conn) closeQuietly(conn);
+  };
   const timer = deadline(HANDSHAKE_TIMEOUT_MS, stop);
   signal?.addEventListener("abort", stop);
   if (signal?.aborted) stop();
+  const why = (e: unknown): string =>
+    timer.expired
+      ? `no answer in ${HANDSHAKE_TIMEOUT_MS} ms`
+      : signal?.aborted
+      ? "cancelled"
+      : explain(target, e);
   try {
+    try {
+      const tcp = await Deno.connect({
+        hostname: target.hostname,
+        port: target.port,
+        signal: stopped.signal,
+      });
+      tcp.setNoDelay(true);
+      conn = tcp;
+      if (stopped.signal.aborted) throw new Deno.errors.Interrupted("cancelled");
+      if (target.tls) {
+        const tls = await Deno.startTls(tcp, {
+          hostname: target.hostname,
+          ...(target.caCerts ? { caCerts: target.caCerts } : {}),
+        });
+        conn = tls;
+        // Closing a TlsConn in mid-handshake (on the deadline) ends this wait,
+        // though Deno 2.9.6 keeps its TCP socket until the peer closes it.
+        await tls.handshake();
+      }
+    } catch (e) {
+      throw new TunnelError("connect", `Cannot connect to ${target.url}: ${why(e)}`, { cause: e });
+    }
     await writeAll(conn, concatBytes(encodeUpgradeRequest(target.host), encodeFrame(first)));
     const reader = new ByteReader(conn, Math.max(capacity, MAX_SNIFF_BYTES));
     let end = -1;
-    while ((end = indexOfHeadEnd(reader.buffered)) < 0) {
+    while ((end = headEnd(reader.buffered, 0)) < 0) {
       if (reader.buffered.length >= MAX_SNIFF_BYTES || !await reader.fill()) {
+        const hint = target.tls ? "" : ` (an https:// server? try --server https://${target.host})`;
         throw new TunnelError(
           "protocol",
-          `Cannot connect to ${target.url}: no Gotunnel upgrade answer (is it a Gotunnel server?)`,
+          `Cannot connect to ${target.url}: no Gotunnel upgrade answer${hint}`,
         );
       }
     }
-    const statusLine = new TextDecoder().decode(reader.buffered.subarray(0, end)).split("\r\n")[0];
+    const statusLine = new TextDecoder().decode(reader.buffered.subarray(0, end)).split(/\r?\n/)[0];
     if (!/^HTTP\/1\.1 101 /.test(statusLine ?? "")) {
       throw new TunnelError(
         "protocol",
@@ -124,10 +141,9 @@ export async function dialServer(
     reader.consume(end);
     return { conn, reader };
   } catch (e) {
-    closeQuietly(conn);
+    if (conn) closeQuietly(conn);
     if (e instanceof TunnelError) throw e;
-    const why = timer.expired ? `no answer in ${HANDSHAKE_TIMEOUT_MS} ms` : describeError(e);
-    throw new TunnelError("connect", `Cannot connect to ${target.url}: ${why}`, { cause: e });
+    throw new TunnelError("connect", `Cannot connect to ${target.url}: ${why(e)}`, { cause: e });
   } finally {
     timer.clear();
     signal?.removeEventListener("abort", stop);

@@ -1,12 +1,15 @@
 // The HTTP-aware client's request rewriting: X-Forwarded-*, Forwarded and Host on
 // every request of a connection, bodies passed through untouched.
 
+import { latin1Bytes } from "../bytes.ts";
 import type { Writer } from "../channel.ts";
-import { Http1Framer, type MessageHead } from "../http1.ts";
-import { httpError, writeAll } from "../io.ts";
-import { latin1Bytes } from "../latin1.ts";
-import { MAX_HELD_BYTES } from "../protocol.ts";
-import type { ExchangeLog } from "./request_log.ts";
+import { Http1Framer } from "../http/framer.ts";
+import type { MessageHead } from "../http/head.ts";
+import { httpError } from "../http/response.ts";
+import { writeAll } from "../io.ts";
+import { MAX_HELD_BYTES } from "../limits.ts";
+import { logCaught, type Logger } from "../log.ts";
+import type { ExchangeTracker } from "./exchanges.ts";
 
 /** First size of a rewriter's head buffer: most rewritten request heads fit. */
 const REWRITE_BUFFER_BYTES = 2048;
@@ -141,12 +144,19 @@ function put(out: Uint8Array, at: number, bytes: Uint8Array): number {
   return at + bytes.length;
 }
 
-/** Reason phrases of the statuses the rewriter answers with. */
-const REASONS: Record<number, string> = {
-  400: "Bad Request",
-  405: "Method Not Allowed",
-  431: "Request Header Fields Too Large",
-};
+/** What a {@linkcode RequestRewriter} works with. */
+export interface RewriterParts {
+  /** The local app's connection, where rewritten requests go. */
+  out: Writer;
+  /** The visitor, as the server described it. */
+  info: VisitorInfo;
+  /** Sees each request and decides, from the app's answers, whether a switch happened. */
+  tracker: ExchangeTracker;
+  /** Gets the error answer for the visitor, its status and why, when a request is refused. */
+  refuse(answer: Uint8Array, status: number, reason: string): void;
+  /** Where a failure of the app's connection is logged. */
+  log: Logger;
+}
 
 /**
  * A writer in front of the local app's connection that frames the visitor's
@@ -166,7 +176,8 @@ export class RequestRewriter implements Writer {
   #cache: RewriteCache = { host: undefined, added: new Uint8Array(0) };
   #framer = new Http1Framer("request", undefined, true);
   #refuse: (answer: Uint8Array, status: number, reason: string) => void;
-  #exchanges: ExchangeLog;
+  #exchanges: ExchangeTracker;
+  #log: Logger;
   #switched = false;
   #failed = false;
   // After an upgrade request: copies of what the visitor sent next, in order, and the
@@ -176,21 +187,14 @@ export class RequestRewriter implements Writer {
   #pumping = false;
   #pumped: Promise<void> = Promise.resolve();
 
-  /**
-   * Rewrites into `out`; `refuse` gets the error answer for the visitor, its
-   * status and why; `exchanges` sees each request and decides switches.
-   */
-  constructor(
-    out: Writer,
-    info: VisitorInfo,
-    refuse: (answer: Uint8Array, status: number, reason: string) => void,
-    exchanges: ExchangeLog,
-  ) {
-    this.#out = out;
-    this.#info = info;
-    this.#visitor = visitorNode(info.peer);
-    this.#refuse = refuse;
-    this.#exchanges = exchanges;
+  /** A rewriter in front of `parts.out`; see {@linkcode RewriterParts}. */
+  constructor(parts: RewriterParts) {
+    this.#out = parts.out;
+    this.#info = parts.info;
+    this.#visitor = visitorNode(parts.info.peer);
+    this.#refuse = parts.refuse;
+    this.#exchanges = parts.tracker;
+    this.#log = parts.log;
   }
 
   /** Frames `p` and writes it on, rewritten; always takes all of it. */
@@ -252,8 +256,10 @@ export class RequestRewriter implements Writer {
         if (this.#switched) await writeAll(this.#out, bytes);
         else await this.#frame(bytes);
       }
-    } catch {
-      this.#failed = true; // the app's connection failed; the relay sees it on its side too
+    } catch (e) {
+      // The app's connection failed (the relay sees it on its side too), or a bug.
+      this.#failed = true;
+      logCaught(this.#log, "Held bytes not passed on", e);
     }
     this.#queue = [];
     this.#queuedBytes = 0;
@@ -262,7 +268,7 @@ export class RequestRewriter implements Writer {
 
   #fail(status: number, reason: string): void {
     this.#failed = true;
-    const answer = httpError(status, REASONS[status] ?? "Bad Request", `Bad request: ${reason}`);
+    const answer = httpError(status, `Bad request: ${reason}`);
     this.#refuse(answer, status, reason);
   }
 

@@ -1,5 +1,7 @@
 // Where a client keeps its leases between runs: a small JSON file in the user's cache.
 
+import { describeError, type Logger } from "../log.ts";
+
 /** The default lease file: `$XDG_CACHE_HOME/gotunnel/leases.json`, else under `~/.cache`. */
 export function defaultLeaseFile(): string | undefined {
   try {
@@ -68,6 +70,42 @@ export class LeaseStore {
     } catch (e) {
       if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return {};
       throw e;
+    }
+  }
+}
+
+/**
+ * One tunnel's leases on one server, through an optional store: a failure to
+ * read or write the file only loses the lease, and is logged.
+ */
+export class LeaseKeeper {
+  #store: LeaseStore | undefined;
+  #server: string;
+  #log: Logger;
+
+  /** Keeps leases for `server` in `store` (none: in memory only, by the caller). */
+  constructor(store: LeaseStore | undefined, server: string, log: Logger) {
+    this.#store = store;
+    this.#server = server;
+    this.#log = log;
+  }
+
+  /** The lease saved for `subdomain`, if any (and readable). */
+  async load(subdomain: string): Promise<string | undefined> {
+    try {
+      return await this.#store?.get(this.#server, subdomain);
+    } catch (e) {
+      this.#log.warn("Cannot read lease file", { error: describeError(e) });
+      return undefined;
+    }
+  }
+
+  /** Saves the lease for `subdomain`, or forgets it (`undefined`). */
+  async save(subdomain: string, lease: string | undefined): Promise<void> {
+    try {
+      await this.#store?.set(this.#server, subdomain, lease);
+    } catch (e) {
+      this.#log.warn("Cannot write lease file", { error: describeError(e) });
     }
   }
 }

@@ -1,22 +1,18 @@
 // The client's proxy connections for one session: a pool kept topped up, each
 // carrying one visitor's stream after another to the local app.
 
-import { dataFrame, ProxyChannel } from "../channel.ts";
-import { closeQuietly, httpError, writeAll } from "../io.ts";
-import { describeError, isDisconnect, type Logger } from "../log.ts";
-import {
-  decodeServerFrame,
-  LOCAL_DIAL_TIMEOUT_MS,
-  MAX_CLIENT_PROXIES,
-  PROTOCOL_VERSION,
-  type ServerMessage,
-} from "../protocol.ts";
-import { hostWithPort } from "../names.ts";
-import { type Duplex, GrowingBuffer, relayStream } from "../relay.ts";
+import { ProxyChannel } from "../channel.ts";
+import { GrowingBuffer } from "../growing_buffer.ts";
+import { httpError } from "../http/response.ts";
+import { closeQuietly, writeAll } from "../io.ts";
+import { MAX_CLIENT_PROXIES } from "../limits.ts";
+import { describeError, isBug, isDisconnect, logCaught, type Logger } from "../log.ts";
+import { dataFrame, decodeServerFrame, PROTOCOL_VERSION, type ServerMessage } from "../protocol.ts";
+import { type Duplex, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
-import { RequestRewriter } from "./forwarded.ts";
-import { connectLocalTls, type LocalTls } from "./local_tls.ts";
-import { ExchangeLog, type RequestRecord } from "./request_log.ts";
+import type { RequestRecord } from "./exchanges.ts";
+import { HttpStream } from "./http_stream.ts";
+import type { LocalDialer } from "./local_dialer.ts";
 
 /** Read buffer of a proxy connection's upgrade answer. */
 const PROXY_READER_BYTES = 4096;
@@ -163,48 +159,43 @@ export class ProxyPool {
     const { dialer, log } = this.#options;
     let local: Duplex;
     try {
-      local = await dialer.dial(open.proto === "tls");
+      local = await dialer.dial(open.proto === "tls", this.#stop.signal);
     } catch (e) {
       log.warn("Cannot reach local app", { local: dialer.where, error: describeError(e) });
-      return await refuseVisitor(channel, open, dialer.where, e);
+      return await refuseVisitor(channel, open, dialer.where, e, log);
     }
     this.#conns.add(local);
     const http = open.proto === "http" ? this.#options.http : undefined;
-    const exchanges = http ? new ExchangeLog(http.onRequest) : undefined;
-    try {
-      let refusal: Uint8Array | undefined;
-      const refuse = new AbortController(); // closes the app's side, through the relay
-      const rewriter = http && exchanges
-        ? new RequestRewriter(local, {
+    const stream = http
+      ? new HttpStream(
+        local,
+        {
           peer: open.peer,
           scheme: open.scheme ?? "http",
           hostHeader: http.hostHeader,
-        }, (answer, status, reason) => {
-          refusal = answer; // sent instead of an ABORT if nothing went to the visitor yet
-          exchanges.refused(status, reason);
-          refuse.abort();
-        }, exchanges)
-        : local;
+        },
+        http.onRequest,
+        log,
+      )
+      : undefined;
+    try {
       const result = await relayStream(local, channel, {
-        inboundSink: rewriter,
-        lastWord: () => refusal,
-        signal: refuse.signal,
-        ...(exchanges
-          ? {
-            onOutbound: (bytes: Uint8Array) => exchanges.response(bytes),
-            onOutboundEnd: () => exchanges.close(), // no answer to wait for any more
-          }
-          : {}),
+        ...(stream ? { adapter: stream, signal: stream.refused } : {}),
       });
       log.debug("Visitor done", {
         peer: open.peer,
         in: result.received,
         out: result.sent,
         reusable: result.reusable,
+        ...(result.error === undefined ? {} : { error: describeError(result.error) }),
+        ...(result.rawError === undefined ? {} : { local_error: describeError(result.rawError) }),
       });
+      for (const e of [result.error, result.rawError]) {
+        if (isBug(e)) log.error("Stream failed", { peer: open.peer, error: describeError(e) });
+      }
       return result.reusable;
     } finally {
-      exchanges?.close();
+      stream?.close();
       this.#conns.delete(local);
       closeQuietly(local);
     }
@@ -217,6 +208,7 @@ async function refuseVisitor(
   open: Open,
   where: string,
   error: unknown,
+  log: Logger,
 ): Promise<boolean> {
   const reads = new GrowingBuffer();
   try {
@@ -227,9 +219,9 @@ async function refuseVisitor(
       const hint = /certificate/i.test(why)
         ? " (a self-signed development certificate? --allow-invalid-cert accepts it)"
         : "";
+      if (hint) log.warn(`Local app's certificate refused${hint}`, { local: where });
       const answer = httpError(
         502,
-        "Bad Gateway",
         `Gotunnel: cannot reach the local app at ${where}: ${why}${hint}`,
       );
       await writeAll(channel.conn, dataFrame(answer));
@@ -239,83 +231,10 @@ async function refuseVisitor(
     }
     await channel.receive(undefined, reads); // the visitor's bytes, dropped, to its end
     return true;
-  } catch {
+  } catch (e) {
+    logCaught(log, "Proxy connection lost while refusing a visitor", e);
     return false;
   } finally {
     reads.release();
-  }
-}
-
-/**
- * Connects to the local app. `localhost` means either loopback address: dev
- * servers bind to 127.0.0.1 or to ::1 depending on the runtime, so on a refusal
- * the other one is tried, and the one that answered is tried first next time.
- */
-export class LocalDialer {
-  /** `host:port`, for messages. */
-  readonly where: string;
-  #candidates: string[];
-  #port: number;
-  #tls: LocalTls | undefined;
-
-  /** A dialer for `hostname:port`, speaking TLS to it when `tls` is given. */
-  constructor(hostname: string, port: number, tls?: LocalTls) {
-    this.where = `${tls ? "https://" : ""}${hostWithPort(hostname, port, -1)}`;
-    this.#candidates = hostname === "localhost" ? ["127.0.0.1", "::1"] : [hostname];
-    this.#port = port;
-    this.#tls = tls;
-  }
-
-  /**
-   * Connects (LOCAL_DIAL_TIMEOUT_MS at most per address, TLS handshake
-   * included), Nagle off. `plain` skips TLS: for visitors whose own TLS goes
-   * to the app end to end.
-   */
-  async dial(plain = false): Promise<Duplex> {
-    let error: unknown;
-    for (const hostname of [...this.#candidates]) {
-      try {
-        const conn = await dialWithTimeout(hostname, this.#port, plain ? undefined : this.#tls);
-        if (hostname !== this.#candidates[0]) {
-          this.#candidates = [hostname, ...this.#candidates.filter((h) => h !== hostname)];
-        }
-        return conn;
-      } catch (e) {
-        error ??= e;
-        if (!(e instanceof Deno.errors.ConnectionRefused)) break;
-      }
-    }
-    throw error;
-  }
-}
-
-/** Connects (and shakes hands, with `tls`), giving up after LOCAL_DIAL_TIMEOUT_MS. */
-async function dialWithTimeout(
-  hostname: string,
-  port: number,
-  tls: LocalTls | undefined,
-): Promise<Duplex> {
-  const stop = new AbortController();
-  const connect = async (): Promise<Duplex> => {
-    if (tls) return await connectLocalTls(hostname, port, tls, stop.signal);
-    const tcp = await Deno.connect({ hostname, port });
-    if (stop.signal.aborted) throw closeQuietly(tcp), stop.signal.reason;
-    tcp.setNoDelay(true);
-    return tcp;
-  };
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const connecting = connect();
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new Deno.errors.TimedOut(`no answer in ${LOCAL_DIAL_TIMEOUT_MS} ms`);
-      stop.abort(error);
-      connecting.then(closeQuietly, () => {});
-      reject(error);
-    }, LOCAL_DIAL_TIMEOUT_MS);
-  });
-  try {
-    return await Promise.race([connecting, timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }

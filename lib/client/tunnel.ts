@@ -1,29 +1,30 @@
-// The client: a control session with reconnects, a pool of proxy connections, the local dialer.
+// `openTunnel`: a tunnel's control session, kept up with reconnects and leases,
+// and a pool of proxy connections per session.
 
 import { ControlChannel } from "../control.ts";
 import type { HeartbeatTiming } from "../control.ts";
 import { TunnelError } from "../errors.ts";
-import { type ByteReader, closeQuietly, deadline, sleep, writeAll } from "../io.ts";
+import { closeQuietly, sleep } from "../io.ts";
 import { describeError, type Logger, silentLogger } from "../log.ts";
+import {
+  DEFAULT_POOL_SIZE,
+  MAX_IDLE_PROXIES,
+  PEER_TIMEOUT_MS,
+  RECONNECT_MAX_MS,
+  RECONNECT_MIN_MS,
+} from "../limits.ts";
 import {
   type ClientMessage,
   decodeServerFrame,
-  DEFAULT_POOL_SIZE,
-  encodeFrame,
-  FRAME_HEADER_BYTES,
-  HANDSHAKE_TIMEOUT_MS,
-  MAX_FRAME_BYTES,
-  MAX_IDLE_PROXIES,
-  PEER_TIMEOUT_MS,
   PROTOCOL_VERSION,
-  RECONNECT_MAX_MS,
-  RECONNECT_MIN_MS,
   type ServerMessage,
 } from "../protocol.ts";
-import { dialServer, parseServerUrl, type ServerTarget } from "./dial.ts";
-import { defaultLeaseFile, LeaseStore } from "./lease_store.ts";
-import { LocalDialer, ProxyPool } from "./proxy.ts";
-import type { RequestRecord } from "./request_log.ts";
+import { parseServerUrl, type ServerTarget } from "./dial.ts";
+import type { RequestRecord } from "./exchanges.ts";
+import { type Established, openControl, type Welcome } from "./handshake.ts";
+import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
+import { LocalDialer } from "./local_dialer.ts";
+import { ProxyPool } from "./proxy.ts";
 
 /** Options for {@linkcode openTunnel}. */
 export interface TunnelOptions {
@@ -47,6 +48,12 @@ export interface TunnelOptions {
   leaseFile?: string | false;
   /** When the subdomain is held for a previous client, wait until it is free. @default {false} */
   wait?: boolean;
+  /**
+   * Take the subdomain over from a live tunnel of this same client (same lease
+   * file), e.g. one left running in another terminal. Without it such a claim is
+   * refused while that tunnel answers. @default {false}
+   */
+  replace?: boolean;
   /**
    * Relay bytes only: no request framing, no X-Forwarded-* headers. TLS that is
    * end to end is never parsed either way. @default {false}
@@ -76,7 +83,12 @@ export interface TunnelOptions {
   signal?: AbortSignal;
   /** Called with the public URL each time the tunnel is up: at start and after each reconnect. */
   onReady?: (url: string) => void;
-  /** Heartbeat timing of the control connection (tests shorten it). @default {10 s / 30 s} */
+  /**
+   * Heartbeat timing of the control connection. A knob for tests and for
+   * networks that drop idle connections sooner than 30 s; the server's own
+   * `--heartbeat` and `--peer-timeout` decide when it gives up on the client.
+   * @default {{ intervalMs: 10_000, peerTimeoutMs: 30_000 }}
+   */
   heartbeat?: HeartbeatTiming;
 }
 
@@ -97,13 +109,6 @@ export interface Tunnel {
   close(): Promise<void>;
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-type Welcome = Extract<ServerMessage, { type: "welcome" }>;
-interface Established {
-  conn: Deno.Conn;
-  reader: ByteReader;
-  welcome: Welcome;
 }
 
 /** Refusals after which reconnecting cannot help. */
@@ -156,7 +161,7 @@ class TunnelClient implements Tunnel {
   #welcome: Welcome | undefined;
   #control: ControlChannel<ServerMessage, ClientMessage> | undefined;
   #pools = new Set<ProxyPool>();
-  #leaseStore: LeaseStore | undefined;
+  #leases: LeaseKeeper;
   #lease: string | undefined;
   #replaced: TunnelError | undefined;
   #tasks = new Set<Promise<void>>();
@@ -189,7 +194,11 @@ class TunnelClient implements Tunnel {
     const leaseFile = options.leaseFile === false
       ? undefined
       : options.leaseFile ?? defaultLeaseFile();
-    if (leaseFile !== undefined) this.#leaseStore = new LeaseStore(leaseFile);
+    this.#leases = new LeaseKeeper(
+      leaseFile === undefined ? undefined : new LeaseStore(leaseFile),
+      this.#target.url,
+      this.#log,
+    );
     if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
       throw new RangeError(`Invalid local port ${options.port}: use 1-65535`);
     }
@@ -247,7 +256,7 @@ class TunnelClient implements Tunnel {
     this.#welcome = welcome;
     if (this.#lease === welcome.lease) return;
     this.#lease = welcome.lease;
-    await this.#saveLease(welcome.lease);
+    await this.#leases.save(welcome.subdomain, welcome.lease);
   }
 
   close(): Promise<void> {
@@ -258,7 +267,9 @@ class TunnelClient implements Tunnel {
       this.#control?.close("client closing", { type: "bye" });
       for (const pool of this.#pools) pool.close();
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
-      if (this.#welcome && byeSent && !this.#replaced) await this.#saveLease(undefined);
+      if (this.#welcome && byeSent && !this.#replaced) {
+        await this.#leases.save(this.#welcome.subdomain, undefined);
+      }
       this.#finished.resolve();
     })();
     return this.#closing;
@@ -280,41 +291,11 @@ class TunnelClient implements Tunnel {
     const subdomain = this.#welcome?.subdomain ?? this.#options.subdomain;
     if (subdomain !== undefined) hello.subdomain = subdomain;
     if (this.#options.token !== undefined) hello.token = this.#options.token;
+    if (this.#options.replace && this.#welcome === undefined) hello.replace = true;
     const lease = this.#lease ??
-      (subdomain === undefined ? undefined : await this.#loadLease(subdomain));
+      (subdomain === undefined ? undefined : await this.#leases.load(subdomain));
     if (lease !== undefined) hello.lease = lease;
-    const { conn, reader } = await dialServer(
-      this.#target,
-      hello,
-      FRAME_HEADER_BYTES + MAX_FRAME_BYTES,
-      this.#stop.signal,
-    );
-    let reply: ServerMessage | null;
-    const stop = (): void => closeQuietly(conn);
-    const timer = deadline(HANDSHAKE_TIMEOUT_MS, stop);
-    this.#stop.signal.addEventListener("abort", stop);
-    if (this.#stop.signal.aborted) stop();
-    try {
-      reply = await reader.readFrame(decodeServerFrame);
-    } catch (e) {
-      closeQuietly(conn);
-      const why = timer.expired ? `no welcome in ${HANDSHAKE_TIMEOUT_MS} ms` : describeError(e);
-      throw new TunnelError("protocol", `Cannot open tunnel: ${why}`, { cause: e });
-    } finally {
-      timer.clear();
-      this.#stop.signal.removeEventListener("abort", stop);
-    }
-    if (reply?.type === "welcome") {
-      // Tell the server at once that the welcome (and its lease) arrived: only then
-      // does it hold the name for us if we vanish.
-      await writeAll(conn, encodeFrame({ type: "ping" })).catch(() => {});
-      return { conn, reader, welcome: reply };
-    }
-    closeQuietly(conn);
-    if (reply?.type === "error") {
-      throw new TunnelError(reply.code, reply.message, { retryAfterMs: reply.retryAfterMs });
-    }
-    throw new TunnelError("protocol", "Cannot open tunnel: server closed without a welcome");
+    return await openControl(this.#target, hello, this.#stop.signal, this.#log);
   }
 
   async #loop(first: Established): Promise<void> {
@@ -375,7 +356,7 @@ class TunnelClient implements Tunnel {
       if (message.type === "demand") pool.open(message.count);
       else if (message.type === "lease") {
         this.#lease = message.lease;
-        this.#track(this.#saveLease(message.lease));
+        this.#track(this.#leases.save(welcome.subdomain, message.lease));
       } else if (message.type === "error") {
         this.#log.warn("Server says", { code: message.code, message: message.message });
         if (message.code === "replaced") {
@@ -386,25 +367,6 @@ class TunnelClient implements Tunnel {
     pool.retire();
     this.#track(this.#forget(pool));
     return reason;
-  }
-
-  async #loadLease(subdomain: string): Promise<string | undefined> {
-    try {
-      return await this.#leaseStore?.get(this.#target.url, subdomain);
-    } catch (e) {
-      this.#log.warn("Cannot read lease file", { error: describeError(e) });
-      return undefined;
-    }
-  }
-
-  async #saveLease(lease: string | undefined): Promise<void> {
-    const subdomain = this.#welcome?.subdomain;
-    if (!this.#leaseStore || subdomain === undefined) return;
-    try {
-      await this.#leaseStore.set(this.#target.url, subdomain, lease);
-    } catch (e) {
-      this.#log.warn("Cannot write lease file", { error: describeError(e) });
-    }
   }
 
   // Drops a retired pool once its busy connections are done.

@@ -1,5 +1,7 @@
 // Who may open tunnels: tokens, each allowed any subdomain or a list of them.
 
+import { isSubdomain } from "../names.ts";
+
 /** Subdomains a token may claim: any (`"*"`) or these. */
 export type TokenScope = "*" | readonly string[];
 
@@ -71,7 +73,7 @@ export function parseTokensFile(text: string): Map<string, TokenScope> {
       return;
     }
     const list = names.split(",").map((n) => n.toLowerCase());
-    if (list.some((n) => !/^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/.test(n))) {
+    if (list.some((n) => !isSubdomain(n))) {
       throw new SyntaxError(`Line ${i + 1}: invalid subdomain in "${names}"`);
     }
     rules.set(token, list);

@@ -1,15 +1,15 @@
 // What the server's connection handlers share: configuration, the registry, live sockets.
 
 import type { Logger } from "../log.ts";
-import { hostWithPort } from "../names.ts";
-import type { ServerLimits } from "../protocol.ts";
+import type { ServerLimits } from "../limits.ts";
 import type { Auth } from "./auth.ts";
 import type { Leases } from "./lease.ts";
-import type { Admission } from "./limits.ts";
+import type { Admission } from "./admission.ts";
 import type { Registry } from "./registry.ts";
+import type { Session, SessionHost } from "./session.ts";
 
 /** State shared by the accept loop and the handlers of one server. */
-export interface ServerContext {
+export interface ServerContext extends SessionHost {
   /** Tunnels are `<name>.<domain>`. */
   readonly domain: string;
   /** The server's own URL (`http://<domain>[:port]`). */
@@ -19,7 +19,7 @@ export interface ServerContext {
   /** Where logs go. */
   readonly log: Logger;
   /** Registered tunnels. */
-  readonly registry: Registry;
+  readonly registry: Registry<Session>;
   /** Per-IP counts against the limits. */
   readonly admission: Admission;
   /** Who may open tunnels. */
@@ -38,14 +38,3 @@ export interface ServerContext {
 
 /** What a connection handler did with its connection: `kept` handed it to a session. */
 export type Outcome = void | "kept";
-
-/** The IP address of a connection's peer. */
-export function ipOf(conn: Deno.Conn): string {
-  return (conn.remoteAddr as Deno.NetAddr).hostname;
-}
-
-/** Formats a remote address as `ip:port`. */
-export function peerOf(conn: Deno.Conn): string {
-  const { hostname, port } = conn.remoteAddr as Deno.NetAddr;
-  return hostWithPort(hostname, port, -1);
-}

@@ -1,20 +1,29 @@
-// A client's upgraded connection: `hello` registers a tunnel, `attach` adds a proxy connection.
+// A client's upgraded connection, up to the handshake's outcome: `hello` claims a
+// name and becomes a session (lib/server/session.ts), `attach` adds a proxy
+// connection to one, anything else is refused with an error frame.
 
+import { concatBytes } from "../bytes.ts";
 import { ProxyChannel } from "../channel.ts";
-import { ByteReader, closeQuietly, deadline, FRAME_READER_CAPACITY, writeAll } from "../io.ts";
-import { checkSubdomain, randomSubdomain, randomToken, timingSafeEqual } from "../names.ts";
+import {
+  ByteReader,
+  closeQuietly,
+  deadline,
+  FRAME_READER_CAPACITY,
+  ipOf,
+  writeAll,
+} from "../io.ts";
+import { checkSubdomain, randomSubdomain, timingSafeEqual } from "../names.ts";
+import { LIVENESS_PROBE_MS } from "../limits.ts";
 import {
   type ClientMessage,
-  concatBytes,
   decodeClientFrame,
   encodeFrame,
   type ErrorCode,
   PROTOCOL_VERSION,
-  SECRET_BYTES,
   UPGRADE_RESPONSE,
 } from "../protocol.ts";
-import { ipOf, type Outcome, peerOf, type ServerContext } from "./context.ts";
-import { Session } from "./session.ts";
+import type { Outcome, ServerContext } from "./context.ts";
+import { serveSession } from "./session.ts";
 
 /** Reads the first frame of an upgraded connection and serves it as a control or proxy connection. */
 export async function handleClient(
@@ -116,33 +125,52 @@ async function claim(
   let name: string | undefined;
   if (requested !== undefined) {
     name = requested;
-    const holder = ctx.registry.get(name);
-    if (holder && lease !== undefined && lease.nonce === holder.leaseNonce) {
-      // Its own client is back on a new connection before the old one was found dead.
-      ctx.log.info("Tunnel replaced by its client", { subdomain: name });
-      ctx.registry.remove(holder);
-      holder.replace();
-    } else if (holder) {
-      return await refuse(
-        ctx,
-        conn,
-        "subdomain-taken",
-        `Cannot register subdomain "${name}": already in use`,
-      );
-    } else {
-      const hold = ctx.leases.heldFor(name);
-      if (hold && !ctx.leases.mayClaim(hold, lease)) {
-        const seconds = Math.ceil(hold.leftMs / 1000);
+    // The check and the registration that follows have no await between them, so
+    // two claims cannot both win; a probe of a live holder waits, then checks again.
+    for (let probed = false;;) {
+      const holder = ctx.registry.get(name);
+      if (holder && lease !== undefined && lease.nonce === holder.leaseNonce) {
+        // The same client (its lease) while its session is registered: a second
+        // copy of it, or the same one back before the old connection was found dead.
+        if (!message.replace && !probed) {
+          probed = true;
+          if (await holder.probe(LIVENESS_PROBE_MS)) {
+            return await refuse(
+              ctx,
+              conn,
+              "subdomain-taken",
+              `Cannot register subdomain "${name}": already online from this machine ` +
+                `(use --replace to take it over)`,
+            );
+          }
+          continue; // it did not answer: check again, it may have gone meanwhile
+        }
+        ctx.log.info("Tunnel replaced by its client", { subdomain: name });
+        ctx.registry.remove(holder);
+        holder.replace();
+      } else if (holder) {
         return await refuse(
           ctx,
           conn,
-          "subdomain-reserved",
-          `Cannot register subdomain "${name}": reserved for its previous client for another ${seconds} s`,
-          true,
-          hold.leftMs,
+          "subdomain-taken",
+          `Cannot register subdomain "${name}": already in use`,
         );
+      } else {
+        const hold = ctx.leases.heldFor(name);
+        if (hold && !ctx.leases.mayClaim(hold, lease)) {
+          const seconds = Math.ceil(hold.leftMs / 1000);
+          return await refuse(
+            ctx,
+            conn,
+            "subdomain-reserved",
+            `Cannot register subdomain "${name}": reserved for its previous client for another ${seconds} s`,
+            true,
+            hold.leftMs,
+          );
+        }
+        ctx.leases.release(name);
       }
-      ctx.leases.release(name);
+      break;
     }
   } else {
     // Random names skip real holds only: a restart's grace holds every name, and no
@@ -155,74 +183,7 @@ async function claim(
       return await refuse(ctx, conn, "bad-request", "Cannot pick a free random subdomain");
     }
   }
-  return await serve(ctx, conn, reader, name, lease?.nonce, id);
-}
-
-/** Registers the session, welcomes the client, and serves the tunnel until it ends. */
-async function serve(
-  ctx: ServerContext,
-  conn: Deno.Conn,
-  reader: ByteReader,
-  name: string,
-  claimedNonce: string | undefined,
-  id: number,
-): Promise<void> {
-  const session = new Session(
-    {
-      id: randomToken(16),
-      secret: randomToken(SECRET_BYTES),
-      subdomain: name,
-      log: ctx.log,
-      limits: ctx.limits,
-    },
-    conn,
-    reader,
-  );
-  ctx.registry.add(session);
-  ctx.controlConns.add(conn);
-  let reason = "welcome not delivered";
-  let renewing: ReturnType<typeof setInterval> | undefined;
-  try {
-    // A client that comes back with its lease keeps its nonce, so the lease it
-    // holds stays good whatever happens to this welcome.
-    const issued = await ctx.leases.issue(name, claimedNonce);
-    session.leaseNonce = issued.nonce;
-    ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
-    await writeAll(
-      conn,
-      concatBytes(
-        UPGRADE_RESPONSE,
-        encodeFrame({
-          type: "welcome",
-          version: PROTOCOL_VERSION,
-          tunnel: session.id,
-          secret: session.secret,
-          subdomain: name,
-          url: ctx.url.replace("//", `//${name}.`),
-          lease: issued.lease,
-        }),
-      ),
-    );
-    // Fresh leases as the session lives: after a restart, a recent one proves its holder.
-    renewing = setInterval(() => {
-      ctx.leases.issue(name, issued.nonce).then(
-        ({ lease }) => session.send({ type: "lease", lease }),
-        () => {},
-      );
-    }, ctx.leases.durationMs / 2);
-    reason = await session.run();
-  } finally {
-    clearInterval(renewing);
-    session.close();
-    ctx.controlConns.delete(conn);
-    ctx.registry.remove(session);
-    // Hold the name for a client that went away without bye and may come back; only
-    // if it ever answered after the welcome (so it has its lease).
-    const holds = session.heardFrom && !session.saidBye && !session.replaced &&
-      session.leaseNonce !== undefined && !ctx.closing && !ctx.registry.get(name);
-    if (holds) ctx.leases.hold(name, session.leaseNonce!);
-    ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason, held: holds });
-  }
+  return await serveSession(ctx, conn, reader, name, lease?.nonce, id);
 }
 
 /** Answers a client with an error frame (after the 101, unless already sent). */

@@ -1,23 +1,10 @@
 // Reconnect leases: a signed token that lets only a tunnel's own client reclaim its
 // subdomain for a while after a disconnect, across server restarts given a stable key.
 
+import { fromBase64url, toBase64url } from "../bytes.ts";
 import { randomToken } from "../names.ts";
 
 const encoder = new TextEncoder();
-
-function base64url(bytes: ArrayBuffer): string {
-  return btoa(String.fromCharCode(...new Uint8Array(bytes))).replaceAll("+", "-")
-    .replaceAll("/", "_").replace(/=+$/, "");
-}
-
-function fromBase64url(text: string): Uint8Array<ArrayBuffer> | undefined {
-  try {
-    const raw = atob(text.replaceAll("-", "+").replaceAll("_", "/"));
-    return Uint8Array.from(raw, (c) => c.charCodeAt(0));
-  } catch {
-    return undefined;
-  }
-}
 
 /** Why a subdomain cannot be claimed without its lease right now, and for how long. */
 export interface Hold {
@@ -88,7 +75,7 @@ export class Leases {
   ): Promise<{ lease: string; nonce: string }> {
     const body = `v1.${subdomain}.${nonce}.${Date.now()}`;
     const mac = await crypto.subtle.sign("HMAC", this.#key, encoder.encode(body));
-    return { lease: `${body}.${base64url(mac)}`, nonce };
+    return { lease: `${body}.${toBase64url(new Uint8Array(mac))}`, nonce };
   }
 
   /** The claim in `lease` if this key signed it for `subdomain`. */

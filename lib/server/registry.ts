@@ -1,9 +1,15 @@
 // Registered tunnels by subdomain and by id.
 
-import type { Session } from "./session.ts";
+/** What the registry keeps: a tunnel's name and id. */
+export interface Registered {
+  /** The subdomain it holds. */
+  readonly subdomain: string;
+  /** Its opaque id. */
+  readonly id: string;
+}
 
 /** The server's tunnels: who holds which subdomain, and which id is whose. */
-export class Registry {
+export class Registry<Session extends Registered> {
   #byName = new Map<string, Session>();
   #byId = new Map<string, Session>();
 

@@ -1,43 +1,28 @@
 // A public connection: read its first bytes, route by Host or SNI, answer or forward it.
 
-import { dataFrame } from "../channel.ts";
+import { headEnd } from "../http/head.ts";
+import { httpError, httpRedirect } from "../http/response.ts";
 import {
   answerAndLinger,
   ByteReader,
   closeQuietly,
   deadline,
-  httpError,
+  peerOf,
   sleep,
   writeAll,
 } from "../io.ts";
-import { hostWithPort, routeHost } from "../names.ts";
-import {
-  concatBytes,
-  encodeFrame,
-  LINGER_MS,
-  type ServerMessage,
-  UPGRADE_PATH,
-  UPGRADE_TOKEN,
-} from "../protocol.ts";
+import { LINGER_MS } from "../limits.ts";
+import { describeError, isBug } from "../log.ts";
+import { hostWithPort, HTTPS_PORT, routeHost } from "../names.ts";
+import { encodeStreamStart, type ServerMessage, UPGRADE_PATH, UPGRADE_TOKEN } from "../protocol.ts";
 import { relayStream } from "../relay.ts";
 import { sniff, type SniffedHttp } from "../sniff.ts";
-import { type Outcome, peerOf, type ServerContext } from "./context.ts";
+import type { Outcome, ServerContext } from "./context.ts";
 import { handleClient } from "./handshake.ts";
 import { renderPage } from "./pages.ts";
 import type { Session } from "./session.ts";
 
-const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request Timeout", "Request timeout");
-const HTTPS_PORT = 443;
-
-/** A permanent redirect that keeps the method (308). */
-function redirect(location: string): Uint8Array {
-  const body = `Moved to ${location}\n`;
-  return new TextEncoder().encode(
-    `HTTP/1.1 308 Permanent Redirect\r\nLocation: ${location}\r\n` +
-      `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${body.length}\r\n` +
-      `Connection: close\r\n\r\n${body}`,
-  );
-}
+const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request timeout");
 
 /**
  * Whether new bytes (from `before` on) can change a need-more answer: an HTTP
@@ -47,14 +32,7 @@ function redirect(location: string): Uint8Array {
  */
 function worthSniffing(bytes: Uint8Array, before: number, maxBytes: number): boolean {
   if (bytes[0] === 0x16 || before < 64 || bytes.length >= maxBytes) return true;
-  for (
-    let lf = bytes.indexOf(0x0a, Math.max(0, before - 2));
-    lf >= 0;
-    lf = bytes.indexOf(0x0a, lf + 1)
-  ) {
-    if (bytes[lf + 1] === 0x0a || (bytes[lf + 1] === 0x0d && bytes[lf + 2] === 0x0a)) return true;
-  }
-  return false;
+  return headEnd(bytes, before - 3) >= 0;
 }
 
 /**
@@ -119,12 +97,9 @@ export async function routeConnection(
     case "invalid":
       ctx.log.debug("Unroutable connection", { conn: id, reason: result.reason });
       if (result.status === 431) {
-        await answerAndLinger(
-          conn,
-          httpError(431, "Request Header Fields Too Large", result.reason),
-        );
+        await answerAndLinger(conn, httpError(431, result.reason));
       } else if (result.status === 400) {
-        await answerAndLinger(conn, httpError(400, "Bad Request", `Bad request: ${result.reason}`));
+        await answerAndLinger(conn, httpError(400, `Bad request: ${result.reason}`));
       }
       return;
     case "tls": {
@@ -154,24 +129,29 @@ async function routeHttp(
   }
   const route = routeHost({ host: head.host, ip: head.ip }, ctx.domain);
   if (route.kind === "apex") {
-    const page = renderPage(head.method, head.target, ctx.domain, { tunnels: ctx.registry.size });
+    const page = renderPage(head.method, head.target, {
+      url: ctx.url,
+      domain: ctx.domain,
+      tokenRequired: ctx.auth.required,
+      tunnels: ctx.registry.size,
+    });
     return await answerAndLinger(conn, page);
   }
   if (!secure && route.kind === "tunnel" && ctx.redirectPort !== undefined) {
     const path = head.target.replace(/^https?:\/\/[^/]*/i, "") || "/";
     const location = `https://${hostWithPort(head.host, ctx.redirectPort, HTTPS_PORT)}${path}`;
-    return await answerAndLinger(conn, redirect(location));
+    return await answerAndLinger(conn, httpRedirect(location));
   }
   const session = route.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
   if (!session) {
     if (route.kind === "tunnel" && ctx.leases.isHeld(route.name)) {
       const body = `Tunnel ${head.host} is reconnecting, try again shortly`;
-      return await answerAndLinger(conn, httpError(502, "Bad Gateway", body));
+      return await answerAndLinger(conn, httpError(502, body));
     }
     const body = route.kind === "tunnel"
       ? `Tunnel ${head.host} not found`
       : `Unknown host ${head.host}`;
-    return await answerAndLinger(conn, httpError(404, "Not Found", body));
+    return await answerAndLinger(conn, httpError(404, body));
   }
   await forward(ctx, conn, reader.buffered, session, secure ? "https" : "http", id);
 }
@@ -191,22 +171,18 @@ async function forward(
   carried: Carried,
   id: number,
 ): Promise<void> {
-  const max = ctx.limits.maxStreamsPerTunnel;
-  if (max > 0 && session.streams >= max) {
+  if (!session.enterStream()) {
+    const max = ctx.limits.maxStreamsPerTunnel;
     ctx.log.warn("Tunnel at its stream limit", { conn: id, subdomain: session.subdomain, max });
     if (carried !== "tls") {
-      await answerAndLinger(
-        conn,
-        httpError(503, "Service Unavailable", "Tunnel is busy, try again"),
-      );
+      await answerAndLinger(conn, httpError(503, "Tunnel is busy, try again"));
     }
     return;
   }
-  session.streams++;
   try {
     await forwardStream(ctx, conn, prefix, session, carried, id);
   } finally {
-    session.streams--;
+    session.leaveStream();
   }
 }
 
@@ -222,10 +198,7 @@ async function forwardStream(
   if (!proxy) {
     ctx.log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
     if (carried !== "tls") {
-      await answerAndLinger(
-        conn,
-        httpError(504, "Gateway Timeout", "Tunnel did not answer in time"),
-      );
+      await answerAndLinger(conn, httpError(504, "Tunnel did not answer in time"));
     }
     return;
   }
@@ -235,8 +208,7 @@ async function forwardStream(
     const open: ServerMessage = carried === "tls"
       ? { type: "open", peer: peerOf(conn), proto: "tls" }
       : { type: "open", peer: peerOf(conn), proto: "http", scheme: carried };
-    const data = prefix.length > 0 ? dataFrame(prefix) : new Uint8Array(0);
-    await writeAll(proxy.conn, concatBytes(encodeFrame(open), data));
+    await writeAll(proxy.conn, encodeStreamStart(open, prefix));
     const result = await relayStream(conn, proxy, {
       idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
     });
@@ -246,7 +218,12 @@ async function forwardStream(
       in: result.sent,
       out: result.received,
       reusable: result.reusable,
+      ...(result.error === undefined ? {} : { error: describeError(result.error) }),
+      ...(result.rawError === undefined ? {} : { visitor_error: describeError(result.rawError) }),
     });
+    for (const e of [result.error, result.rawError]) {
+      if (isBug(e)) ctx.log.error("Stream failed", { conn: id, error: describeError(e) });
+    }
     ctx.conns.delete(proxy.conn);
     reused = result.reusable && !ctx.closing && session.addProxy(proxy);
   } finally {

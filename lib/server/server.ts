@@ -1,8 +1,6 @@
 // The public server: one port for browsers and clients; routes each connection by its first bytes.
 
-import { closeQuietly, sleep } from "../io.ts";
-import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
-import { hostWithPort, normalizeHost } from "../names.ts";
+import { closeQuietly, ipOf, sleep } from "../io.ts";
 import {
   ACCEPT_BACKOFF_MAX_MS,
   ACCEPT_BACKOFF_MIN_MS,
@@ -11,13 +9,16 @@ import {
   type ServerLimits,
   SHUTDOWN_GRACE_MS,
   SHUTDOWN_POLL_MS,
-} from "../protocol.ts";
-import { ipOf, type Outcome, type ServerContext } from "./context.ts";
+} from "../limits.ts";
+import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
+import { hostWithPort, HTTPS_PORT, normalizeHost } from "../names.ts";
+import type { Outcome, ServerContext } from "./context.ts";
+import { Admission } from "./admission.ts";
 import { Auth, type TokenRules } from "./auth.ts";
 import { Leases } from "./lease.ts";
-import { Admission } from "./limits.ts";
 import { Registry } from "./registry.ts";
 import { routeConnection } from "./route.ts";
+import type { Session } from "./session.ts";
 
 /** Options for {@linkcode startServer}. */
 export interface ServerOptions {
@@ -97,10 +98,29 @@ export interface TunnelServer {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-const HTTPS_PORT = 443;
 const DEFAULT_TLS_PORT = 8443;
 /** ALPN: HTTP/1.1 only, so browsers cannot coalesce subdomains onto one HTTP/2 connection. */
 const ALPN = ["http/1.1"];
+
+/**
+ * Runs `listen`; a failure to bind says which address could not be had (the
+ * plain or the TLS port), an unusable certificate or key says so; both keep the cause.
+ */
+function listenOrExplain<L>(listen: () => L, where: string, tls = false): L {
+  try {
+    return listen();
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    const certificate = tls && (e instanceof Deno.errors.InvalidData || /key/i.test(why));
+    if (certificate) {
+      throw new Error(`Cannot use the TLS certificate and key: ${why}`, { cause: e });
+    }
+    if (e instanceof Deno.errors.AddrInUse) {
+      throw new Deno.errors.AddrInUse(`Cannot listen on ${where}: address already in use`);
+    }
+    throw new Error(`Cannot listen on ${where}: ${why}`, { cause: e });
+  }
+}
 
 /**
  * Starts a Gotunnel server listening on one TCP port. Resolves once it listens.
@@ -121,17 +141,29 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const log = options.logger ?? silentLogger;
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
   const hostname = options.hostname ?? "0.0.0.0";
-  const listener = Deno.listen({ port: options.port ?? 8080, hostname });
-  const addr = listener.addr;
+  // Everything that can fail without a socket comes first: once a listener is
+  // open, start-up either completes or closes it again.
+  const auth = await Auth.create(options.tokens);
+  const leases = await Leases.create(
+    options.leaseKey,
+    options.leaseMs ?? LEASE_MS,
+    options.leaseGrace ?? true,
+  );
   const listenTls = (cert: string, key: string, port: number): Deno.TlsListener =>
     Deno.listenTls({ port, hostname, cert, key, alpnProtocols: ALPN });
+  const listener = listenOrExplain(
+    () => Deno.listen({ port: options.port ?? 8080, hostname }),
+    `${hostname}:${options.port ?? 8080}`,
+  );
+  const addr = listener.addr;
   let tlsListener: Deno.TlsListener | undefined;
   try {
     if (options.tls) {
-      tlsListener = listenTls(
-        options.tls.cert,
-        options.tls.key,
-        options.tls.port ?? DEFAULT_TLS_PORT,
+      const { cert, key, port = DEFAULT_TLS_PORT } = options.tls;
+      tlsListener = listenOrExplain(
+        () => listenTls(cert, key, port),
+        `${hostname}:${port} (TLS port)`,
+        true,
       );
     }
   } catch (e) {
@@ -143,14 +175,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const url = tlsAddr
     ? `https://${hostWithPort(domain, tlsAddr.port, HTTPS_PORT)}`
     : `http://${hostWithPort(domain, addr.port)}`;
-  const registry = new Registry();
+  const registry = new Registry<Session>();
   const admission = new Admission(limits);
-  const auth = await Auth.create(options.tokens);
-  const leases = await Leases.create(
-    options.leaseKey,
-    options.leaseMs ?? LEASE_MS,
-    options.leaseGrace ?? true,
-  );
   const conns = new Set<Deno.Conn>();
   const controlConns = new Set<Deno.Conn>(); // closed by their sessions, after a last frame
   const tasks = new Set<Promise<void>>();
@@ -299,7 +325,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   options.signal?.addEventListener("abort", onAbort, { once: true });
   finished.promise.then(() => options.signal?.removeEventListener("abort", onAbort));
   if (options.signal?.aborted) void close();
-  log.info("Listening", { url, addr: `${addr.hostname}:${addr.port}` });
+  log.info("Listening", { url, addr: hostWithPort(addr.hostname, addr.port, -1) });
+  if (tlsAddr) {
+    log.info("Listening for HTTPS", { addr: hostWithPort(tlsAddr.hostname, tlsAddr.port, -1) });
+  }
   if (!auth.required) {
     log.warn("Open server: anyone who can reach it may open tunnels (see --token)");
   }

@@ -1,17 +1,44 @@
-// One registered tunnel on the server: its control channel and its pool of idle proxy connections.
+// One tunnel on the server, for its whole life: registered under its name, its
+// control channel served, its lease renewed, its idle proxy connections pooled,
+// its streams counted, and its name held for its client after an unannounced end.
 
 import { ControlChannel } from "../control.ts";
-import { closeQuietly } from "../io.ts";
+import type { ProxyChannel } from "../channel.ts";
+import { type ByteReader, closeQuietly, peerOf, writeAll } from "../io.ts";
+import type { ServerLimits } from "../limits.ts";
+import { SECRET_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
+import { randomToken } from "../names.ts";
 import {
   type ClientMessage,
   decodeClientFrame,
+  encodeFrame,
   MAX_DEMAND,
-  type ServerLimits,
+  PROTOCOL_VERSION,
   type ServerMessage,
+  UPGRADE_RESPONSE,
 } from "../protocol.ts";
-import type { ProxyChannel } from "../channel.ts";
-import type { ByteReader } from "../io.ts";
+import { concatBytes } from "../bytes.ts";
+import type { Leases } from "./lease.ts";
+import type { Registry } from "./registry.ts";
+
+/** What a session needs from its server. */
+export interface SessionHost {
+  /** The server's URL; a tunnel's is it with the name in front. */
+  readonly url: string;
+  /** Limits and timeouts in force. */
+  readonly limits: ServerLimits;
+  /** Where logs go. */
+  readonly log: Logger;
+  /** Registered tunnels, this one among them while it lives. */
+  readonly registry: Registry<Session>;
+  /** Leases issued to clients and names held for them. */
+  readonly leases: Leases;
+  /** Control connections: their sessions close them after a last frame. */
+  readonly controlConns: Set<Deno.Conn>;
+  /** Whether the server is shutting down (then no name is held). */
+  readonly closing: boolean;
+}
 
 interface Waiter {
   resolve(proxy: ProxyChannel | undefined): void;
@@ -21,15 +48,14 @@ interface Waiter {
 /** A tunnel: the client's control channel, its subdomain and its idle proxies. */
 export class Session {
   /** Opaque id the client names in `attach`. */
-  readonly id: string;
+  readonly id: string = randomToken(16);
   /** Secret the client proves in `attach`. */
-  readonly secret: string;
+  readonly secret: string = randomToken(SECRET_BYTES);
   /** The subdomain this session holds. */
   readonly subdomain: string;
-  /** Public connections of this tunnel now waiting for or relaying a stream. */
-  streams = 0;
   /** The nonce of the lease this session's client holds. */
   leaseNonce: string | undefined;
+  #streams = 0;
   #saidBye = false;
   #replaced = false;
   #control: ControlChannel<ClientMessage, ServerMessage>;
@@ -37,20 +63,19 @@ export class Session {
   #waiters: Waiter[] = [];
   #demand = 0;
   #log: Logger;
-  #maxIdle: number;
+  #limits: ServerLimits;
   #closed = false;
 
-  /** Creates a session over an upgraded control connection. */
+  /** Creates a session for `subdomain` over an upgraded control connection. */
   constructor(
-    init: { id: string; secret: string; subdomain: string; log: Logger; limits: ServerLimits },
+    subdomain: string,
     conn: Deno.Conn,
     reader: ByteReader,
+    init: { log: Logger; limits: ServerLimits },
   ) {
-    this.id = init.id;
-    this.secret = init.secret;
-    this.subdomain = init.subdomain;
+    this.subdomain = subdomain;
     this.#log = init.log;
-    this.#maxIdle = init.limits.maxIdleProxies;
+    this.#limits = init.limits;
     const { maxFrameBytes, heartbeatIntervalMs, peerTimeoutMs } = init.limits;
     this.#control = new ControlChannel(
       conn,
@@ -76,6 +101,16 @@ export class Session {
     return this.#replaced;
   }
 
+  /** Public connections of this tunnel now waiting for or relaying a stream. */
+  get streams(): number {
+    return this.#streams;
+  }
+
+  /** Number of idle proxy connections held now. */
+  get idleCount(): number {
+    return this.#idle.length;
+  }
+
   /** Ends this session because its client came back on a new connection. */
   replace(): void {
     this.#replaced = true;
@@ -86,14 +121,30 @@ export class Session {
     });
   }
 
-  /** Number of idle proxy connections held now. */
-  get idleCount(): number {
-    return this.#idle.length;
+  /** Whether the client answers a ping within `timeoutMs` (false once closed). */
+  probe(timeoutMs: number): Promise<boolean> {
+    return this.#control.probe(timeoutMs);
   }
 
   /** Sends a message on the control channel. */
   send(message: ServerMessage): void {
     this.#control.send(message);
+  }
+
+  /**
+   * Counts a public connection against the tunnel's stream limit: false (and
+   * not counted) when the tunnel is at it. Each true is matched by `leaveStream()`.
+   */
+  enterStream(): boolean {
+    const max = this.#limits.maxStreamsPerTunnel;
+    if (max > 0 && this.#streams >= max) return false;
+    this.#streams++;
+    return true;
+  }
+
+  /** Uncounts a public connection counted by `enterStream()`. */
+  leaveStream(): void {
+    this.#streams--;
   }
 
   /** Serves the control channel until it ends, then closes everything the session holds. */
@@ -127,7 +178,8 @@ export class Session {
       waiter.resolve(proxy);
       return true;
     }
-    if (this.#maxIdle > 0 && this.#idle.length >= this.#maxIdle) return false;
+    const max = this.#limits.maxIdleProxies;
+    if (max > 0 && this.#idle.length >= max) return false;
     this.#idle.push(proxy);
     // While idle, any outcome of the watch read (EOF, error, stray bytes) retires the connection.
     proxy.watch().then(() => this.#retire(proxy));
@@ -185,5 +237,60 @@ export class Session {
       this.#demand = 0;
       this.send({ type: "demand", count });
     });
+  }
+}
+
+/**
+ * Registers a tunnel for `name` on `conn` (whose hello was accepted), welcomes
+ * the client, serves the tunnel until it ends, and then holds the name for a
+ * client that went away without `bye` (if it ever answered the welcome, so it
+ * has its lease). `claimedNonce` is the nonce of a lease the client came back with.
+ */
+export async function serveSession(
+  ctx: SessionHost,
+  conn: Deno.Conn,
+  reader: ByteReader,
+  name: string,
+  claimedNonce: string | undefined,
+  id: number,
+): Promise<void> {
+  const session = new Session(name, conn, reader, { log: ctx.log, limits: ctx.limits });
+  ctx.registry.add(session);
+  ctx.controlConns.add(conn);
+  let reason = "welcome not delivered";
+  let renewing: ReturnType<typeof setInterval> | undefined;
+  try {
+    // A client that comes back with its lease keeps its nonce, so the lease it
+    // holds stays good whatever happens to this welcome.
+    const issued = await ctx.leases.issue(name, claimedNonce);
+    session.leaseNonce = issued.nonce;
+    ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
+    const welcome = encodeFrame({
+      type: "welcome",
+      version: PROTOCOL_VERSION,
+      tunnel: session.id,
+      secret: session.secret,
+      subdomain: name,
+      url: ctx.url.replace("//", `//${name}.`),
+      lease: issued.lease,
+    });
+    await writeAll(conn, concatBytes(UPGRADE_RESPONSE, welcome));
+    // Fresh leases as the session lives: after a restart, a recent one proves its holder.
+    renewing = setInterval(() => {
+      ctx.leases.issue(name, issued.nonce).then(
+        ({ lease }) => session.send({ type: "lease", lease }),
+        (e) => ctx.log.error("Cannot renew lease", { subdomain: name, error: `${e}` }),
+      );
+    }, ctx.leases.durationMs / 2);
+    reason = await session.run();
+  } finally {
+    clearInterval(renewing);
+    session.close();
+    ctx.controlConns.delete(conn);
+    ctx.registry.remove(session);
+    const holds = session.heardFrom && !session.saidBye && !session.replaced &&
+      session.leaseNonce !== undefined && !ctx.closing && !ctx.registry.get(name);
+    if (holds) ctx.leases.hold(name, session.leaseNonce!);
+    ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason, held: holds });
   }
 }

@@ -1,0 +1,173 @@
+// The response side of the HTTP-aware client: each response on a visitor stream
+// paired with its request (pipelining included), which decides whether a request
+// that asked to switch protocols was granted; observers get one record per exchange.
+
+import { Http1Framer, switchesProtocols } from "../http/framer.ts";
+import type { MessageHead } from "../http/head.ts";
+
+/** One request and what became of it. */
+export interface RequestRecord {
+  /** Request method. */
+  method: string;
+  /** Request target, as sent (path and query). */
+  target: string;
+  /** Final response status; undefined when no response came. */
+  status: number | undefined;
+  /** From the request head to the end of the response (to the 101 for an upgrade). */
+  durationMs: number;
+  /** Response body bytes as sent (chunked framing included). */
+  bytes: number;
+  /** The protocol switched to (`websocket`), when the request upgraded the stream. */
+  upgrade: string | undefined;
+  /** Why the exchange is incomplete: `no response`, `cut short`, `bad response`. */
+  problem: string | undefined;
+}
+
+interface Pending {
+  method: string;
+  target: string;
+  upgrade: string | undefined;
+  start: number;
+}
+
+/**
+ * Pairs the requests of one stream with its responses, in order (pipelining
+ * included). Feed it request heads, response bytes as they pass, and `close()`
+ * at the end of the stream. It says whether a request asking to switch
+ * protocols (Upgrade, CONNECT) was granted, so that the request side knows
+ * whether what follows is still HTTP, and reports each exchange once to its
+ * observer (the request log), which only watches.
+ */
+export class ExchangeTracker {
+  #framer = new Http1Framer("response");
+  #pending: Pending[] = [];
+  #status: number | undefined;
+  #switched = false; // the current response switched protocols
+  #bytes = 0;
+  #done = false;
+  #report: ((record: RequestRecord) => void) | undefined;
+  #now: () => number;
+  #switch: PromiseWithResolvers<boolean> | undefined;
+
+  /** Reports through `report` (none: it only pairs); `now` is the clock (ms). */
+  constructor(
+    report: ((record: RequestRecord) => void) | undefined,
+    now: () => number = () => performance.now(),
+  ) {
+    this.#report = report;
+    this.#now = now;
+  }
+
+  /**
+   * Resolves once the last request that asked to switch protocols has the head
+   * of its final answer: true only if that answer switched the stream (101, or
+   * 2xx to CONNECT); false if it did not, if the responses could not be
+   * followed, or if the stream ended first. False when no request asked.
+   */
+  switched(): Promise<boolean> {
+    return this.#switch?.promise ?? Promise.resolve(false);
+  }
+
+  /** The visitor sent a request with this head. */
+  request(head: MessageHead): void {
+    const method = head.method ?? "?";
+    const upgrade = method === "CONNECT" ? "connect" : head.get("upgrade")?.toLowerCase();
+    if (upgrade !== undefined) {
+      this.#switch = Promise.withResolvers();
+      if (this.#done) this.#switch.resolve(false); // responses no longer followed: no switch
+    }
+    if (this.#done) return;
+    // Without a report, nothing is kept that only a report would need.
+    const report = this.#report !== undefined;
+    this.#pending.push({
+      method,
+      target: report ? head.target ?? "?" : "",
+      upgrade,
+      start: report ? this.#now() : 0,
+    });
+    this.#framer.expect(method);
+  }
+
+  /** The client refused the visitor's next request itself (it could not be framed). */
+  refused(status: number, reason: string): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#report?.({
+      method: "-",
+      target: "-",
+      status,
+      durationMs: 0,
+      bytes: 0,
+      upgrade: undefined,
+      problem: reason,
+    });
+  }
+
+  /** Response bytes from the app, in order. */
+  response(bytes: Uint8Array): void {
+    if (this.#done) return;
+    for (const event of this.#framer.push(bytes)) {
+      switch (event.kind) {
+        case "head": {
+          const status = event.head.status!;
+          // An interim answer (100 Continue): the final one is still to come.
+          this.#status = status >= 100 && status < 200 && status !== 101 ? undefined : status;
+          this.#bytes = 0;
+          // A final answer to a request that asked to switch decides it, at its head.
+          const request = this.#pending[0];
+          if (this.#status !== undefined && request) {
+            this.#switched = switchesProtocols(request.method, event.head);
+            if (request.upgrade !== undefined) this.#switch?.resolve(this.#switched);
+          }
+          break;
+        }
+        case "body":
+          this.#bytes += event.bytes.length;
+          break;
+        case "end":
+          if (this.#status !== undefined) this.#finish(undefined);
+          break;
+        case "raw": // switched protocols: nothing more to pair
+          this.#done = true;
+          return;
+        case "error":
+          this.#finish("bad response");
+          this.#done = true;
+          this.#switch?.resolve(false);
+          return;
+      }
+    }
+  }
+
+  /** The stream is over: report what is still open. */
+  close(): void {
+    if (!this.#done) {
+      for (const event of this.#framer.end()) {
+        if (event.kind === "end" && this.#status !== undefined) this.#finish(undefined);
+      }
+    }
+    this.#done = true;
+    while (this.#pending.length > 0) {
+      this.#finish(this.#status === undefined ? "no response" : "cut short");
+    }
+    this.#switch?.resolve(false);
+  }
+
+  #finish(problem: string | undefined): void {
+    const request = this.#pending.shift();
+    if (!request) return;
+    const switched = problem === undefined && this.#switched;
+    this.#report?.({
+      method: request.method,
+      target: request.target,
+      status: this.#status,
+      durationMs: this.#now() - request.start,
+      bytes: this.#bytes,
+      upgrade: switched ? request.upgrade : undefined,
+      problem,
+    });
+    this.#status = undefined;
+    this.#switched = false;
+    this.#bytes = 0;
+  }
+}

@@ -1,0 +1,121 @@
+// Every limit and timeout, with its unit in its name: defined here once and nowhere else.
+
+/** Largest HTTP request head or TLS ClientHello the server reads to route a connection. */
+export const MAX_SNIFF_BYTES = 16 * 1024;
+/** Absolute deadline for those first bytes, not reset by a trickle. */
+export const SNIFF_TIMEOUT_MS = 10_000;
+/** Largest control frame payload, either direction. */
+export const MAX_FRAME_BYTES = 16 * 1024;
+/** Time a new client connection has to complete its upgrade and first frame. */
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+/** Interval between heartbeats, sent by both sides. */
+export const HEARTBEAT_INTERVAL_MS = 10_000;
+/** Inbound silence after which a peer is taken as dead. */
+export const PEER_TIMEOUT_MS = 30_000;
+/** How long a public connection waits for an idle proxy connection (then 504). */
+export const PROXY_WAIT_TIMEOUT_MS = 10_000;
+/** How long the client waits for the local app to accept (then 502). */
+export const LOCAL_DIAL_TIMEOUT_MS = 5_000;
+/** Accept errors that mean resource exhaustion (EMFILE) back off from this... */
+export const ACCEPT_BACKOFF_MIN_MS = 5;
+/** ...doubling up to this; they never end the server. */
+export const ACCEPT_BACKOFF_MAX_MS = 1_000;
+/** How long a closing control channel waits for its last frame (bye, shutdown) to go out. */
+export const LAST_FRAME_GRACE_MS = 1_000;
+/** After an error answer, how long the peer may go on sending before the socket is closed. */
+export const LINGER_MS = 1_000;
+/** ...and how many bytes of it are read and dropped at most. */
+export const LINGER_MAX_BYTES = 64 * 1024;
+/** Idle proxy connections the client keeps open by default. */
+export const DEFAULT_POOL_SIZE = 8;
+/** What the HTTP-aware client holds of a visitor's bytes while an upgrade waits for its answer. */
+export const MAX_HELD_BYTES = 64 * 1024;
+/** Request log lines printed per second at most; the rest are summed up in one line. */
+export const REQUEST_LOG_LINES_PER_SECOND = 50;
+/** How long the request log gathers lines before writing them together. */
+export const REQUEST_LOG_BATCH_MS = 20;
+/** Idle proxy connections the server holds per session at most. */
+export const MAX_IDLE_PROXIES = 32;
+/** A relayed connection with no byte either way for this long is closed. */
+export const STREAM_IDLE_TIMEOUT_MS = 10 * 60_000;
+/** Concurrent public connections per tunnel (then 503). */
+export const MAX_STREAMS_PER_TUNNEL = 200;
+/** Connections from one IP address whose first bytes are still being read. */
+export const MAX_SNIFFING_PER_IP = 50;
+/** Connections whose first bytes are still being read, in all. */
+export const MAX_SNIFFING_TOTAL = 10_000;
+/** Tunnels one IP address may hold. */
+export const MAX_TUNNELS_PER_IP = 10;
+/** New control sessions one IP address may open per minute. */
+export const MAX_SESSIONS_PER_IP_PER_MINUTE = 30;
+/** Proxy connections a client keeps idle or opening at most, whatever the server asks. */
+export const MAX_CLIENT_PROXIES = 1024;
+/** Reconnect backoff: first delay, doubled after each failure up to the maximum. */
+export const RECONNECT_MIN_MS = 1_000;
+/** Reconnect backoff ceiling. */
+export const RECONNECT_MAX_MS = 30_000;
+/** A graceful shutdown lets relayed connections finish for this long. */
+export const SHUTDOWN_GRACE_MS = 30_000;
+/** How often a shutdown checks whether everything has finished. */
+export const SHUTDOWN_POLL_MS = 50;
+/** How long a live session of the same client has to answer a ping before a new one replaces it. */
+export const LIVENESS_PROBE_MS = 2_000;
+/** How long a subdomain stays held for a client that went away without saying bye. */
+export const LEASE_MS = 60_000;
+/** Bytes of randomness in a session secret. */
+export const SECRET_BYTES = 32;
+/** Length of a random subdomain. */
+export const RANDOM_SUBDOMAIN_LENGTH = 10;
+
+/**
+ * The server's limits and timeouts; each is a server option and a CLI flag.
+ * For counts, 0 means no limit.
+ */
+export interface ServerLimits {
+  /** Absolute deadline for the first bytes of a public connection (then 408 or close). */
+  sniffTimeoutMs: number;
+  /** Largest HTTP request head or TLS ClientHello read to route (then 431 or close). */
+  maxSniffBytes: number;
+  /** Time a client connection has for its upgrade and first frame. */
+  handshakeTimeoutMs: number;
+  /** Largest control frame a client may send. */
+  maxFrameBytes: number;
+  /** Interval between heartbeats on control connections. */
+  heartbeatIntervalMs: number;
+  /** Inbound silence after which a client is taken as dead. */
+  peerTimeoutMs: number;
+  /** How long a visitor waits for an idle proxy connection (then 504). */
+  proxyWaitTimeoutMs: number;
+  /** A relayed connection idle both ways for this long is closed. */
+  streamIdleTimeoutMs: number;
+  /** Concurrent public connections per tunnel (then 503). */
+  maxStreamsPerTunnel: number;
+  /** Idle proxy connections held per tunnel. */
+  maxIdleProxies: number;
+  /** Connections from one IP still being sniffed (more are closed). */
+  maxSniffingPerIp: number;
+  /** Connections still being sniffed, in all (more are closed). */
+  maxSniffingTotal: number;
+  /** Tunnels one IP may hold. */
+  maxTunnelsPerIp: number;
+  /** New control sessions one IP may open per minute. */
+  maxSessionsPerIpPerMinute: number;
+}
+
+/** The defaults of {@linkcode ServerLimits}, from the constants above. */
+export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
+  sniffTimeoutMs: SNIFF_TIMEOUT_MS,
+  maxSniffBytes: MAX_SNIFF_BYTES,
+  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  maxFrameBytes: MAX_FRAME_BYTES,
+  heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
+  peerTimeoutMs: PEER_TIMEOUT_MS,
+  proxyWaitTimeoutMs: PROXY_WAIT_TIMEOUT_MS,
+  streamIdleTimeoutMs: STREAM_IDLE_TIMEOUT_MS,
+  maxStreamsPerTunnel: MAX_STREAMS_PER_TUNNEL,
+  maxIdleProxies: MAX_IDLE_PROXIES,
+  maxSniffingPerIp: MAX_SNIFFING_PER_IP,
+  maxSniffingTotal: MAX_SNIFFING_TOTAL,
+  maxTunnelsPerIp: MAX_TUNNELS_PER_IP,
+  maxSessionsPerIpPerMinute: MAX_SESSIONS_PER_IP_PER_MINUTE,
+};
