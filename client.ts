@@ -19,8 +19,6 @@ import type { Logger } from "./lib/log.ts";
 import { hostWithPort } from "./lib/names.ts";
 import { GOTUNNEL_VERSION } from "./lib/protocol.ts";
 
-export { CLIENT_USAGE };
-
 const encoder = new TextEncoder();
 function writeAllSync(file: { writeSync(p: Uint8Array): number }, text: string): void {
   const bytes = encoder.encode(text);

@@ -13,8 +13,6 @@ import { readPemFile, readServerCommand, SERVER_USAGE } from "./lib/server/optio
 import { startServer } from "./lib/server/server.ts";
 import { GOTUNNEL_VERSION } from "./lib/protocol.ts";
 
-export { SERVER_USAGE };
-
 const encoder = new TextEncoder();
 const print = (text: string): void => {
   Deno.stdout.writeSync(encoder.encode(text + "\n"));

@@ -5,7 +5,19 @@ import type { ErrorCode } from "./protocol.ts";
 /** Codes of {@linkcode TunnelError}: the server's refusals plus local failures. */
 export type TunnelErrorCode = ErrorCode | "connect" | "protocol";
 
-/** A tunnel could not be opened or kept; `code` says why. */
+/**
+ * A tunnel could not be opened or kept; `code` says why.
+ *
+ * @example Branch on why a tunnel was refused
+ * ```ts
+ * import { openTunnel, TunnelError } from "@gotunnel/gotunnel";
+ * try {
+ *   await openTunnel({ port: 3000, server: "http://127.0.0.1:9", leaseFile: false });
+ * } catch (e) {
+ *   if (e instanceof TunnelError && e.code === "connect") console.log("no server there");
+ * }
+ * ```
+ */
 export class TunnelError extends Error {
   /** Why: a server refusal (`subdomain-taken`, ...), `connect` or `protocol`. */
   readonly code: TunnelErrorCode;

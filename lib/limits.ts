@@ -102,7 +102,19 @@ export interface ServerLimits {
   maxSessionsPerIpPerMinute: number;
 }
 
-/** The defaults of {@linkcode ServerLimits}, from the constants above. */
+/**
+ * The defaults of {@linkcode ServerLimits}, from the constants above.
+ *
+ * @example Raise one limit, keep the others
+ * ```ts
+ * import { DEFAULT_SERVER_LIMITS, startServer } from "@gotunnel/gotunnel";
+ * await using server = await startServer({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   limits: { maxStreamsPerTunnel: DEFAULT_SERVER_LIMITS.maxStreamsPerTunnel * 2 },
+ * });
+ * ```
+ */
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
   sniffTimeoutMs: SNIFF_TIMEOUT_MS,
   maxSniffBytes: MAX_SNIFF_BYTES,

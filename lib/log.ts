@@ -33,7 +33,16 @@ const RANK: Record<LogLevel, number> = { debug: 0, info: 1, warn: 2, error: 3, s
 /** The names of the log levels, for flag parsing. */
 export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
 
-/** A logger that drops everything: the library's default. */
+/**
+ * A logger that drops everything: the library's default.
+ *
+ * @example Keep warnings and errors only, dropping the rest
+ * ```ts
+ * import { createLogger, silentLogger } from "@gotunnel/gotunnel";
+ * const log = { ...silentLogger, warn: createLogger().warn, error: createLogger().error };
+ * log.debug("not shown");
+ * ```
+ */
 export const silentLogger: Logger = {
   debug() {},
   info() {},
@@ -46,7 +55,18 @@ const writeStderr = (line: string): void => {
   Deno.stderr.writeSync(encoder.encode(line + "\n"));
 };
 
-/** Creates a logger writing one line per entry at or above `level`. */
+/**
+ * Creates a logger writing one line per entry at or above `level`.
+ *
+ * @example JSON lines for a log collector
+ * ```ts
+ * import { createLogger } from "@gotunnel/gotunnel";
+ * const lines: string[] = [];
+ * const log = createLogger({ format: "json", sink: (line) => lines.push(line) });
+ * log.info("Tunnel ready", { url: "https://demo.tunnel.example" });
+ * console.log(JSON.parse(lines[0]!).msg); // "Tunnel ready"
+ * ```
+ */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const min = RANK[options.level ?? "info"];
   const sink = options.sink ?? writeStderr;

@@ -5,9 +5,25 @@
 import { concatBytes } from "./bytes.ts";
 import { MAX_FRAME_BYTES } from "./limits.ts";
 
-/** Version carried in `hello` and `attach`; a server refuses any other. */
+/**
+ * Version carried in `hello` and `attach`; a server refuses any other.
+ *
+ * @example
+ * ```ts
+ * import { PROTOCOL_VERSION } from "@gotunnel/gotunnel";
+ * console.log(`speaks protocol ${PROTOCOL_VERSION}`);
+ * ```
+ */
 export const PROTOCOL_VERSION = 1;
-/** Package version, reported by `--version` and `GET /api/status`. */
+/**
+ * Package version, reported by `--version` and `GET /api/status`.
+ *
+ * @example
+ * ```ts
+ * import { GOTUNNEL_VERSION } from "@gotunnel/gotunnel";
+ * console.log(`gotunnel ${GOTUNNEL_VERSION}`);
+ * ```
+ */
 export const GOTUNNEL_VERSION = "0.1.0";
 
 /** Bytes in a frame's header: a length (control frames) or a kind and a length (stream frames). */

@@ -45,7 +45,17 @@ const SNI_EXTENSION = 0;
 const SNI_HOST_NAME = 0;
 const MAX_METHOD_LENGTH = 32;
 
-/** Tells TLS from HTTP by the first byte, and sniffs with the matching parser. */
+/**
+ * Tells TLS from HTTP by the first byte, and sniffs with the matching parser.
+ *
+ * @example Route a connection by its first bytes
+ * ```ts
+ * import { sniff } from "@gotunnel/gotunnel";
+ * const first = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: demo.tunnel.example\r\n\r\n");
+ * const result = sniff(first);
+ * if (result.state === "http") console.log(result.host); // "demo.tunnel.example"
+ * ```
+ */
 export function sniff(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
   if (bytes.length === 0) return { state: "need-more" };
   const first = bytes[0]!;
@@ -61,6 +71,13 @@ const bad = (reason: string): SniffResult => ({ state: "invalid", reason, status
  * parser: a malformed head, a missing or repeated Host, a malformed Host or an
  * absolute-form target naming another host is 400; a head longer than
  * `maxBytes` is 431. What cannot start a request line is closed at once.
+ *
+ * @example A head that is not complete yet
+ * ```ts
+ * import { sniffHttpHost } from "@gotunnel/gotunnel";
+ * const part = new TextEncoder().encode("GET / HTTP/1.1\r\nHost: de");
+ * console.log(sniffHttpHost(part).state); // "need-more"
+ * ```
  */
 export function sniffHttpHost(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
   // Reject what cannot become a request line early, so garbage never waits for the deadline.
@@ -124,6 +141,12 @@ const malformed = (what: string): SniffResult => ({
  * Reads the server name of a TLS ClientHello, which may span several records
  * and arrive in any number of pieces. A ClientHello that claims more than
  * `maxBytes`, or is malformed, is invalid.
+ *
+ * @example Anything that is not a ClientHello is invalid
+ * ```ts
+ * import { sniffTlsSni } from "@gotunnel/gotunnel";
+ * console.log(sniffTlsSni(Uint8Array.of(0x16, 3, 1, 0, 5, 2, 0, 0, 1, 0)).state); // "invalid"
+ * ```
  */
 export function sniffTlsSni(bytes: Uint8Array, maxBytes: number = MAX_SNIFF_BYTES): SniffResult {
   // Walk the record headers without copying; gather the handshake bytes only once

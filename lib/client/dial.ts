@@ -65,6 +65,10 @@ function explain(target: ServerTarget, error: unknown): string {
     return `the server does not speak TLS on port ${target.port} ` +
       `(try --server http://${target.host})`;
   }
+  if (target.tls && error instanceof Deno.errors.UnexpectedEof) {
+    return `the server closed the connection during the TLS handshake ` +
+      `(a plain http:// port? try --server http://${target.host})`;
+  }
   return message;
 }
 

@@ -137,6 +137,7 @@ export class ProxyPool {
           this.#idle.delete(conn);
         }
         if (message?.type === "open") {
+          log.debug("Visitor arrived", { peer: message.peer, proto: message.proto });
           // Keep `size` connections ready: replace this one while it is busy.
           this.open(this.#options.size - this.#idle.size - this.#connecting);
           if (await this.#serveVisitor(channel, message)) continue;

@@ -49,7 +49,19 @@ function statusColor(status: number | undefined): number {
   return 32; // green
 }
 
-/** One log line for `record`, e.g. `GET /path → 200  12.3 ms  1.2 KB`. */
+/**
+ * One log line for `record`, e.g. `GET /path → 200  12.3 ms  1.2 KB`.
+ *
+ * @example Log requests from the library the way the CLI does
+ * ```ts
+ * import { formatRecord } from "@gotunnel/gotunnel";
+ * const line = formatRecord({
+ *   method: "GET", target: "/", status: 200, durationMs: 3.1, bytes: 1600,
+ *   upgrade: undefined, problem: undefined,
+ * });
+ * console.log(line); // GET / → 200 3.1 ms 1.6 KB
+ * ```
+ */
 export function formatRecord(
   record: RequestRecord,
   style: RecordStyle = { aligned: false, color: false },

@@ -18,7 +18,7 @@ import { Auth, type TokenRules } from "./auth.ts";
 import { Leases } from "./lease.ts";
 import { Registry } from "./registry.ts";
 import { routeConnection } from "./route.ts";
-import type { Session } from "./session.ts";
+import type { Session, TunnelInfo } from "./session.ts";
 
 /** Options for {@linkcode startServer}. */
 export interface ServerOptions {
@@ -85,6 +85,8 @@ export interface TunnelServer {
   readonly finished: Promise<void>;
   /** Number of tunnels registered now. */
   readonly tunnelCount: number;
+  /** The tunnels registered now, each as a snapshot. */
+  tunnels(): TunnelInfo[];
   /** Stops accepting, closes every connection at once, resolves when all are closed. */
   close(): Promise<void>;
   /**
@@ -343,6 +345,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     get tunnelCount() {
       return registry.size;
     },
+    tunnels: () => [...registry.sessions()].map((session) => session.info()),
     close,
     shutdown,
     [Symbol.asyncDispose]: close,

@@ -45,6 +45,22 @@ interface Waiter {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** What the server reports about one tunnel. */
+export interface TunnelInfo {
+  /** The subdomain it holds. */
+  subdomain: string;
+  /** The client's address, `ip:port`. */
+  peer: string;
+  /** When it was registered (ms since the epoch). */
+  since: number;
+  /** Whether the client answered the welcome (only then is its name held if it vanishes). */
+  answered: boolean;
+  /** Public connections waiting for or relaying a stream now. */
+  streams: number;
+  /** Idle proxy connections ready now. */
+  idleProxies: number;
+}
+
 /** A tunnel: the client's control channel, its subdomain and its idle proxies. */
 export class Session {
   /** Opaque id the client names in `attach`. */
@@ -55,6 +71,10 @@ export class Session {
   readonly subdomain: string;
   /** The nonce of the lease this session's client holds. */
   leaseNonce: string | undefined;
+  /** The client's address, `ip:port`. */
+  readonly peer: string;
+  /** When the session was created (ms since the epoch). */
+  readonly since: number = Date.now();
   #streams = 0;
   #saidBye = false;
   #replaced = false;
@@ -74,6 +94,7 @@ export class Session {
     init: { log: Logger; limits: ServerLimits },
   ) {
     this.subdomain = subdomain;
+    this.peer = peerOf(conn);
     this.#log = init.log;
     this.#limits = init.limits;
     const { maxFrameBytes, heartbeatIntervalMs, peerTimeoutMs } = init.limits;
@@ -109,6 +130,18 @@ export class Session {
   /** Number of idle proxy connections held now. */
   get idleCount(): number {
     return this.#idle.length;
+  }
+
+  /** A snapshot of this tunnel for status pages and tests. */
+  info(): TunnelInfo {
+    return {
+      subdomain: this.subdomain,
+      peer: this.peer,
+      since: this.since,
+      answered: this.heardFrom,
+      streams: this.#streams,
+      idleProxies: this.#idle.length,
+    };
   }
 
   /** Ends this session because its client came back on a new connection. */
@@ -264,7 +297,7 @@ export async function serveSession(
     // holds stays good whatever happens to this welcome.
     const issued = await ctx.leases.issue(name, claimedNonce);
     session.leaseNonce = issued.nonce;
-    ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: peerOf(conn) });
+    ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: session.peer });
     const welcome = encodeFrame({
       type: "welcome",
       version: PROTOCOL_VERSION,
