@@ -13,6 +13,7 @@ import {
   cpuSeconds,
   freePort,
   have,
+  LOCAL_SERVER_ARGS,
   median,
   rssKiB,
   run,
@@ -167,16 +168,8 @@ try {
 
   const server = await spawnDeno(
     "server.ts",
-    // All load comes from 127.0.0.1, so the per-IP limit on connections being routed is lifted.
     [
-      "--port",
-      "0",
-      "--hostname",
-      "127.0.0.1",
-      "--log-level",
-      "warn",
-      "--max-sniffing-per-ip",
-      "0",
+      ...LOCAL_SERVER_ARGS,
       ...SERVER_ARGS,
     ],
     `${work}/server.log`,

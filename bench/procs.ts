@@ -145,3 +145,14 @@ export async function waitTcp(port: number, ms = 10_000): Promise<void> {
     }
   }
 }
+
+/**
+ * A server on a free port of 127.0.0.1 that logs warnings only. All load comes
+ * from 127.0.0.1, so the per-IP limit on connections being routed is lifted.
+ */
+export const LOCAL_SERVER_ARGS: readonly string[] = [
+  "--port=0",
+  "--hostname=127.0.0.1",
+  "--log-level=warn",
+  "--max-sniffing-per-ip=0",
+];

@@ -6,7 +6,7 @@
 // All on 127.0.0.1. The server holds two sockets per relayed connection (visitor
 // and proxy), so CONNS is capped below half the open-file limit (`ulimit -n`).
 
-import { type Child, fdCount, rssKiB, sleep, spawnDeno } from "./procs.ts";
+import { type Child, fdCount, LOCAL_SERVER_ARGS, rssKiB, sleep, spawnDeno } from "./procs.ts";
 
 const TUNNELS = Number(Deno.env.get("TUNNELS") ?? 1000);
 const limit = Number(
@@ -36,14 +36,7 @@ const mib = (kib: number): string => (kib / 1024).toFixed(1);
 try {
   // Every tunnel and visitor comes from 127.0.0.1: lift the per-IP and per-tunnel limits.
   const server = await start("server.ts", [
-    "--port",
-    "0",
-    "--hostname",
-    "127.0.0.1",
-    "--log-level",
-    "warn",
-    "--max-sniffing-per-ip",
-    "0",
+    ...LOCAL_SERVER_ARGS,
     "--max-tunnels-per-ip",
     "0",
     "--max-sessions-per-ip-per-minute",

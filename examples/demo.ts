@@ -52,14 +52,7 @@ function spawn(script: string, args: string[]) {
   };
 }
 
-const server = spawn("server.ts", [
-  "--port",
-  "0",
-  "--hostname",
-  "127.0.0.1",
-  "--log-level",
-  "warn",
-]);
+const server = spawn("server.ts", ["--port=0", "--hostname=127.0.0.1", "--log-level=warn"]);
 const serverUrl = await server.line();
 const port = new URL(serverUrl).port;
 const client = spawn("client.ts", [

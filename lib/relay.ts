@@ -6,6 +6,7 @@ import type { ProxyChannel, Writer } from "./channel.ts";
 import { GrowingBuffer } from "./growing_buffer.ts";
 import { closeQuietly } from "./io.ts";
 import { LINGER_MS } from "./limits.ts";
+import { describeError, isBug, type LogFields, type Logger } from "./log.ts";
 import { FRAME_HEADER_BYTES, type StreamEnd } from "./protocol.ts";
 
 /** What a stream over a proxy channel did. */
@@ -20,6 +21,28 @@ export interface StreamResult {
   error: unknown;
   /** What ended the raw connection early (a reset, a failed write), if anything did. */
   rawError: unknown;
+}
+
+/**
+ * Logs a finished stream at debug (bytes each way, whether the channel is
+ * reusable, what ended it) and, at error, anything that ended it because of a bug.
+ */
+export function logStream(
+  log: Logger,
+  result: StreamResult,
+  fields: LogFields,
+): void {
+  log.debug("Stream done", {
+    ...fields,
+    sent: result.sent,
+    received: result.received,
+    reusable: result.reusable,
+    ...(result.error === undefined ? {} : { error: describeError(result.error) }),
+    ...(result.rawError === undefined ? {} : { raw_error: describeError(result.rawError) }),
+  });
+  for (const e of [result.error, result.rawError]) {
+    if (isBug(e)) log.error("Stream failed", { ...fields, error: describeError(e) });
+  }
 }
 
 /** A byte stream the stream relay can drive: a `Deno.Conn`, or anything shaped like one. */

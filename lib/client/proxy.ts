@@ -6,9 +6,9 @@ import { GrowingBuffer } from "../growing_buffer.ts";
 import { httpError } from "../http/response.ts";
 import { closeQuietly, writeAll } from "../io.ts";
 import { MAX_CLIENT_PROXIES } from "../limits.ts";
-import { describeError, isBug, isDisconnect, logCaught, type Logger } from "../log.ts";
+import { describeError, isDisconnect, logCaught, type Logger } from "../log.ts";
 import { dataFrame, decodeServerFrame, PROTOCOL_VERSION, type ServerMessage } from "../protocol.ts";
-import { type Duplex, relayStream } from "../relay.ts";
+import { type Duplex, logStream, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
 import type { RequestRecord } from "./exchanges.ts";
 import { HttpStream } from "./http_stream.ts";
@@ -183,17 +183,7 @@ export class ProxyPool {
       const result = await relayStream(local, channel, {
         ...(stream ? { adapter: stream, signal: stream.refused } : {}),
       });
-      log.debug("Visitor done", {
-        peer: open.peer,
-        in: result.received,
-        out: result.sent,
-        reusable: result.reusable,
-        ...(result.error === undefined ? {} : { error: describeError(result.error) }),
-        ...(result.rawError === undefined ? {} : { local_error: describeError(result.rawError) }),
-      });
-      for (const e of [result.error, result.rawError]) {
-        if (isBug(e)) log.error("Stream failed", { peer: open.peer, error: describeError(e) });
-      }
+      logStream(log, result, { peer: open.peer });
       return result.reusable;
     } finally {
       stream?.close();

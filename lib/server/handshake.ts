@@ -57,7 +57,16 @@ export async function handleClient(
     );
   }
   if (first.type === "attach") return await attach(ctx, conn, reader, first);
-  return await hello(ctx, conn, reader, first, id);
+  const ip = ipOf(conn);
+  const overLimit = ctx.admission.checkNewTunnel(ip);
+  if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
+  // The tunnel slot is taken now, before any await, so parallel hellos cannot overshoot it.
+  ctx.admission.addTunnel(ip);
+  try {
+    return await claim(ctx, conn, reader, first, id);
+  } finally {
+    ctx.admission.removeTunnel(ip);
+  }
 }
 
 async function attach(
@@ -78,25 +87,6 @@ async function attach(
     return await refuse(ctx, conn, "pool-full", "Too many idle proxy connections", false);
   }
   return "kept"; // the session owns it now, then each stream that takes it
-}
-
-async function hello(
-  ctx: ServerContext,
-  conn: Deno.Conn,
-  reader: ByteReader,
-  message: Extract<ClientMessage, { type: "hello" }>,
-  id: number,
-): Promise<Outcome> {
-  const ip = ipOf(conn);
-  const overLimit = ctx.admission.checkNewTunnel(ip);
-  if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
-  // The tunnel slot is taken now, before any await, so parallel hellos cannot overshoot it.
-  ctx.admission.addTunnel(ip);
-  try {
-    return await claim(ctx, conn, reader, message, id);
-  } finally {
-    ctx.admission.removeTunnel(ip);
-  }
 }
 
 /** How many random names are drawn before giving up (each is 36^10 to one to clash). */

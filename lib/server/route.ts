@@ -12,10 +12,10 @@ import {
   writeAll,
 } from "../io.ts";
 import { LINGER_MS } from "../limits.ts";
-import { describeError, isBug } from "../log.ts";
+import type { ProxyChannel } from "../channel.ts";
 import { hostWithPort, HTTPS_PORT, routeHost } from "../names.ts";
 import { encodeStreamStart, type ServerMessage, UPGRADE_PATH, UPGRADE_TOKEN } from "../protocol.ts";
-import { relayStream } from "../relay.ts";
+import { logStream, relayStream } from "../relay.ts";
 import { sniff, type SniffedHttp } from "../sniff.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import { handleClient } from "./handshake.ts";
@@ -179,32 +179,18 @@ async function forward(
     }
     return;
   }
-  try {
-    await forwardStream(ctx, conn, prefix, session, carried, id);
-  } finally {
-    session.leaveStream();
-  }
-}
-
-async function forwardStream(
-  ctx: ServerContext,
-  conn: Deno.Conn,
-  prefix: Uint8Array,
-  session: Session,
-  carried: Carried,
-  id: number,
-): Promise<void> {
-  const proxy = await session.takeProxy(ctx.limits.proxyWaitTimeoutMs);
-  if (!proxy) {
-    ctx.log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
-    if (carried !== "tls") {
-      await answerAndLinger(conn, httpError(504, "Tunnel did not answer in time"));
-    }
-    return;
-  }
-  ctx.conns.add(proxy.conn);
+  let proxy: ProxyChannel | undefined;
   let reused = false;
   try {
+    proxy = await session.takeProxy(ctx.limits.proxyWaitTimeoutMs);
+    if (!proxy) {
+      ctx.log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
+      if (carried !== "tls") {
+        await answerAndLinger(conn, httpError(504, "Tunnel did not answer in time"));
+      }
+      return;
+    }
+    ctx.conns.add(proxy.conn);
     const open: ServerMessage = carried === "tls"
       ? { type: "open", peer: peerOf(conn), proto: "tls" }
       : { type: "open", peer: peerOf(conn), proto: "http", scheme: carried };
@@ -212,22 +198,14 @@ async function forwardStream(
     const result = await relayStream(conn, proxy, {
       idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
     });
-    ctx.log.debug("Stream done", {
-      conn: id,
-      subdomain: session.subdomain,
-      in: result.sent,
-      out: result.received,
-      reusable: result.reusable,
-      ...(result.error === undefined ? {} : { error: describeError(result.error) }),
-      ...(result.rawError === undefined ? {} : { visitor_error: describeError(result.rawError) }),
-    });
-    for (const e of [result.error, result.rawError]) {
-      if (isBug(e)) ctx.log.error("Stream failed", { conn: id, error: describeError(e) });
-    }
+    logStream(ctx.log, result, { conn: id, subdomain: session.subdomain });
     ctx.conns.delete(proxy.conn);
     reused = result.reusable && !ctx.closing && session.addProxy(proxy);
   } finally {
-    ctx.conns.delete(proxy.conn);
-    if (!reused) closeQuietly(proxy.conn);
+    session.leaveStream();
+    if (proxy) {
+      ctx.conns.delete(proxy.conn);
+      if (!reused) closeQuietly(proxy.conn);
+    }
   }
 }
