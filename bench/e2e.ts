@@ -23,6 +23,27 @@ import {
   waitTcp,
 } from "./procs.ts";
 
+const HELP = `deno task bench: the same load directly to an app (nginx) and through a tunnel.
+
+Needs wrk, nginx and curl (apt-get install -y wrk nginx curl). Everything on 127.0.0.1.
+Settings (environment variables, with their defaults):
+  DURATION=5      seconds per wrk run
+  RUNS=3          wrk runs per row, interleaved direct/tunnel; the median is reported
+  CONNS=50        wrk connections
+  THREADS=2       wrk threads
+  BULK_MB=100     size of the bulk download and upload
+  BULK_REPS=5     bulk transfers per direction (median)
+  ONLY="keepalive close 64k download upload"   rows to run
+  SERVER_ARGS=""  extra flags for server.ts
+  CLIENT_ARGS=""  extra flags for client.ts
+Prints a markdown table: each figure direct and through the tunnel, and the ratio.`;
+
+if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
+  // deno-lint-ignore no-console -- the help is the output
+  console.log(HELP);
+  Deno.exit(0);
+}
+
 const env = (name: string, fallback: number): number => Number(Deno.env.get(name) ?? fallback);
 const DURATION = env("DURATION", 5);
 const RUNS = env("RUNS", 3);
