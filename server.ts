@@ -9,8 +9,15 @@
  */
 
 import { UsageError } from "./lib/cli.ts";
-import { readPemFile, readServerCommand, SERVER_USAGE } from "./lib/server/options.ts";
-import { startServer } from "./lib/server/server.ts";
+import {
+  readPemFile,
+  readReservedNames,
+  readServerCommand,
+  readTokens,
+  type ReloadFiles,
+  SERVER_USAGE,
+} from "./lib/server/options.ts";
+import { startServer, type TunnelServer } from "./lib/server/server.ts";
 import { GOTUNNEL_VERSION } from "./lib/protocol.ts";
 
 const encoder = new TextEncoder();
@@ -44,7 +51,7 @@ export async function main(args: string[]): Promise<number> {
   }
   if (command.kind === "help") return print(SERVER_USAGE.trimEnd()), 0;
   if (command.kind === "version") return print(`gotunnel-server ${GOTUNNEL_VERSION}`), 0;
-  const { options, tlsFiles } = command;
+  const { options, files } = command;
   const log = options.logger;
   const stop = new AbortController();
   let server;
@@ -64,15 +71,9 @@ export async function main(args: string[]): Promise<number> {
   };
   const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
   for (const s of signals) Deno.addSignalListener(s, onSignal);
-  // SIGHUP re-reads the certificate files; a bad pair keeps the old one.
+  // SIGHUP re-reads the certificate, tokens and reserved-names files; a bad one keeps the old.
   const onHangup = (): void => {
-    if (!tlsFiles) return;
-    (async () => {
-      await server.reloadTls(
-        await readPemFile("tls-cert", tlsFiles.cert),
-        await readPemFile("tls-key", tlsFiles.key),
-      );
-    })().catch((e) => log.error("Cannot reload TLS certificate", { error: (e as Error).message }));
+    reload(server, files).catch((e) => log.error("Reload failed", { error: (e as Error).message }));
   };
   const hangup = Deno.build.os !== "windows";
   if (hangup) Deno.addSignalListener("SIGHUP", onHangup);
@@ -81,6 +82,22 @@ export async function main(args: string[]): Promise<number> {
   for (const s of signals) Deno.removeSignalListener(s, onSignal);
   if (hangup) Deno.removeSignalListener("SIGHUP", onHangup);
   return 0;
+}
+
+/** What SIGHUP does: re-reads each file given and swaps what it holds in. */
+async function reload(server: TunnelServer, files: ReloadFiles): Promise<void> {
+  if (files.tls) {
+    await server.reloadTls(
+      await readPemFile("tls-cert", files.tls.cert),
+      await readPemFile("tls-key", files.tls.key),
+    );
+  }
+  if (files.tokens || files.reservedNames !== undefined) {
+    const tokens = files.tokens
+      ? await readTokens(files.tokens.flags, files.tokens.file)
+      : undefined;
+    await server.reloadAuth(tokens ?? undefined, await readReservedNames(files.reservedNames));
+  }
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -3,12 +3,14 @@
 
 import { concatBytes } from "./bytes.ts";
 import type { ReadBuffer } from "./growing_buffer.ts";
-import { writeAll } from "./io.ts";
+import { closeQuietly, writeAll } from "./io.ts";
 import {
   ABORT_FRAME,
+  ACCEPT_FRAME,
   type DecodeResult,
   END_FRAME,
   FRAME_HEADER_BYTES,
+  PING_FRAME,
   putDataHeader,
   StreamDecoder,
   type StreamEnd,
@@ -50,6 +52,9 @@ export class ProxyChannel {
   readonly conn: Deno.Conn;
   #leftover: Uint8Array | undefined;
   #pending: PendingRead | undefined;
+  #writing: Promise<void> = Promise.resolve();
+  /** Whether a ping went out on this idle channel with no answer yet. */
+  pingOutstanding = false;
 
   /** Wraps `conn`; `leftover` holds bytes already read from it. */
   constructor(conn: Deno.Conn, leftover?: Uint8Array) {
@@ -67,6 +72,74 @@ export class ProxyChannel {
     const pending = { buffer, result: this.conn.read(buffer) };
     this.#pending = pending;
     return pending.result.then(() => {}, () => {});
+  }
+
+  /**
+   * After a `watch()` read completed on an idle channel: whether what it read
+   * is only whole `ping` frames (answers to ours), which are then dropped. False
+   * for anything else (end of stream, an error, stray bytes): retire the channel.
+   */
+  async takePongs(): Promise<boolean> {
+    const pending = this.#pending;
+    if (!pending) return false;
+    let n: number | null;
+    try {
+      n = await pending.result;
+    } catch {
+      return false;
+    }
+    if (n === null || n % PING_FRAME.length !== 0) return false;
+    for (let at = 0; at < n; at++) {
+      if (pending.buffer[at] !== PING_FRAME[at % PING_FRAME.length]) return false;
+    }
+    this.#pending = undefined;
+    this.pingOutstanding = false;
+    return true;
+  }
+
+  /** Sends a `ping` on an idle channel (its answer comes to the watch read). */
+  ping(): void {
+    this.pingOutstanding = true;
+    this.#writing = this.#writing.then(() => writeAll(this.conn, PING_FRAME)).catch(() => {
+      // A dead connection: its watch read ends too, and retires it.
+    });
+  }
+
+  /** Writes the start of a stream (`open` and the first bytes), after any ping in flight. */
+  async sendStart(bytes: Uint8Array): Promise<void> {
+    await this.#writing;
+    await writeAll(this.conn, bytes);
+  }
+
+  /**
+   * Waits for the client's ACCEPT of the stream just opened, skipping answers
+   * to pings sent before it; true once it came. False when it does not come
+   * within `timeoutMs`, the connection ends, or something else comes: the
+   * stream was not taken, and the channel must be closed.
+   */
+  async readAccept(timeoutMs: number): Promise<boolean> {
+    const timer = setTimeout(() => closeQuietly(this.conn), timeoutMs);
+    const buffer = new Uint8Array(IDLE_READ_BYTES);
+    let bytes: Uint8Array = new Uint8Array(0);
+    try {
+      for (;;) {
+        while (bytes.length >= PING_FRAME.length && startsWith(bytes, PING_FRAME)) {
+          bytes = bytes.subarray(PING_FRAME.length);
+        }
+        if (bytes.length >= FRAME_HEADER_BYTES) {
+          if (!startsWith(bytes, ACCEPT_FRAME)) return false;
+          if (bytes.length > FRAME_HEADER_BYTES) this.#leftover = bytes.slice(FRAME_HEADER_BYTES);
+          return true;
+        }
+        const chunk = await this.#chunk(buffer);
+        if (chunk === null) return false;
+        bytes = bytes.length === 0 ? chunk.slice() : concatBytes(bytes, chunk);
+      }
+    } catch {
+      return false; // closed by the timer, or reset
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The next inbound bytes: leftover, the watch read, or a fresh read into `buffer`. */
@@ -110,6 +183,11 @@ export class ProxyChannel {
   sendData(buffer: Uint8Array, payload: number): Promise<void> {
     putDataHeader(buffer, payload);
     return writeAll(this.conn, buffer.subarray(0, FRAME_HEADER_BYTES + payload));
+  }
+
+  /** Takes the stream just opened (the client's first answer to `open`). */
+  sendAccept(): Promise<void> {
+    return writeAll(this.conn, ACCEPT_FRAME);
   }
 
   /** Ends this side's direction of the stream. */
@@ -169,4 +247,9 @@ export class ProxyChannel {
       await flushing; // a write may still use a buffer the caller is about to release
     }
   }
+}
+
+function startsWith(bytes: Uint8Array, prefix: Uint8Array): boolean {
+  for (let i = 0; i < prefix.length; i++) if (bytes[i] !== prefix[i]) return false;
+  return true;
 }

@@ -62,6 +62,11 @@ export class ByteReader {
     return this.#buffer.subarray(this.#start, this.#end);
   }
 
+  /** How many more bytes `fill()` may add before the buffer is full. */
+  get room(): number {
+    return this.#capacity - (this.#end - this.#start);
+  }
+
   /** Marks `n` buffered bytes as used. */
   consume(n: number): void {
     this.#start += n;
@@ -179,4 +184,48 @@ export function ipOf(conn: Deno.Conn): string {
 export function peerOf(conn: Deno.Conn): string {
   const { hostname, port } = conn.remoteAddr as Deno.NetAddr;
   return hostWithPort(hostname, port, -1);
+}
+
+/** What {@linkcode withFirstRead} wraps: a connection the relay can drive. */
+export interface ReadableConn {
+  /** Reads into `p`; the count, or null at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Writes some of `p`. */
+  write(p: Uint8Array): Promise<number>;
+  /** Half-closes. */
+  closeWrite(): Promise<void>;
+  /** Closes. */
+  close(): void;
+}
+
+/**
+ * `conn`, whose next read gives the bytes of `first` (a read already under
+ * way; null: the end of stream) before reading `conn` itself again.
+ */
+export function withFirstRead(
+  conn: ReadableConn,
+  first: Promise<Uint8Array | null>,
+): ReadableConn {
+  let pending: Promise<Uint8Array | null> | undefined = first;
+  let rest: Uint8Array | undefined;
+  return {
+    async read(p) {
+      if (pending) {
+        const bytes = await pending;
+        pending = undefined;
+        if (bytes === null) return null;
+        rest = bytes;
+      }
+      if (rest && rest.length > 0) {
+        const n = Math.min(rest.length, p.length);
+        p.set(rest.subarray(0, n));
+        rest = rest.subarray(n);
+        return n;
+      }
+      return await conn.read(p);
+    },
+    write: (p) => conn.write(p),
+    closeWrite: () => conn.closeWrite(),
+    close: () => conn.close(),
+  };
 }

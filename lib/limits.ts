@@ -12,6 +12,13 @@ export const HANDSHAKE_TIMEOUT_MS = 5_000;
 export const HEARTBEAT_INTERVAL_MS = 10_000;
 /** Inbound silence after which a peer is taken as dead. */
 export const PEER_TIMEOUT_MS = 30_000;
+/**
+ * Interval between pings on each idle proxy connection; one unanswered by the
+ * next is closed. They also keep NAT mappings alive.
+ */
+export const PROXY_PING_INTERVAL_MS = 20_000;
+/** How long the server waits for the client's ACCEPT of a stream before trying another connection. */
+export const STREAM_ACCEPT_TIMEOUT_MS = 5_000;
 /** How long a public connection waits for an idle proxy connection (then 504). */
 export const PROXY_WAIT_TIMEOUT_MS = 10_000;
 /** How long the client waits for the local app to accept (then 502). */
@@ -48,6 +55,10 @@ export const MAX_SNIFFING_TOTAL = 10_000;
 export const MAX_TUNNELS_PER_IP = 10;
 /** New control sessions one IP address may open per minute. */
 export const MAX_SESSIONS_PER_IP_PER_MINUTE = 30;
+/** Missing or wrong tokens one IP address may send per minute (then `limit`). */
+export const MAX_AUTH_FAILURES_PER_IP_PER_MINUTE = 30;
+/** Visitors a client serves at once by default (each is a connection to the local app). */
+export const DEFAULT_CLIENT_MAX_STREAMS = 256;
 /** Proxy connections a client keeps idle or opening at most, whatever the server asks. */
 export const MAX_CLIENT_PROXIES = 1024;
 /** Reconnect backoff: first delay, doubled after each failure up to the maximum. */
@@ -98,8 +109,10 @@ export interface ServerLimits {
   maxSniffingTotal: number;
   /** Tunnels one IP may hold. */
   maxTunnelsPerIp: number;
-  /** New control sessions one IP may open per minute. */
+  /** New tunnels one IP may open per minute (only those whose token passed count). */
   maxSessionsPerIpPerMinute: number;
+  /** Missing or wrong tokens one IP may send per minute; past it they are answered `limit`. */
+  maxAuthFailuresPerIpPerMinute: number;
 }
 
 /**
@@ -130,4 +143,69 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
   maxSniffingTotal: MAX_SNIFFING_TOTAL,
   maxTunnelsPerIp: MAX_TUNNELS_PER_IP,
   maxSessionsPerIpPerMinute: MAX_SESSIONS_PER_IP_PER_MINUTE,
+  maxAuthFailuresPerIpPerMinute: MAX_AUTH_FAILURES_PER_IP_PER_MINUTE,
 };
+
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const COUNT: readonly [number, number] = [0, 2 ** 31 - 1];
+
+/**
+ * The least and greatest value of each limit as a flag, inclusive (shown in
+ * `--help`). Durations below their least would spin or refuse everyone (a 0 ms
+ * heartbeat); byte limits below 4 KiB would refuse ordinary ClientHellos and frames.
+ */
+export const LIMIT_RANGES: Readonly<Record<keyof ServerLimits, readonly [number, number]>> = {
+  sniffTimeoutMs: [100, 10 * MINUTE],
+  maxSniffBytes: [4096, 1024 * 1024],
+  handshakeTimeoutMs: [100, 10 * MINUTE],
+  maxFrameBytes: [4096, 1024 * 1024],
+  heartbeatIntervalMs: [SECOND, 10 * MINUTE],
+  peerTimeoutMs: [2 * SECOND, HOUR],
+  proxyWaitTimeoutMs: [100, 10 * MINUTE],
+  streamIdleTimeoutMs: [SECOND, 24 * HOUR],
+  maxStreamsPerTunnel: COUNT,
+  maxIdleProxies: COUNT,
+  maxSniffingPerIp: COUNT,
+  maxSniffingTotal: COUNT,
+  maxTunnelsPerIp: COUNT,
+  maxSessionsPerIpPerMinute: COUNT,
+  maxAuthFailuresPerIpPerMinute: COUNT,
+};
+
+/**
+ * The ranges `startServer` accepts: the flags' maxima, but any duration from
+ * 1 ms (tests and embedders shorten timeouts; 0 would spin).
+ */
+export const LIBRARY_LIMIT_RANGES: Readonly<Record<keyof ServerLimits, readonly [number, number]>> =
+  Object.fromEntries(
+    Object.entries(LIMIT_RANGES).map((
+      [key, [min, max]],
+    ) => [key, [key.endsWith("Ms") ? 1 : min, max]]),
+  ) as unknown as Record<keyof ServerLimits, readonly [number, number]>;
+
+/** The least and greatest lease time as a flag: renewals go out every half lease. */
+export const LEASE_RANGE_MS: readonly [number, number] = [5 * SECOND, 24 * HOUR];
+
+/**
+ * Why `limits` cannot be used, naming the first limit outside `ranges` (and a
+ * heartbeat that does not come well within the peer timeout); undefined if they can.
+ */
+export function checkLimits(
+  limits: ServerLimits,
+  ranges: Readonly<Record<keyof ServerLimits, readonly [number, number]>> = LIBRARY_LIMIT_RANGES,
+): string | undefined {
+  for (const key of Object.keys(ranges) as (keyof ServerLimits)[]) {
+    const [min, max] = ranges[key];
+    const value = limits[key];
+    if (!Number.isInteger(value) || value < min || value > max) {
+      return `${key} ${value} is outside ${min}-${max}`;
+    }
+  }
+  if (limits.heartbeatIntervalMs * 2 > limits.peerTimeoutMs) {
+    return `peerTimeoutMs ${limits.peerTimeoutMs} must be at least twice heartbeatIntervalMs ` +
+      `${limits.heartbeatIntervalMs}`;
+  }
+  return undefined;
+}

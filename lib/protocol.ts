@@ -14,7 +14,7 @@ import { MAX_FRAME_BYTES } from "./limits.ts";
  * console.log(`speaks protocol ${PROTOCOL_VERSION}`);
  * ```
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 /**
  * Package version, reported by `--version` and `GET /api/status`.
  *
@@ -251,12 +251,16 @@ export const UPGRADE_RESPONSE: Uint8Array = encoder.encode(
 // Stream frames. On a proxy connection, frames share the control frames' 4-byte
 // header: its first byte is the kind, the other three the payload length. A JSON
 // frame (kind 0) is a control frame unchanged (they are at most 16 KiB, so their
-// first byte is 0). A stream is DATA frames ending, per direction, in one END
-// (half-close) or ABORT (the stream failed). Once both directions have ended, the
-// connection carries the next `open`: proxy connections are reused, not redialled.
+// first byte is 0). Between streams the server may send `ping` on an idle proxy
+// connection and the client answers `ping` (a dead one is found and closed). A
+// stream starts with the server's `open` and the client's ACCEPT (it has the
+// stream: until then, a visitor can be moved to another connection); then DATA
+// frames ending, per direction, in one END (half-close) or ABORT (the stream
+// failed). Once both directions have ended, the connection carries the next
+// `open`: proxy connections are reused, not redialled.
 
 /** Frame kinds on a proxy connection. */
-export const FrameKind = { json: 0, data: 1, end: 2, abort: 3 } as const;
+export const FrameKind = { json: 0, data: 1, end: 2, abort: 3, accept: 4 } as const;
 
 /** Largest DATA payload: the 24-bit length of the header. */
 export const MAX_DATA_BYTES = 0xff_ffff;
@@ -268,6 +272,10 @@ export type StreamEnd = "end" | "abort";
 export const END_FRAME: Uint8Array = Uint8Array.of(FrameKind.end, 0, 0, 0);
 /** The ABORT frame (this direction failed: close the connection). */
 export const ABORT_FRAME: Uint8Array = Uint8Array.of(FrameKind.abort, 0, 0, 0);
+/** The ACCEPT frame: the client's first answer to `open`, before anything else of the stream. */
+export const ACCEPT_FRAME: Uint8Array = Uint8Array.of(FrameKind.accept, 0, 0, 0);
+/** A `ping` frame, either way (on idle proxy connections, the server's and the client's answer). */
+export const PING_FRAME: Uint8Array = encodeFrame({ type: "ping" });
 
 /** Writes a DATA header for `length` payload bytes into `buffer[0..4]`. */
 export function putDataHeader(buffer: Uint8Array, length: number): void {

@@ -168,7 +168,11 @@ export async function relayStream(
           }
           break;
         }
-        if (n === null) break;
+        if (n === null) {
+          // An end of stream seen after we closed `raw` (its sink failed) is our own close.
+          if (rawClosed) end = "abort";
+          break;
+        }
         adapter?.outbound(reads.buffer.subarray(0, n));
         await writing;
         writing = channel.sendData(reads.whole, n);

@@ -36,8 +36,8 @@ Deno.test({
     const demo = await openTestTunnel(server, 9, { token: SCOPED, subdomain: "demo" });
     await demo.close();
     await assert.rejects(
-      openTestTunnel(server, 9, { token: SCOPED, subdomain: "admin" }),
-      refused(/may only claim "demo", "docs", not "admin"/),
+      openTestTunnel(server, 9, { token: SCOPED, subdomain: "blog" }),
+      refused(/may only claim "demo", "docs", not "blog"/),
     );
     await assert.rejects(openTestTunnel(server, 9, { token: SCOPED }), refused(/--subdomain/));
   },

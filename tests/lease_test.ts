@@ -263,9 +263,10 @@ Deno.test("LeaseStore.set() from many writers at once loses no lease", async () 
   try {
     const file = `${dir}/leases.json`;
     const stores = Array.from({ length: 10 }, () => new LeaseStore(file));
-    await Promise.all(stores.map((s, i) => s.set("http://x", `n${i}`, `lease${i}`)));
+    const lease = (i: number): string => `v1.n${i}.nonce${i}.1764560000000.c2lnbmF0dXJl`;
+    await Promise.all(stores.map((s, i) => s.set("http://x", `n${i}`, lease(i))));
     const store = new LeaseStore(file);
-    for (let i = 0; i < 10; i++) assert.equal(await store.get("http://x", `n${i}`), `lease${i}`);
+    for (let i = 0; i < 10; i++) assert.equal(await store.get("http://x", `n${i}`), lease(i));
     assert.deepEqual(
       [...Deno.readDirSync(dir)].map((e) => e.name).sort(),
       ["leases.json", "leases.json.lock"],

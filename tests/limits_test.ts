@@ -1,6 +1,7 @@
 // Limits over real sockets: per tunnel, per IP, idle streams; and their flags.
 
 import assert from "node:assert/strict";
+import { ACCEPT_FRAME } from "../lib/protocol.ts";
 import { TunnelError } from "../lib/errors.ts";
 
 import {
@@ -239,6 +240,9 @@ Deno.test({
     const visitor = await connect(server.addr.port);
     try {
       await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: mute.localhost\r\n\r\n"));
+      // It accepts the stream, then never says another word.
+      assert.equal((await proxy.reader.readFrame(decodeServerFrame))?.type, "open");
+      await writeAllTo(proxy.conn, ACCEPT_FRAME);
       const started = Date.now();
       assert.equal((await readAll(visitor)).length, 0); // the idle abort
       assert.equal((await readAll(proxy.conn)).length > 0, true); // open, DATA, ABORT... then closed

@@ -15,41 +15,77 @@ export function defaultLeaseFile(): string | undefined {
 
 type Entries = Record<string, { lease: string; saved: string }>;
 
+/** The longest lease a client keeps or sends (the server's are about 100 characters). */
+const MAX_LEASE_LENGTH = 256;
+/** A lease as the server issues it: `v1.<subdomain>.<nonce>.<issued-at>.<signature>`. */
+const LEASE = /^v1\.([a-z0-9-]{1,63})\.[A-Za-z0-9_-]{1,64}\.\d{1,16}\.[A-Za-z0-9_-]{1,128}$/;
+
+/**
+ * Why the entry under `key` (`"<server> <subdomain>"`) is unusable, if it is:
+ * not an object with a string `lease` of the server's shape for that subdomain.
+ */
+export function invalidLeaseEntry(key: string, value: unknown): string | undefined {
+  const subdomain = key.slice(key.lastIndexOf(" ") + 1);
+  if (typeof value !== "object" || value === null) return "not an object";
+  const lease = (value as { lease?: unknown }).lease;
+  if (typeof lease !== "string") return "no lease string";
+  if (lease.length > MAX_LEASE_LENGTH) return `a lease of ${lease.length} characters`;
+  const match = LEASE.exec(lease);
+  if (!match) return "not a lease";
+  if (match[1] !== subdomain) return `a lease for "${match[1]}" under "${subdomain}"`;
+  return undefined;
+}
+
 /**
  * Leases by server and subdomain, in a JSON file written atomically (temp file,
  * then rename). Failures to read or write only lose the lease: they are logged
- * by the caller, never fatal.
+ * by the caller, never fatal. Entries of the wrong shape (a hand edit, another
+ * program, a truncated write) are dropped with a warning, and the file is
+ * rewritten without them; they are never sent.
  */
 export class LeaseStore {
   #path: string;
+  #warn: (message: string) => void;
 
-  /** A store in the file at `path` (created with its folder when first written). */
-  constructor(path: string) {
+  /**
+   * A store in the file at `path` (created with its folder when first written);
+   * `warn` hears about entries that were dropped.
+   */
+  constructor(path: string, warn: (message: string) => void = () => {}) {
     this.#path = path;
+    this.#warn = warn;
   }
 
   /** The lease saved for `subdomain` on `server`, if any. */
   async get(server: string, subdomain: string): Promise<string | undefined> {
-    return (await this.#read())[`${server} ${subdomain}`]?.lease;
+    const { entries, dropped } = await this.#read();
+    if (dropped) await this.#update(() => {}); // rewritten without the bad entries
+    return entries[`${server} ${subdomain}`]?.lease;
   }
 
   /** Saves (or, with `undefined`, forgets) the lease for `subdomain` on `server`. */
-  async set(server: string, subdomain: string, lease: string | undefined): Promise<void> {
+  set(server: string, subdomain: string, lease: string | undefined): Promise<void> {
+    const key = `${server} ${subdomain}`;
+    if (lease !== undefined && invalidLeaseEntry(key, { lease })) {
+      return Promise.reject(new TypeError(`Cannot save an invalid lease for ${key}`));
+    }
+    return this.#update((entries) => {
+      if (lease === undefined) delete entries[key];
+      else entries[key] = { lease, saved: new Date().toISOString() };
+    });
+  }
+
+  // Read, change and write the file under a lock: clients that start together share it.
+  async #update(change: (entries: Entries) => void): Promise<void> {
     const dir = this.#path.slice(0, this.#path.lastIndexOf("/"));
     if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    // Clients that start together share the file: lock a side file around the
-    // read-modify-write, so that no one's lease is lost.
     const lock = await Deno.open(`${this.#path}.lock`, { create: true, write: true, mode: 0o600 });
     try {
       await lock.lock(true);
-      const entries = await this.#read();
-      const key = `${server} ${subdomain}`;
-      if (lease === undefined) {
-        if (!(key in entries)) return;
-        delete entries[key];
-      } else {
-        entries[key] = { lease, saved: new Date().toISOString() };
-      }
+      const { entries, dropped } = await this.#read();
+      const before = JSON.stringify(entries);
+      change(entries);
+      if (!dropped && JSON.stringify(entries) === before) return;
       const temp = `${this.#path}.${crypto.randomUUID()}.tmp`;
       try {
         await Deno.writeTextFile(temp, JSON.stringify(entries, null, 2) + "\n", { mode: 0o600 });
@@ -63,14 +99,31 @@ export class LeaseStore {
     }
   }
 
-  async #read(): Promise<Entries> {
+  async #read(): Promise<{ entries: Entries; dropped: boolean }> {
+    let parsed: unknown;
     try {
-      const parsed = JSON.parse(await Deno.readTextFile(this.#path));
-      return typeof parsed === "object" && parsed !== null ? parsed as Entries : {};
+      parsed = JSON.parse(await Deno.readTextFile(this.#path));
     } catch (e) {
-      if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError) return {};
-      throw e;
+      if (e instanceof Deno.errors.NotFound) return { entries: {}, dropped: false };
+      if (!(e instanceof SyntaxError)) throw e;
+      this.#warn(`Lease file ${this.#path} is not JSON: starting it afresh`);
+      return { entries: {}, dropped: true };
     }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      this.#warn(`Lease file ${this.#path} does not hold an object: starting it afresh`);
+      return { entries: {}, dropped: true };
+    }
+    const entries: Entries = {};
+    let dropped = false;
+    for (const [key, value] of Object.entries(parsed)) {
+      const why = invalidLeaseEntry(key, value);
+      if (why === undefined) entries[key] = value as Entries[string];
+      else {
+        dropped = true;
+        this.#warn(`Dropped the lease for ${JSON.stringify(key)} from ${this.#path}: ${why}`);
+      }
+    }
+    return { entries, dropped };
   }
 }
 

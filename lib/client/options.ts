@@ -3,7 +3,12 @@
 
 import { type FlagValue, intFlag, logLevelFlag, parseFlags, UsageError } from "../cli.ts";
 import type { TunnelError } from "../errors.ts";
-import { DEFAULT_POOL_SIZE, MAX_IDLE_PROXIES } from "../limits.ts";
+import {
+  DEFAULT_CLIENT_MAX_STREAMS,
+  DEFAULT_POOL_SIZE,
+  MAX_CLIENT_PROXIES,
+  MAX_IDLE_PROXIES,
+} from "../limits.ts";
 import { createLogger } from "../log.ts";
 import { checkSubdomain, hostWithPort, HTTP_PORT, HTTPS_PORT } from "../names.ts";
 import { GOTUNNEL_VERSION } from "../protocol.ts";
@@ -35,6 +40,8 @@ Options:
   --raw                relay bytes only: no request parsing, no X-Forwarded-*, no request log
   --quiet              no request log (one stderr line per request: GET /path → 200  12.3 ms  1.2 KB)
   --pool N             idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
+  --max-streams N      visitors served at once, each a connection to the app; more get 503
+                       (default ${DEFAULT_CLIENT_MAX_STREAMS}; 0: no limit)
   --log-level LEVEL    debug, info, warn, error or silent (default info); the request log is
                        separate: --quiet turns it off, --log-level silent does not
   -h, --help           show this help
@@ -68,6 +75,7 @@ export const CLIENT_FLAGS = {
   "allow-invalid-cert": { type: "boolean" },
   "local-host": { type: "string" },
   pool: { type: "string" },
+  "max-streams": { type: "string" },
   "log-level": { type: "string" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -201,6 +209,13 @@ export async function readClientCommand(
       localHttps,
       allowInvalidCert: values["allow-invalid-cert"] === true,
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),
+      maxStreams: intFlag(
+        "max-streams",
+        values["max-streams"],
+        DEFAULT_CLIENT_MAX_STREAMS,
+        0,
+        MAX_CLIENT_PROXIES,
+      ),
       logger: createLogger({ level: logLevelFlag(values["log-level"]) }),
     },
   };
@@ -209,5 +224,8 @@ export async function readClientCommand(
 /** A hint the CLI adds to a refusal, naming the flag that helps. */
 export function refusalHint(error: TunnelError): string {
   if (error.code === "subdomain-reserved") return " (--wait waits until it is free)";
+  if (error.code === "version") {
+    return " (this client and the server run different Gotunnel versions: upgrade the older one)";
+  }
   return "";
 }

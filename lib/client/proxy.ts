@@ -7,7 +7,13 @@ import { httpError } from "../http/response.ts";
 import { closeQuietly, writeAll } from "../io.ts";
 import { MAX_CLIENT_PROXIES } from "../limits.ts";
 import { describeError, isDisconnect, logCaught, type Logger } from "../log.ts";
-import { dataFrame, decodeServerFrame, PROTOCOL_VERSION, type ServerMessage } from "../protocol.ts";
+import {
+  dataFrame,
+  decodeServerFrame,
+  PING_FRAME,
+  PROTOCOL_VERSION,
+  type ServerMessage,
+} from "../protocol.ts";
 import { type Duplex, logStream, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
 import type { RequestRecord } from "./exchanges.ts";
@@ -29,6 +35,8 @@ export interface ProxyPoolOptions {
   secret: string;
   /** Idle connections to keep ready. */
   size: number;
+  /** Visitors served at once at most (more are refused with 503 or a close); 0: no limit. */
+  maxStreams: number;
   /** Reaches the local app. */
   dialer: LocalDialer;
   /** HTTP awareness: rewrite each request head (undefined: a plain TCP relay). */
@@ -53,6 +61,7 @@ export class ProxyPool {
   #idle = new Set<Deno.Conn>();
   #conns = new Set<{ close(): void }>();
   #connecting = 0;
+  #busy = 0;
   #retired = false;
   #running = 0;
   #drained = Promise.withResolvers<void>();
@@ -136,11 +145,20 @@ export class ProxyPool {
         } finally {
           this.#idle.delete(conn);
         }
-        if (message?.type === "open") {
+        if (message?.type === "ping") {
+          // The server checks that idle connections are alive: answer at once.
+          if (await writeAll(conn, PING_FRAME).then(() => true, () => false)) continue;
+        } else if (message?.type === "open") {
           log.debug("Visitor arrived", { peer: message.peer, proto: message.proto });
+          if (!await channel.sendAccept().then(() => true, () => false)) break;
           // Keep `size` connections ready: replace this one while it is busy.
           this.open(this.#options.size - this.#idle.size - this.#connecting);
-          if (await this.#serveVisitor(channel, message)) continue;
+          this.#busy++;
+          try {
+            if (await this.#serveVisitor(channel, message)) continue;
+          } finally {
+            this.#busy--;
+          }
         } else if (message?.type === "error") {
           const level = message.code === "pool-full" ? "debug" : "warn";
           log[level]("Proxy connection refused", { code: message.code, msg: message.message });
@@ -157,13 +175,26 @@ export class ProxyPool {
 
   // One visitor's stream; true when the channel may carry the next one.
   async #serveVisitor(channel: ProxyChannel, open: Open): Promise<boolean> {
-    const { dialer, log } = this.#options;
+    const { dialer, log, maxStreams } = this.#options;
+    if (maxStreams > 0 && this.#busy > maxStreams) {
+      // A server (or anyone on a plain http:// link) cannot make us flood the app.
+      log.warn("At the limit of connections to the local app: visitor refused", {
+        max: maxStreams,
+      });
+      return await refuseVisitor(
+        channel,
+        open,
+        503,
+        `the tunnel's client is at its limit of ${maxStreams} connections to the app`,
+        log,
+      );
+    }
     let local: Duplex;
     try {
       local = await dialer.dial(open.proto === "tls", this.#stop.signal);
     } catch (e) {
       log.warn("Cannot reach local app", { local: dialer.where, error: describeError(e) });
-      return await refuseVisitor(channel, open, dialer.where, e, log);
+      return await refuseVisitor(channel, open, 502, unreachable(dialer.where, e, log), log);
     }
     this.#conns.add(local);
     const http = open.proto === "http" ? this.#options.http : undefined;
@@ -193,29 +224,29 @@ export class ProxyPool {
   }
 }
 
-// The app cannot be reached: an HTTP visitor gets 502, a TLS one a close.
+// Why the app cannot be reached, with a hint when a flag would help (also logged).
+function unreachable(where: string, error: unknown, log: Logger): string {
+  const why = error instanceof Deno.errors.ConnectionRefused ? "connection refused" : `${error}`;
+  const hint = /certificate/i.test(why)
+    ? " (a self-signed development certificate? --allow-invalid-cert accepts it)"
+    : "";
+  if (hint) log.warn(`Local app's certificate refused${hint}`, { local: where });
+  return `cannot reach the local app at ${where}: ${why}${hint}`;
+}
+
+// A visitor the client will not serve: an HTTP one gets `status` with `why`, a TLS
+// one a close; its bytes are read and dropped to the end, so the channel stays in step.
 async function refuseVisitor(
   channel: ProxyChannel,
   open: Open,
-  where: string,
-  error: unknown,
+  status: number,
+  why: string,
   log: Logger,
 ): Promise<boolean> {
   const reads = new GrowingBuffer();
   try {
     if (open.proto === "http") {
-      const why = error instanceof Deno.errors.ConnectionRefused
-        ? "connection refused"
-        : `${error}`;
-      const hint = /certificate/i.test(why)
-        ? " (a self-signed development certificate? --allow-invalid-cert accepts it)"
-        : "";
-      if (hint) log.warn(`Local app's certificate refused${hint}`, { local: where });
-      const answer = httpError(
-        502,
-        `Gotunnel: cannot reach the local app at ${where}: ${why}${hint}`,
-      );
-      await writeAll(channel.conn, dataFrame(answer));
+      await writeAll(channel.conn, dataFrame(httpError(status, `Gotunnel: ${why}`)));
       await channel.sendEnd("end");
     } else {
       await channel.sendEnd("abort");

@@ -7,6 +7,7 @@ import { TunnelError } from "../errors.ts";
 import { closeQuietly, sleep } from "../io.ts";
 import { describeError, type Logger, silentLogger } from "../log.ts";
 import {
+  DEFAULT_CLIENT_MAX_STREAMS,
   DEFAULT_POOL_SIZE,
   MAX_IDLE_PROXIES,
   PEER_TIMEOUT_MS,
@@ -77,6 +78,12 @@ export interface TunnelOptions {
   allowInvalidCert?: boolean;
   /** Idle proxy connections to keep open, ready for visitors. @default {8} */
   pool?: number;
+  /**
+   * Visitors served at once, each a connection to the local app; more are
+   * refused (HTTP with 503, TLS with a close), so that no server can flood the
+   * app. 0: no limit. @default {256}
+   */
+  maxStreams?: number;
   /** Where logs go. @default {silent} */
   logger?: Logger;
   /** Aborting it closes the tunnel. */
@@ -195,7 +202,9 @@ class TunnelClient implements Tunnel {
       ? undefined
       : options.leaseFile ?? defaultLeaseFile();
     this.#leases = new LeaseKeeper(
-      leaseFile === undefined ? undefined : new LeaseStore(leaseFile),
+      leaseFile === undefined
+        ? undefined
+        : new LeaseStore(leaseFile, (message) => this.#log.warn(message)),
       this.#target.url,
       this.#log,
     );
@@ -343,6 +352,7 @@ class TunnelClient implements Tunnel {
       tunnel: welcome.tunnel,
       secret: welcome.secret,
       size: this.#pool,
+      maxStreams: this.#options.maxStreams ?? DEFAULT_CLIENT_MAX_STREAMS,
       dialer: this.#dialer,
       http: this.#options.raw
         ? undefined

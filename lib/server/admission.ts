@@ -30,7 +30,8 @@ export class Admission {
   #sniffing = new Map<string, number>();
   #sniffingTotal = 0;
   #tunnels = new Map<string, number>();
-  #sessions = new Map<string, number[]>();
+  #sessions = new MinuteCounter();
+  #failures = new MinuteCounter();
 
   /** Admission against `limits`. */
   constructor(limits: ServerLimits) {
@@ -58,46 +59,67 @@ export class Admission {
   }
 
   /**
-   * Whether `ip` may open one more tunnel now: undefined if so (and the new
-   * session is counted against the per-minute rate), else why not.
+   * Takes a tunnel slot for `ip` if it holds fewer than its limit: undefined if
+   * taken (give it back with `releaseTunnel`), else why not.
    */
-  checkNewTunnel(address: string, now: number = Date.now()): string | undefined {
+  reserveTunnel(address: string): string | undefined {
     const ip = ipKey(address);
-    const { maxTunnelsPerIp: perIp, maxSessionsPerIpPerMinute: rate } = this.#limits;
-    if (perIp > 0 && (this.#tunnels.get(ip) ?? 0) >= perIp) {
-      return `Too many tunnels from ${ip}: at most ${perIp}`;
-    }
-    if (rate > 0) {
-      const recent = (this.#sessions.get(ip) ?? []).filter((t) => now - t < MINUTE_MS);
-      if (recent.length >= rate) {
-        this.#sessions.set(ip, recent);
-        return `Too many new tunnels from ${ip}: at most ${rate} a minute`;
-      }
-      recent.push(now);
-      this.#sessions.set(ip, recent);
-      if (this.#sessions.size > SESSION_LOG_SWEEP_SIZE) this.#sweep(now);
-    }
+    const perIp = this.#limits.maxTunnelsPerIp;
+    const held = this.#tunnels.get(ip) ?? 0;
+    if (perIp > 0 && held >= perIp) return `Too many tunnels from ${ip}: at most ${perIp}`;
+    this.#tunnels.set(ip, held + 1);
     return undefined;
   }
 
-  // Forgets IPs with no session in the last minute, so the map cannot grow without bound.
-  #sweep(now: number): void {
-    for (const [ip, times] of this.#sessions) {
-      if (times.every((t) => now - t >= MINUTE_MS)) this.#sessions.delete(ip);
-    }
-  }
-
-  /** Counts a registered tunnel of `ip`. */
-  addTunnel(address: string): void {
-    const ip = ipKey(address);
-    this.#tunnels.set(ip, (this.#tunnels.get(ip) ?? 0) + 1);
-  }
-
-  /** Uncounts a tunnel of `ip`. */
-  removeTunnel(address: string): void {
+  /** Gives back a slot taken by `reserveTunnel`. */
+  releaseTunnel(address: string): void {
     const ip = ipKey(address);
     const left = (this.#tunnels.get(ip) ?? 1) - 1;
     if (left > 0) this.#tunnels.set(ip, left);
     else this.#tunnels.delete(ip);
+  }
+
+  /**
+   * Counts a tunnel that passed its token check against the per-minute rate of
+   * new tunnels: undefined if within it, else why not.
+   */
+  countNewTunnel(address: string, now: number = Date.now()): string | undefined {
+    const rate = this.#limits.maxSessionsPerIpPerMinute;
+    if (!this.#sessions.count(ipKey(address), rate, now)) {
+      return `Too many new tunnels from ${ipKey(address)}: at most ${rate} a minute`;
+    }
+    return undefined;
+  }
+
+  /**
+   * Counts a missing or wrong token: false once `ip` is over its failures a
+   * minute (its failures are then answered `limit`). A right token is never
+   * refused by it: only failures count.
+   */
+  countAuthFailure(address: string, now: number = Date.now()): boolean {
+    return this.#failures.count(ipKey(address), this.#limits.maxAuthFailuresPerIpPerMinute, now);
+  }
+}
+
+/** Events per key in a sliding minute, for per-IP rates; forgets quiet keys as it grows. */
+class MinuteCounter {
+  #times = new Map<string, number[]>();
+
+  /** Counts one event for `key`: false (and not counted) when it had `limit` (0: none) already. */
+  count(key: string, limit: number, now: number): boolean {
+    if (limit === 0) return true;
+    const recent = (this.#times.get(key) ?? []).filter((t) => now - t < MINUTE_MS);
+    if (recent.length >= limit) {
+      this.#times.set(key, recent);
+      return false;
+    }
+    recent.push(now);
+    this.#times.set(key, recent);
+    if (this.#times.size > SESSION_LOG_SWEEP_SIZE) {
+      for (const [k, times] of this.#times) {
+        if (times.every((t) => now - t >= MINUTE_MS)) this.#times.delete(k);
+      }
+    }
+    return true;
   }
 }

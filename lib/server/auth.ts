@@ -13,43 +13,116 @@ async function digest(token: string): Promise<string> {
   return Array.from(new Uint8Array(bytes), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** Names that only a token scoped to them may claim, whatever else a server reserves. */
+export const DEFAULT_RESERVED_NAMES: readonly string[] = [
+  "www",
+  "api",
+  "admin",
+  "mail",
+  "localhost",
+];
+
+/** What {@linkcode Auth.check} says: who the client is, or why it may not claim the name. */
+export type AuthResult =
+  /** Allowed; `key` identifies the token (its digest), undefined on an open server. */
+  | { ok: true; key: string | undefined }
+  /** Refused; `badToken` when the token was missing or unknown (counted against failures). */
+  | { ok: false; reason: string; badToken: boolean };
+
 /**
- * Checks tokens. They are kept as SHA-256 digests and looked up by digest, so
- * neither the stored tokens nor the lookup time give away a token's bytes.
+ * Checks tokens and reserved names. Tokens are kept as SHA-256 digests and
+ * looked up by digest, so neither the stored tokens nor the lookup time give
+ * away a token's bytes. A reserved name (the defaults, `xn--` labels, and the
+ * server's own list) needs a token whose scope names it: `*` does not.
  */
 export class Auth {
-  #rules: Map<string, TokenScope>;
+  #rules: Map<string, TokenScope> | undefined;
+  #reserved: ReadonlySet<string>;
 
-  private constructor(rules: Map<string, TokenScope>) {
+  private constructor(rules: Map<string, TokenScope> | undefined, reserved: ReadonlySet<string>) {
     this.#rules = rules;
+    this.#reserved = reserved;
   }
 
-  /** An authenticator for `rules`; with none, everyone may open tunnels. */
-  static async create(rules: TokenRules = new Map()): Promise<Auth> {
-    const digested = new Map<string, TokenScope>();
-    for (const [token, scope] of rules) digested.set(await digest(token), scope);
-    return new Auth(digested);
+  /**
+   * An authenticator for `rules` (undefined: an open server, where anyone may
+   * open tunnels; an empty map: no one may); `reserved` adds to the default names.
+   */
+  static async create(rules?: TokenRules, reserved: Iterable<string> = []): Promise<Auth> {
+    let digested: Map<string, TokenScope> | undefined;
+    if (rules) {
+      digested = new Map();
+      for (const [token, scope] of rules) digested.set(await digest(token), scope);
+    }
+    return new Auth(digested, new Set([...DEFAULT_RESERVED_NAMES, ...reserved]));
   }
 
   /** Whether tokens are required. */
   get required(): boolean {
-    return this.#rules.size > 0;
+    return this.#rules !== undefined;
   }
 
-  /** Undefined when `token` may claim `subdomain` (undefined: a random one), else why not. */
-  async check(
-    token: string | undefined,
-    subdomain: string | undefined,
-  ): Promise<string | undefined> {
-    if (!this.required) return undefined;
-    if (token === undefined) return "This server requires a token (--token or GOTUNNEL_TOKEN)";
-    const scope = this.#rules.get(await digest(token));
-    if (scope === undefined) return "Invalid token";
-    if (scope === "*") return undefined;
+  /** How many tokens there are (0 on an open server, and on one no one may use). */
+  get tokenCount(): number {
+    return this.#rules?.size ?? 0;
+  }
+
+  /** Whether `name` needs a token scoped to it. */
+  isReserved(name: string): boolean {
+    return this.#reserved.has(name) || name.startsWith("xn--");
+  }
+
+  /** Whether `token` may claim `subdomain` (undefined: a random one), and who it is. */
+  async check(token: string | undefined, subdomain: string | undefined): Promise<AuthResult> {
+    const key = this.#rules && token !== undefined ? await digest(token) : undefined;
+    if (this.#rules) {
+      if (token === undefined) {
+        return {
+          ok: false,
+          reason: "This server requires a token (--token or GOTUNNEL_TOKEN)",
+          badToken: true,
+        };
+      }
+      if (!this.#rules.has(key!)) return { ok: false, reason: "Invalid token", badToken: true };
+    }
+    const why = this.#scopeRefusal(key, subdomain);
+    return why === undefined ? { ok: true, key } : { ok: false, reason: why, badToken: false };
+  }
+
+  /** Whether the token with `key` (from an earlier check) may still hold `subdomain`. */
+  allows(key: string | undefined, subdomain: string): boolean {
+    if (this.#rules && (key === undefined || !this.#rules.has(key))) return false;
+    return this.#scopeRefusal(key, subdomain) === undefined;
+  }
+
+  #scopeRefusal(key: string | undefined, subdomain: string | undefined): string | undefined {
+    const scope = key === undefined ? undefined : this.#rules?.get(key);
+    if (subdomain !== undefined && this.isReserved(subdomain)) {
+      if (Array.isArray(scope) && scope.includes(subdomain)) return undefined;
+      return `"${subdomain}" is a reserved name: only a token scoped to it may claim it`;
+    }
+    if (scope === undefined || scope === "*") return undefined;
     if (subdomain !== undefined && scope.includes(subdomain)) return undefined;
     return `This token may only claim ${scope.map((s) => `"${s}"`).join(", ")}` +
       (subdomain === undefined ? ": ask for one with --subdomain" : `, not "${subdomain}"`);
   }
+}
+
+/**
+ * Parses a reserved-names file: one subdomain label per line, `#` comments.
+ * Throws SyntaxError naming the line of a malformed one.
+ */
+export function parseReservedNames(text: string): string[] {
+  const names: string[] = [];
+  text.split("\n").forEach((raw, i) => {
+    const line = raw.replace(/#.*/, "").trim().toLowerCase();
+    if (line === "") return;
+    if (!isSubdomain(line)) {
+      throw new SyntaxError(`Line ${i + 1}: "${line}" is not a subdomain label`);
+    }
+    names.push(line);
+  });
+  return names;
 }
 
 /**

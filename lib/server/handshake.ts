@@ -53,19 +53,19 @@ export async function handleClient(
       ctx,
       conn,
       "version",
-      `Protocol version ${first.version} is not supported; this server speaks ${PROTOCOL_VERSION}`,
+      `Cannot open tunnel: this server speaks Gotunnel protocol ${PROTOCOL_VERSION} and the ` +
+        `client ${first.version}; upgrade the client`,
     );
   }
   if (first.type === "attach") return await attach(ctx, conn, reader, first);
   const ip = ipOf(conn);
-  const overLimit = ctx.admission.checkNewTunnel(ip);
-  if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
   // The tunnel slot is taken now, before any await, so parallel hellos cannot overshoot it.
-  ctx.admission.addTunnel(ip);
+  const overLimit = ctx.admission.reserveTunnel(ip);
+  if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
   try {
     return await claim(ctx, conn, reader, first, id);
   } finally {
-    ctx.admission.removeTunnel(ip);
+    ctx.admission.releaseTunnel(ip);
   }
 }
 
@@ -105,8 +105,16 @@ async function claim(
     if (!checked.ok) return await refuse(ctx, conn, "invalid-subdomain", checked.reason);
     requested = checked.name;
   }
-  const denied = await ctx.auth.check(message.token, requested);
-  if (denied) return await refuse(ctx, conn, "unauthorized", `Cannot open tunnel: ${denied}`);
+  const auth = await ctx.auth.check(message.token, requested);
+  if (!auth.ok) {
+    if (auth.badToken && !ctx.admission.countAuthFailure(ipOf(conn))) {
+      const ip = ipOf(conn);
+      return await refuse(ctx, conn, "limit", `Too many failed tokens from ${ip}: wait a minute`);
+    }
+    return await refuse(ctx, conn, "unauthorized", `Cannot open tunnel: ${auth.reason}`);
+  }
+  const rate = ctx.admission.countNewTunnel(ipOf(conn));
+  if (rate) return await refuse(ctx, conn, "limit", rate);
   // Everything asynchronous happens before the name is checked: from the check to
   // the registration below there is no await, so two claims cannot both win.
   const lease = requested === undefined
@@ -173,7 +181,13 @@ async function claim(
       return await refuse(ctx, conn, "bad-request", "Cannot pick a free random subdomain");
     }
   }
-  return await serveSession(ctx, conn, reader, name, lease?.nonce, id);
+  return await serveSession(
+    ctx,
+    conn,
+    reader,
+    { name, nonce: lease?.nonce, tokenKey: auth.key },
+    id,
+  );
 }
 
 /** Answers a client with an error frame (after the 101, unless already sent). */

@@ -1,6 +1,6 @@
 // The server's limits as command-line flags: the table, the help lines, parsing.
 
-import type { ServerLimits } from "../limits.ts";
+import { LIMIT_RANGES, type ServerLimits } from "../limits.ts";
 import { formatDuration, parseDuration } from "../units.ts";
 
 /** One limit as a command-line flag. */
@@ -101,15 +101,47 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     kind: "count",
     help: "new tunnels per client IP per minute",
   },
+  {
+    flag: "max-auth-failures-per-ip-per-minute",
+    key: "maxAuthFailuresPerIpPerMinute",
+    kind: "count",
+    help: "wrong or missing tokens per IP per minute",
+  },
 ];
 
-/** The `--help` lines of the limit flags, with their defaults. */
+/** A limit's value as its flag is written: `10s`, or a plain number. */
+function show(kind: LimitFlag["kind"], value: number): string {
+  return kind === "duration" ? formatDuration(value) : String(value);
+}
+
+/** The `--help` lines of the limit flags, with their defaults and ranges. */
 export function limitUsage(defaults: ServerLimits): string {
   return LIMIT_FLAGS.map(({ flag, key, kind, help }) => {
-    const value = kind === "duration" ? formatDuration(defaults[key]) : String(defaults[key]);
+    const [min, max] = LIMIT_RANGES[key];
+    const range = kind === "count" ? "" : `, ${show(kind, min)}-${show(kind, max)}`;
     const left = `  --${flag} ${kind === "duration" ? "TIME" : "N"}`;
-    return `${left.padEnd(42)}${help} (default ${value})`;
+    return `${left.padEnd(42)}${help} (default ${show(kind, defaults[key])}${range})`;
   }).join("\n");
+}
+
+/**
+ * Reads a duration flag in `[min, max]`; throws RangeError with a one-line
+ * reason that gives the range.
+ */
+export function durationFlag(
+  flag: string,
+  text: string,
+  [min, max]: readonly [number, number],
+): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms < min || ms > max) {
+    throw new RangeError(
+      `Invalid --${flag} ${JSON.stringify(text)}: use ${formatDuration(min)} to ${
+        formatDuration(max)
+      }`,
+    );
+  }
+  return ms;
 }
 
 /** Reads the limit flags present in `values`; throws RangeError with a one-line reason. */
@@ -121,22 +153,17 @@ export function readLimitFlags(
     const raw = values[flag];
     if (raw === undefined) continue;
     const text = String(raw);
+    const [min, max] = LIMIT_RANGES[key];
     if (kind === "duration") {
-      const ms = parseDuration(text);
-      if (ms === undefined || ms <= 0) {
-        throw new RangeError(`Invalid --${flag} ${JSON.stringify(text)}: use e.g. 500ms, 10s, 10m`);
-      }
-      limits[key] = ms;
+      limits[key] = durationFlag(flag, text, [min, max]);
     } else {
-      const min = kind === "bytes" ? MIN_BYTES_LIMIT : 0;
-      if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > 2 ** 31 - 1) {
-        throw new RangeError(`Invalid --${flag} ${JSON.stringify(text)}: use an integer >= ${min}`);
+      if (!/^\d+$/.test(text) || Number(text) < min || Number(text) > max) {
+        throw new RangeError(
+          `Invalid --${flag} ${JSON.stringify(text)}: use an integer ${min}-${max}`,
+        );
       }
       limits[key] = Number(text);
     }
   }
   return limits;
 }
-
-/** Byte limits below this would refuse ordinary ClientHellos and frames. */
-const MIN_BYTES_LIMIT = 4096;

@@ -2,14 +2,21 @@
 // server.ts does the printing, the signals and the exit code.
 
 import { choiceFlag, intFlag, logLevelFlag, parseFlags, UsageError } from "../cli.ts";
-import { DEFAULT_SERVER_LIMITS, LEASE_MS } from "../limits.ts";
+import {
+  checkLimits,
+  DEFAULT_SERVER_LIMITS,
+  LEASE_MS,
+  LEASE_RANGE_MS,
+  LIMIT_RANGES,
+  type ServerLimits,
+} from "../limits.ts";
 import { createLogger } from "../log.ts";
 import { normalizeHost } from "../names.ts";
 import { GOTUNNEL_VERSION } from "../protocol.ts";
-import { parseDuration } from "../units.ts";
-import { parseTokensFile, type TokenScope } from "./auth.ts";
+import { parseReservedNames, parseTokensFile, type TokenScope } from "./auth.ts";
 import { readOrCreateKey } from "./key_file.ts";
-import { LIMIT_FLAGS, limitUsage, readLimitFlags } from "./limit_flags.ts";
+import { formatDuration } from "../units.ts";
+import { durationFlag, LIMIT_FLAGS, limitUsage, readLimitFlags } from "./limit_flags.ts";
 import type { ServerOptions } from "./server.ts";
 
 /** The server's `--help` text. */
@@ -25,12 +32,17 @@ Options:
   --log-level LEVEL  debug, info, warn, error or silent (default info)
   --log-format FMT   text or json (default text)
   --token TOKEN      require this token (16+ characters) to open tunnels, any subdomain (repeatable)
-  --tokens-file FILE require a token from FILE: lines "TOKEN [SUB,SUB...|*]", # comments
+  --tokens-file FILE require a token from FILE: lines "TOKEN [SUB,SUB...|*]", # comments;
+                     an empty file lets no one in; re-read on SIGHUP
+  --reserved-names F more names (one per line) that only a token scoped to them may claim,
+                     besides www, api, admin, mail, localhost and xn--*; re-read on SIGHUP
+  --revoke-at-once   a token removed on SIGHUP cuts its tunnels' connections at once (default:
+                     its tunnels close once their relayed connections end)
   --tls-cert FILE    serve HTTPS with this PEM certificate (for *.<domain> and <domain>)
   --tls-key FILE     ...and this PEM key; both re-read on SIGHUP
   --tls-port N       HTTPS port (default 8443; 443 in production)
   --redirect-http    answer plain HTTP requests for tunnels with 308 to https://
-  --lease TIME       how long a client that went away keeps its subdomain (default 60s)
+  --lease TIME       how long a client that went away keeps its subdomain (default 60s, 5s-24h)
   --lease-key-file F key that signs leases, created if missing; keep it so that clients
                      reclaim their subdomains after a server restart (default: new each run)
   -h, --help         show this help
@@ -57,6 +69,8 @@ export const SERVER_FLAGS = {
   "log-format": { type: "string" },
   token: { type: "string", multiple: true },
   "tokens-file": { type: "string" },
+  "reserved-names": { type: "string" },
+  "revoke-at-once": { type: "boolean" },
   lease: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
@@ -68,12 +82,14 @@ export const SERVER_FLAGS = {
   ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: "string" } as const])),
 } as const;
 
-/** Where the TLS pair was read from, for SIGHUP. */
-export interface TlsFiles {
-  /** The `--tls-cert` file. */
-  cert: string;
-  /** The `--tls-key` file. */
-  key: string;
+/** The files SIGHUP re-reads. */
+export interface ReloadFiles {
+  /** The `--tls-cert` and `--tls-key` files. */
+  tls: { cert: string; key: string } | undefined;
+  /** The `--tokens-file`, and the `--token` values that come with it. */
+  tokens: { file: string; flags: string[] } | undefined;
+  /** The `--reserved-names` file. */
+  reservedNames: string | undefined;
 }
 
 /** What the command line asks for: a server, or a help or version text. */
@@ -81,7 +97,7 @@ export type ServerCommand =
   | {
     kind: "serve";
     options: ServerOptions & { logger: NonNullable<ServerOptions["logger"]> };
-    tlsFiles: TlsFiles | undefined;
+    files: ReloadFiles;
   }
   | { kind: "help" }
   | { kind: "version" };
@@ -114,17 +130,20 @@ export async function readPemFile(flag: "tls-cert" | "tls-key", path: string): P
   return text;
 }
 
-/** Reads the tokens from `--token` and `--tokens-file`. */
-async function readTokens(
+/**
+ * Reads the tokens from `--token` and `--tokens-file`: undefined when neither
+ * is given (an open server); a map, maybe empty, when the file is.
+ */
+export async function readTokens(
   flagTokens: string[],
   file: string | undefined,
-): Promise<Map<string, TokenScope>> {
+): Promise<Map<string, TokenScope> | undefined> {
   const tokens = new Map<string, TokenScope>();
   for (const token of flagTokens) {
     if (token.length < 16) throw new UsageError("Invalid --token: use 16 or more characters");
     tokens.set(token, "*");
   }
-  if (file === undefined) return tokens;
+  if (file === undefined) return tokens.size > 0 ? tokens : undefined;
   let text;
   try {
     text = await Deno.readTextFile(file);
@@ -137,6 +156,35 @@ async function readTokens(
     throw new UsageError(`Invalid --tokens-file ${file}: ${(e as Error).message}`);
   }
   return tokens;
+}
+
+/** Reads `--reserved-names`. */
+export async function readReservedNames(file: string | undefined): Promise<string[]> {
+  if (file === undefined) return [];
+  let text;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    throw new UsageError(`Cannot read --reserved-names ${file}: ${(e as Error).message}`);
+  }
+  try {
+    return parseReservedNames(text);
+  } catch (e) {
+    throw new UsageError(`Invalid --reserved-names ${file}: ${(e as Error).message}`);
+  }
+}
+
+/** The flags' limits over the defaults, checked together (the heartbeat against the peer timeout). */
+function checkFlagLimits(flags: Partial<ServerLimits>): void {
+  const limits = { ...DEFAULT_SERVER_LIMITS, ...flags };
+  if (limits.heartbeatIntervalMs * 2 > limits.peerTimeoutMs) {
+    throw new RangeError(
+      `Invalid --peer-timeout ${formatDuration(limits.peerTimeoutMs)}: use at least twice ` +
+        `--heartbeat (${formatDuration(limits.heartbeatIntervalMs)})`,
+    );
+  }
+  const why = checkLimits(limits, LIMIT_RANGES);
+  if (why) throw new RangeError(`Invalid limits: ${why}`);
 }
 
 /** Builds the server's options from the command line; throws UsageError on a bad one. */
@@ -158,18 +206,18 @@ export async function readServerCommand(args: string[]): Promise<ServerCommand> 
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const tokens = await readTokens(
-    (values.token as string[] | undefined) ?? [],
-    string("tokens-file"),
-  );
-  let leaseMs = LEASE_MS;
+  const flagTokens = (values.token as string[] | undefined) ?? [];
+  const tokensFile = string("tokens-file");
+  const tokens = await readTokens(flagTokens, tokensFile);
+  const reservedFile = string("reserved-names");
+  const reservedNames = await readReservedNames(reservedFile);
   const lease = string("lease");
-  if (lease !== undefined) {
-    const ms = parseDuration(lease);
-    if (ms === undefined) {
-      throw new UsageError(`Invalid --lease ${JSON.stringify(lease)}: use e.g. 60s`);
-    }
-    leaseMs = ms;
+  let leaseMs = LEASE_MS;
+  try {
+    if (lease !== undefined) leaseMs = durationFlag("lease", lease, LEASE_RANGE_MS);
+    checkFlagLimits(limits);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
   }
   let leaseKey: { key: Uint8Array; created: boolean } | undefined;
   const keyFile = string("lease-key-file");
@@ -197,16 +245,22 @@ export async function readServerCommand(args: string[]): Promise<ServerCommand> 
   }
   return {
     kind: "serve",
-    tlsFiles: certFile !== undefined && keyPemFile !== undefined
-      ? { cert: certFile, key: keyPemFile }
-      : undefined,
+    files: {
+      tls: certFile !== undefined && keyPemFile !== undefined
+        ? { cert: certFile, key: keyPemFile }
+        : undefined,
+      tokens: tokensFile === undefined ? undefined : { file: tokensFile, flags: flagTokens },
+      reservedNames: reservedFile,
+    },
     options: {
       limits,
       ...(tls ? { tls, redirectHttp: values["redirect-http"] === true } : {}),
       leaseMs,
       // A key that was there already means this may be a restart: hold names for a lease time.
       ...(leaseKey ? { leaseKey: leaseKey.key, leaseGrace: !leaseKey.created } : {}),
-      ...(tokens.size > 0 ? { tokens } : {}),
+      ...(tokens ? { tokens } : {}),
+      ...(reservedNames.length > 0 ? { reservedNames } : {}),
+      revokeAtOnce: values["revoke-at-once"] === true,
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: string("hostname") ?? "0.0.0.0",
       domain: host.host,

@@ -2,25 +2,15 @@
 
 import { headEnd } from "../http/head.ts";
 import { httpError, httpRedirect } from "../http/response.ts";
-import {
-  answerAndLinger,
-  ByteReader,
-  closeQuietly,
-  deadline,
-  peerOf,
-  sleep,
-  writeAll,
-} from "../io.ts";
+import { answerAndLinger, ByteReader, closeQuietly, deadline, sleep, writeAll } from "../io.ts";
 import { LINGER_MS } from "../limits.ts";
-import type { ProxyChannel } from "../channel.ts";
 import { hostWithPort, HTTPS_PORT, routeHost } from "../names.ts";
-import { encodeStreamStart, type ServerMessage, UPGRADE_PATH, UPGRADE_TOKEN } from "../protocol.ts";
-import { logStream, relayStream } from "../relay.ts";
+import { UPGRADE_PATH, UPGRADE_TOKEN } from "../protocol.ts";
 import { sniff, type SniffedHttp } from "../sniff.ts";
 import type { Outcome, ServerContext } from "./context.ts";
+import { forward } from "./forward.ts";
 import { handleClient } from "./handshake.ts";
 import { renderPage } from "./pages.ts";
-import type { Session } from "./session.ts";
 
 const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request timeout");
 
@@ -108,7 +98,7 @@ export async function routeConnection(
         : routeHost({ host: result.serverName, ip: false }, ctx.domain);
       const session = route?.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
       if (!session) return ctx.log.debug("TLS for no tunnel", { conn: id, sni: result.serverName });
-      return await forward(ctx, conn, reader.buffered, session, "tls", id);
+      return await forward(ctx, conn, reader, session, "tls", id);
     }
     case "http":
       return await routeHttp(ctx, conn, reader, result, id, secure);
@@ -153,59 +143,5 @@ async function routeHttp(
       : `Unknown host ${head.host}`;
     return await answerAndLinger(conn, httpError(404, body));
   }
-  await forward(ctx, conn, reader.buffered, session, secure ? "https" : "http", id);
-}
-
-/**
- * What a public connection carries: HTTP in the clear, HTTP the server decrypted
- * (its TLS port), or TLS relayed end to end.
- */
-type Carried = "http" | "https" | "tls";
-
-/** Hands a public connection to an idle proxy connection and relays one stream over it. */
-async function forward(
-  ctx: ServerContext,
-  conn: Deno.Conn,
-  prefix: Uint8Array,
-  session: Session,
-  carried: Carried,
-  id: number,
-): Promise<void> {
-  if (!session.enterStream()) {
-    const max = ctx.limits.maxStreamsPerTunnel;
-    ctx.log.warn("Tunnel at its stream limit", { conn: id, subdomain: session.subdomain, max });
-    if (carried !== "tls") {
-      await answerAndLinger(conn, httpError(503, "Tunnel is busy, try again"));
-    }
-    return;
-  }
-  let proxy: ProxyChannel | undefined;
-  let reused = false;
-  try {
-    proxy = await session.takeProxy(ctx.limits.proxyWaitTimeoutMs);
-    if (!proxy) {
-      ctx.log.warn("No proxy connection in time", { conn: id, subdomain: session.subdomain });
-      if (carried !== "tls") {
-        await answerAndLinger(conn, httpError(504, "Tunnel did not answer in time"));
-      }
-      return;
-    }
-    ctx.conns.add(proxy.conn);
-    const open: ServerMessage = carried === "tls"
-      ? { type: "open", peer: peerOf(conn), proto: "tls" }
-      : { type: "open", peer: peerOf(conn), proto: "http", scheme: carried };
-    await writeAll(proxy.conn, encodeStreamStart(open, prefix));
-    const result = await relayStream(conn, proxy, {
-      idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
-    });
-    logStream(ctx.log, result, { conn: id, subdomain: session.subdomain });
-    ctx.conns.delete(proxy.conn);
-    reused = result.reusable && !ctx.closing && session.addProxy(proxy);
-  } finally {
-    session.leaveStream();
-    if (proxy) {
-      ctx.conns.delete(proxy.conn);
-      if (!reused) closeQuietly(proxy.conn);
-    }
-  }
+  await forward(ctx, conn, reader, session, secure ? "https" : "http", id);
 }

@@ -4,8 +4,10 @@ import { closeQuietly, ipOf, sleep } from "../io.ts";
 import {
   ACCEPT_BACKOFF_MAX_MS,
   ACCEPT_BACKOFF_MIN_MS,
+  checkLimits,
   DEFAULT_SERVER_LIMITS,
   LEASE_MS,
+  LEASE_RANGE_MS,
   type ServerLimits,
   SHUTDOWN_GRACE_MS,
   SHUTDOWN_POLL_MS,
@@ -36,9 +38,20 @@ export interface ServerOptions {
   limits?: Partial<ServerLimits>;
   /**
    * Tokens a client must present to open a tunnel, each mapped to the
-   * subdomains it may claim (`"*"`: any). @default {none: anyone may open tunnels}
+   * subdomains it may claim (`"*"`: any). An empty map lets no one open a
+   * tunnel. @default {undefined: anyone may open tunnels}
    */
   tokens?: TokenRules;
+  /**
+   * Subdomains that only a token scoped to them may claim, besides the default
+   * ones (`www`, `api`, `admin`, `mail`, `localhost`) and `xn--` labels. @default {[]}
+   */
+  reservedNames?: readonly string[];
+  /**
+   * When `reloadAuth()` revokes a token, cut its tunnels' relayed connections at
+   * once instead of letting them finish. @default {false}
+   */
+  revokeAtOnce?: boolean;
   /** How long a client that went away keeps its subdomain for itself. @default {60 s} */
   leaseMs?: number;
   /**
@@ -81,6 +94,13 @@ export interface TunnelServer {
    * are untouched. Rejects (keeping the old one) if the pair is unusable.
    */
   reloadTls(cert: string, key: string): Promise<void>;
+  /**
+   * Swaps the tokens and reserved names (`tokens` undefined: an open server).
+   * Tunnels whose token no longer allows their name are told and closed once
+   * their relayed connections end (at once with `revokeAtOnce`); resolves with
+   * how many were revoked.
+   */
+  reloadAuth(tokens: TokenRules | undefined, reservedNames?: readonly string[]): Promise<number>;
   /** Resolves when the server has closed and every connection is closed. */
   readonly finished: Promise<void>;
   /** Number of tunnels registered now. */
@@ -142,13 +162,19 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const domain = normalized.host;
   const log = options.logger ?? silentLogger;
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
+  const unusable = checkLimits(limits);
+  if (unusable) throw new RangeError(`Invalid limits: ${unusable}`);
+  const leaseMs = options.leaseMs ?? LEASE_MS;
+  if (!Number.isInteger(leaseMs) || leaseMs < 1 || leaseMs > LEASE_RANGE_MS[1]) {
+    throw new RangeError(`Invalid leaseMs ${leaseMs}: use 1-${LEASE_RANGE_MS[1]}`);
+  }
   const hostname = options.hostname ?? "0.0.0.0";
   // Everything that can fail without a socket comes first: once a listener is
   // open, start-up either completes or closes it again.
-  const auth = await Auth.create(options.tokens);
+  let auth = await Auth.create(options.tokens, options.reservedNames);
   const leases = await Leases.create(
     options.leaseKey,
-    options.leaseMs ?? LEASE_MS,
+    leaseMs,
     options.leaseGrace ?? true,
   );
   const listenTls = (cert: string, key: string, port: number): Deno.TlsListener =>
@@ -189,7 +215,9 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     url,
     limits,
     admission,
-    auth,
+    get auth() {
+      return auth;
+    },
     redirectPort: options.redirectHttp && tlsAddr ? tlsAddr.port : undefined,
     leases,
     log,
@@ -331,16 +359,41 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   if (tlsAddr) {
     log.info("Listening for HTTPS", { addr: hostWithPort(tlsAddr.hostname, tlsAddr.port, -1) });
   }
-  if (!auth.required) {
-    log.warn("Open server: anyone who can reach it may open tunnels (see --token)");
-  }
-
+  const warnAuth = (): void => {
+    if (!auth.required) {
+      log.warn("Open server: anyone who can reach it may open tunnels (see --token)");
+    } else if (auth.tokenCount === 0) {
+      log.warn("No tokens: no one may open tunnels (the tokens file is empty)");
+    }
+  };
+  warnAuth();
+  const reloadAuth = async (
+    tokens: TokenRules | undefined,
+    reservedNames: readonly string[] = options.reservedNames ?? [],
+  ): Promise<number> => {
+    auth = await Auth.create(tokens, reservedNames);
+    let revoked = 0;
+    for (const session of [...registry.sessions()]) {
+      if (auth.allows(session.tokenKey, session.subdomain)) continue;
+      registry.remove(session);
+      session.revoke(options.revokeAtOnce === true);
+      log.info("Tunnel's token revoked", {
+        subdomain: session.subdomain,
+        streams: session.streams,
+      });
+      revoked++;
+    }
+    log.info("Tokens reloaded", { tokens: auth.tokenCount, revoked });
+    warnAuth();
+    return revoked;
+  };
   await Promise.resolve();
   return {
     addr,
     url,
     tlsAddr,
     reloadTls,
+    reloadAuth,
     finished: finished.promise,
     get tunnelCount() {
       return registry.size;

@@ -6,7 +6,7 @@ import { ControlChannel } from "../control.ts";
 import type { ProxyChannel } from "../channel.ts";
 import { type ByteReader, closeQuietly, peerOf, writeAll } from "../io.ts";
 import type { ServerLimits } from "../limits.ts";
-import { SECRET_BYTES } from "../limits.ts";
+import { PROXY_PING_INTERVAL_MS, SECRET_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { randomToken } from "../names.ts";
 import {
@@ -39,6 +39,13 @@ export interface SessionHost {
   /** Whether the server is shutting down (then no name is held). */
   readonly closing: boolean;
 }
+
+/** What a client whose token was revoked hears before its session closes. */
+const REVOKED: ServerMessage = {
+  type: "error",
+  code: "unauthorized",
+  message: "This tunnel's token was revoked by the server's operator",
+};
 
 interface Waiter {
   resolve(proxy: ProxyChannel | undefined): void;
@@ -73,6 +80,8 @@ export class Session {
   leaseNonce: string | undefined;
   /** The client's address, `ip:port`. */
   readonly peer: string;
+  /** The token it opened the tunnel with (its digest; undefined on an open server). */
+  readonly tokenKey: string | undefined;
   /** When the session was created (ms since the epoch). */
   readonly since: number = Date.now();
   #streams = 0;
@@ -85,19 +94,24 @@ export class Session {
   #log: Logger;
   #limits: ServerLimits;
   #closed = false;
+  #pinging: ReturnType<typeof setInterval>;
+  #revoked = false;
+  #cutStreams = new AbortController();
 
   /** Creates a session for `subdomain` over an upgraded control connection. */
   constructor(
     subdomain: string,
     conn: Deno.Conn,
     reader: ByteReader,
-    init: { log: Logger; limits: ServerLimits },
+    init: { log: Logger; limits: ServerLimits; tokenKey?: string | undefined },
   ) {
     this.subdomain = subdomain;
+    this.tokenKey = init.tokenKey;
     this.peer = peerOf(conn);
     this.#log = init.log;
     this.#limits = init.limits;
     const { maxFrameBytes, heartbeatIntervalMs, peerTimeoutMs } = init.limits;
+    this.#pinging = setInterval(() => this.#pingIdle(), PROXY_PING_INTERVAL_MS);
     this.#control = new ControlChannel(
       conn,
       reader,
@@ -178,6 +192,28 @@ export class Session {
   /** Uncounts a public connection counted by `enterStream()`. */
   leaveStream(): void {
     this.#streams--;
+    if (this.#revoked && this.#streams === 0) this.close(REVOKED);
+  }
+
+  /** Aborted when the session's streams must end at once (a token revoked at once). */
+  get streamSignal(): AbortSignal {
+    return this.#cutStreams.signal;
+  }
+
+  /** Whether its token was revoked (its name is not held for it). */
+  get revoked(): boolean {
+    return this.#revoked;
+  }
+
+  /**
+   * Its token no longer allows it: the client is told and the session closes,
+   * once its in-flight streams have ended, or at once (cutting them) with
+   * `atOnce`. The caller has already removed it from the registry.
+   */
+  revoke(atOnce: boolean): void {
+    this.#revoked = true;
+    if (atOnce) this.#cutStreams.abort();
+    if (atOnce || this.#streams === 0) this.close(REVOKED);
   }
 
   /** Serves the control channel until it ends, then closes everything the session holds. */
@@ -214,30 +250,58 @@ export class Session {
     const max = this.#limits.maxIdleProxies;
     if (max > 0 && this.#idle.length >= max) return false;
     this.#idle.push(proxy);
-    // While idle, any outcome of the watch read (EOF, error, stray bytes) retires the connection.
-    proxy.watch().then(() => this.#retire(proxy));
+    this.#watchIdle(proxy);
     return true;
+  }
+
+  // While idle, answers to our pings keep a connection; anything else its watch
+  // read sees (end of stream, an error, stray bytes) retires it.
+  #watchIdle(proxy: ProxyChannel): void {
+    proxy.watch().then(async () => {
+      if (!this.#idle.includes(proxy)) return; // taken: the stream owns the read's bytes
+      if (await proxy.takePongs()) {
+        if (this.#idle.includes(proxy)) this.#watchIdle(proxy);
+      } else this.#retire(proxy);
+    });
+  }
+
+  // Every PROXY_PING_INTERVAL_MS: an idle connection that did not answer the last
+  // ping is dead (a NAT or firewall dropped it silently); the others get a ping.
+  #pingIdle(): void {
+    for (const proxy of [...this.#idle]) {
+      if (proxy.pingOutstanding) {
+        this.#log.debug("Idle proxy connection did not answer a ping", {
+          subdomain: this.subdomain,
+        });
+        this.#retire(proxy);
+      } else proxy.ping();
+    }
   }
 
   /**
    * Takes an idle proxy connection for a public connection, waiting up to
-   * `timeoutMs` for one; undefined on timeout or when the session ends. The
+   * `timeoutMs` for one; undefined on timeout, when `signal` aborts, or when the session ends. The
    * client keeps its pool topped up by itself; a visitor that has to wait asks
    * it for one more connection, so a burst gets one per waiting visitor.
    */
-  takeProxy(timeoutMs: number): Promise<ProxyChannel | undefined> {
-    if (this.#closed) return Promise.resolve(undefined);
+  takeProxy(timeoutMs: number, signal?: AbortSignal): Promise<ProxyChannel | undefined> {
+    if (this.#closed || signal?.aborted) return Promise.resolve(undefined);
     const proxy = this.#idle.pop();
     if (proxy) return Promise.resolve(proxy);
     this.#requestProxy();
     return new Promise((resolve) => {
-      const waiter: Waiter = {
-        resolve,
-        timer: setTimeout(() => {
-          this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
-          resolve(undefined);
-        }, timeoutMs),
+      const give = (proxy: ProxyChannel | undefined): void => {
+        signal?.removeEventListener("abort", cancel);
+        resolve(proxy);
       };
+      const cancel = (): void => {
+        clearTimeout(waiter.timer);
+        const at = this.#waiters.indexOf(waiter);
+        if (at >= 0) this.#waiters.splice(at, 1);
+        give(undefined);
+      };
+      const waiter: Waiter = { resolve: give, timer: setTimeout(cancel, timeoutMs) };
+      signal?.addEventListener("abort", cancel, { once: true });
       this.#waiters.push(waiter);
     });
   }
@@ -246,6 +310,7 @@ export class Session {
   close(last?: ServerMessage): void {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#pinging);
     this.#control.close("session closed", last);
     for (const proxy of this.#idle.splice(0)) closeQuietly(proxy.conn);
     for (const waiter of this.#waiters.splice(0)) {
@@ -277,17 +342,18 @@ export class Session {
  * Registers a tunnel for `name` on `conn` (whose hello was accepted), welcomes
  * the client, serves the tunnel until it ends, and then holds the name for a
  * client that went away without `bye` (if it ever answered the welcome, so it
- * has its lease). `claimedNonce` is the nonce of a lease the client came back with.
+ * has its lease). `claim.nonce` is the nonce of a lease the client came back
+ * with, `claim.tokenKey` the token it was allowed by.
  */
 export async function serveSession(
   ctx: SessionHost,
   conn: Deno.Conn,
   reader: ByteReader,
-  name: string,
-  claimedNonce: string | undefined,
+  claim: { name: string; nonce: string | undefined; tokenKey: string | undefined },
   id: number,
 ): Promise<void> {
-  const session = new Session(name, conn, reader, { log: ctx.log, limits: ctx.limits });
+  const { name, nonce: claimedNonce, tokenKey } = claim;
+  const session = new Session(name, conn, reader, { log: ctx.log, limits: ctx.limits, tokenKey });
   ctx.registry.add(session);
   ctx.controlConns.add(conn);
   let reason = "welcome not delivered";
@@ -321,7 +387,7 @@ export async function serveSession(
     session.close();
     ctx.controlConns.delete(conn);
     ctx.registry.remove(session);
-    const holds = session.heardFrom && !session.saidBye && !session.replaced &&
+    const holds = session.heardFrom && !session.saidBye && !session.replaced && !session.revoked &&
       session.leaseNonce !== undefined && !ctx.closing && !ctx.registry.get(name);
     if (holds) ctx.leases.hold(name, session.leaseNonce!);
     ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason, held: holds });

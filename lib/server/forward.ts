@@ -1,0 +1,145 @@
+// A routed visitor's connection handed to its tunnel: counted against the
+// tunnel's streams, watched while it waits for a proxy connection (a visitor
+// that leaves is forwarded nothing), moved to another proxy connection when the
+// one it got does not accept the stream, then relayed.
+
+import type { ProxyChannel } from "../channel.ts";
+import { httpError } from "../http/response.ts";
+import { answerAndLinger, type ByteReader, closeQuietly, peerOf, withFirstRead } from "../io.ts";
+import { STREAM_ACCEPT_TIMEOUT_MS } from "../limits.ts";
+import { encodeStreamStart, type ServerMessage } from "../protocol.ts";
+import { logStream, relayStream } from "../relay.ts";
+import type { ServerContext } from "./context.ts";
+import type { Session } from "./session.ts";
+
+/**
+ * What a public connection carries: HTTP in the clear, HTTP the server decrypted
+ * (its TLS port), or TLS relayed end to end.
+ */
+export type Carried = "http" | "https" | "tls";
+
+/**
+ * Reads a waiting visitor's connection into its reader (while there is room),
+ * so that a visitor that goes away is noticed and what it sends meanwhile is
+ * kept for the stream.
+ */
+class VisitorWatch {
+  #reader: ByteReader;
+  #read: Promise<boolean> | undefined;
+  #sent = 0;
+  /** Resolves once the visitor's end of stream or an error was read. */
+  readonly gone: Promise<void>;
+  #leave!: () => void;
+
+  constructor(reader: ByteReader) {
+    this.#reader = reader;
+    this.gone = new Promise((resolve) => this.#leave = resolve);
+    this.#next();
+  }
+
+  #next(): void {
+    if (this.#reader.room === 0) return this.#read = undefined; // full: wait quietly
+    const read = this.#reader.fill();
+    this.#read = read;
+    read.then((more) => {
+      if (this.#read !== read) return; // handed to the stream
+      if (more) this.#next();
+      else this.#leave();
+    }, () => {
+      if (this.#read === read) this.#leave(); // reset: gone (the stream sees the error itself)
+    });
+  }
+
+  /** The bytes read so far, which go out with `open`; later ones come from `rest()`. */
+  prefix(): Uint8Array {
+    const bytes = this.#reader.buffered;
+    this.#sent = bytes.length;
+    return bytes;
+  }
+
+  /**
+   * Stops watching: the bytes read since `prefix()` and what the read under
+   * way brings (null: the visitor's end; its error rejects) come first in the stream.
+   */
+  rest(): Promise<Uint8Array | null> | undefined {
+    const read = this.#read;
+    this.#read = undefined;
+    const unsent = (): Uint8Array => this.#reader.buffered.slice(this.#sent);
+    if (read) {
+      return read.then((more) =>
+        more || this.#sent < this.#reader.buffered.length ? unsent() : null
+      );
+    }
+    return this.#sent < this.#reader.buffered.length ? Promise.resolve(unsent()) : undefined;
+  }
+}
+
+/** Hands a public connection to an idle proxy connection and relays one stream over it. */
+export async function forward(
+  ctx: ServerContext,
+  conn: Deno.Conn,
+  reader: ByteReader,
+  session: Session,
+  carried: Carried,
+  id: number,
+): Promise<void> {
+  const where = { conn: id, subdomain: session.subdomain };
+  if (!session.enterStream()) {
+    ctx.log.warn("Tunnel at its stream limit", { ...where, max: ctx.limits.maxStreamsPerTunnel });
+    if (carried !== "tls") {
+      await answerAndLinger(conn, httpError(503, "Tunnel is busy, try again"));
+    }
+    return;
+  }
+  const watch = new VisitorWatch(reader);
+  const left = new AbortController();
+  watch.gone.then(() => left.abort());
+  let proxy: ProxyChannel | undefined;
+  let reused = false;
+  try {
+    const open: ServerMessage = carried === "tls"
+      ? { type: "open", peer: peerOf(conn), proto: "tls" }
+      : { type: "open", peer: peerOf(conn), proto: "http", scheme: carried };
+    const deadline = Date.now() + ctx.limits.proxyWaitTimeoutMs;
+    // A proxy connection a NAT dropped silently looks idle until it fails to
+    // accept; nothing of the visitor's went anywhere yet, so the next one gets it.
+    for (;;) {
+      proxy = await session.takeProxy(Math.max(0, deadline - Date.now()), left.signal);
+      if (!proxy) break;
+      ctx.conns.add(proxy.conn);
+      await proxy.sendStart(encodeStreamStart(open, watch.prefix()));
+      const accepted = await proxy.readAccept(
+        Math.min(STREAM_ACCEPT_TIMEOUT_MS, ctx.limits.proxyWaitTimeoutMs),
+      );
+      if (accepted) break;
+      ctx.log.debug("Proxy connection did not accept a stream: trying another", where);
+      ctx.conns.delete(proxy.conn);
+      closeQuietly(proxy.conn);
+      proxy = undefined;
+    }
+    if (left.signal.aborted && !proxy) {
+      return ctx.log.debug("Visitor left while waiting for the tunnel: nothing forwarded", where);
+    }
+    if (!proxy) {
+      ctx.log.warn("No proxy connection in time", where);
+      if (carried !== "tls") {
+        await answerAndLinger(conn, httpError(504, "Tunnel did not answer in time"));
+      }
+      return;
+    }
+    const rest = watch.rest();
+    const result = await relayStream(rest ? withFirstRead(conn, rest) : conn, proxy, {
+      idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
+      signal: session.streamSignal,
+    });
+    logStream(ctx.log, result, where);
+    ctx.conns.delete(proxy.conn);
+    reused = result.reusable && !ctx.closing && session.addProxy(proxy);
+  } finally {
+    session.leaveStream();
+    if (proxy) {
+      ctx.conns.delete(proxy.conn);
+      if (!reused) closeQuietly(proxy.conn);
+    }
+  }
+}
