@@ -3,7 +3,7 @@
 
 import { concatBytes } from "./bytes.ts";
 import type { ReadBuffer } from "./growing_buffer.ts";
-import { closeQuietly, writeAll } from "./io.ts";
+import { closeQuietly, type Conn, writeAll } from "./io.ts";
 import {
   ABORT_FRAME,
   ACCEPT_FRAME,
@@ -31,7 +31,7 @@ export interface PendingRead {
   result: Promise<number | null>;
 }
 
-/** Anything bytes can be written to, like a `Deno.Conn`. */
+/** Anything bytes can be written to, like a `Conn`. */
 export interface Writer {
   /** Writes some of `p`; resolves with how many bytes. */
   write(p: Uint8Array): Promise<number>;
@@ -49,7 +49,7 @@ export type StreamSink = Writer | undefined;
  */
 export class ProxyChannel {
   /** The upgraded TCP connection. */
-  readonly conn: Deno.Conn;
+  readonly conn: Conn;
   #leftover: Uint8Array | undefined;
   #pending: PendingRead | undefined;
   #writing: Promise<void> = Promise.resolve();
@@ -57,7 +57,7 @@ export class ProxyChannel {
   pingOutstanding = false;
 
   /** Wraps `conn`; `leftover` holds bytes already read from it. */
-  constructor(conn: Deno.Conn, leftover?: Uint8Array) {
+  constructor(conn: Conn, leftover?: Uint8Array) {
     this.conn = conn;
     if (leftover && leftover.length > 0) this.#leftover = leftover;
   }

@@ -1,6 +1,6 @@
 // A control connection, either side: framed messages, serialized writes, heartbeats.
 
-import type { ByteReader } from "./io.ts";
+import type { ByteReader, Conn } from "./io.ts";
 import { closeQuietly, writeAll } from "./io.ts";
 import type { Logger } from "./log.ts";
 import { describeError, isDisconnect } from "./log.ts";
@@ -30,7 +30,7 @@ export const DEFAULT_HEARTBEAT: HeartbeatTiming = {
  * after `peerTimeoutMs` of inbound silence, on a bad frame, or on `close()`.
  */
 export class ControlChannel<In extends Message, Out extends Message> {
-  #conn: Deno.Conn;
+  #conn: Conn;
   #reader: ByteReader;
   #decode: (bytes: Uint8Array) => DecodeResult<In>;
   #log: Logger;
@@ -45,7 +45,7 @@ export class ControlChannel<In extends Message, Out extends Message> {
 
   /** Wraps `conn`, whose already-read bytes are in `reader`. */
   constructor(
-    conn: Deno.Conn,
+    conn: Conn,
     reader: ByteReader,
     decode: (bytes: Uint8Array) => DecodeResult<In>,
     log: Logger,

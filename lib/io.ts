@@ -1,8 +1,29 @@
-// Small I/O helpers over Deno.Conn: buffered reads, whole writes, deadlines, quiet close.
+// Small I/O helpers over connections: buffered reads, whole writes, deadlines, quiet close.
 
 import { LINGER_MAX_BYTES, LINGER_MS, MAX_FRAME_BYTES } from "./limits.ts";
 import { hostWithPort } from "./names.ts";
 import { type DecodeResult, FRAME_HEADER_BYTES } from "./protocol.ts";
+
+/** A byte stream the relay and the handlers drive: a `Deno.Conn`, or anything shaped like one. */
+export interface Duplex {
+  /** Reads into `p`; resolves with the count, or null at end of stream. */
+  read(p: Uint8Array): Promise<number | null>;
+  /** Writes some of `p`; resolves with how many bytes. */
+  write(p: Uint8Array): Promise<number>;
+  /** Ends the writing direction (half-close). */
+  closeWrite(): Promise<void>;
+  /** Closes both directions. */
+  close(): void;
+}
+
+/**
+ * A connection from a peer: a `Deno.Conn`, or a node socket behind an adapter
+ * (the server's TLS port, see lib/node_conn.ts).
+ */
+export interface Conn extends Duplex {
+  /** The peer's address. */
+  readonly remoteAddr: Deno.Addr;
+}
 
 /** Closes a resource, ignoring that it may be closed already. */
 export function closeQuietly(resource: { close(): void }): void {
@@ -36,7 +57,7 @@ const READER_START_BYTES = 2048;
 
 /** Reads from a connection into one buffer (grown when full) that callers parse in place. */
 export class ByteReader {
-  #conn: Deno.Conn;
+  #conn: { read(p: Uint8Array): Promise<number | null> };
   #buffer: Uint8Array;
   #capacity: number;
   #start = 0;
@@ -46,7 +67,11 @@ export class ByteReader {
    * Reads from `conn`, starting with `initial`, into a buffer that starts at
    * READER_START_BYTES and doubles as needed up to `capacity` bytes.
    */
-  constructor(conn: Deno.Conn, capacity: number, initial?: Uint8Array) {
+  constructor(
+    conn: { read(p: Uint8Array): Promise<number | null> },
+    capacity: number,
+    initial?: Uint8Array,
+  ) {
     this.#conn = conn;
     this.#capacity = Math.max(capacity, initial?.length ?? 0);
     const size = Math.max(Math.min(READER_START_BYTES, capacity), initial?.length ?? 0);
@@ -153,7 +178,7 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
  * the connection and destroy the answer before the peer reads it. The caller
  * closes the connection afterwards.
  */
-export async function answerAndLinger(conn: Deno.Conn, answer: Uint8Array): Promise<void> {
+export async function answerAndLinger(conn: Duplex, answer: Uint8Array): Promise<void> {
   await writeAll(conn, answer);
   try {
     await conn.closeWrite();
@@ -176,36 +201,21 @@ export async function answerAndLinger(conn: Deno.Conn, answer: Uint8Array): Prom
 }
 
 /** The IP address of a connection's peer. */
-export function ipOf(conn: Deno.Conn): string {
+export function ipOf(conn: Conn): string {
   return (conn.remoteAddr as Deno.NetAddr).hostname;
 }
 
 /** A connection's peer as `ip:port` (IPv6 in brackets). */
-export function peerOf(conn: Deno.Conn): string {
+export function peerOf(conn: Conn): string {
   const { hostname, port } = conn.remoteAddr as Deno.NetAddr;
   return hostWithPort(hostname, port, -1);
-}
-
-/** What {@linkcode withFirstRead} wraps: a connection the relay can drive. */
-export interface ReadableConn {
-  /** Reads into `p`; the count, or null at end of stream. */
-  read(p: Uint8Array): Promise<number | null>;
-  /** Writes some of `p`. */
-  write(p: Uint8Array): Promise<number>;
-  /** Half-closes. */
-  closeWrite(): Promise<void>;
-  /** Closes. */
-  close(): void;
 }
 
 /**
  * `conn`, whose next read gives the bytes of `first` (a read already under
  * way; null: the end of stream) before reading `conn` itself again.
  */
-export function withFirstRead(
-  conn: ReadableConn,
-  first: Promise<Uint8Array | null>,
-): ReadableConn {
+export function withFirstRead(conn: Duplex, first: Promise<Uint8Array | null>): Duplex {
   let pending: Promise<Uint8Array | null> | undefined = first;
   let rest: Uint8Array | undefined;
   return {

@@ -4,7 +4,9 @@
 import { concatBytes } from "./bytes.ts";
 import type { ProxyChannel, Writer } from "./channel.ts";
 import { GrowingBuffer } from "./growing_buffer.ts";
-import { closeQuietly } from "./io.ts";
+import { closeQuietly, type Duplex } from "./io.ts";
+
+export type { Duplex };
 import { LINGER_MS } from "./limits.ts";
 import { describeError, isBug, type LogFields, type Logger } from "./log.ts";
 import { FRAME_HEADER_BYTES, type StreamEnd } from "./protocol.ts";
@@ -43,16 +45,6 @@ export function logStream(
   for (const e of [result.error, result.rawError]) {
     if (isBug(e)) log.error("Stream failed", { ...fields, error: describeError(e) });
   }
-}
-
-/** A byte stream the stream relay can drive: a `Deno.Conn`, or anything shaped like one. */
-export interface Duplex extends Writer {
-  /** Reads into `p`; resolves with the count, or null at end of stream. */
-  read(p: Uint8Array): Promise<number | null>;
-  /** Ends the writing direction (half-close). */
-  closeWrite(): Promise<void>;
-  /** Closes both directions. */
-  close(): void;
 }
 
 /**
@@ -99,7 +91,7 @@ export async function relayStream(
   options: StreamOptions = {},
 ): Promise<StreamResult> {
   const { idleTimeoutMs = 0, adapter, signal } = options;
-  const inboundSink = adapter?.inbound ?? raw;
+  const inboundSink: Writer = adapter?.inbound ?? raw;
   let rawClosed = false;
   const closeRaw = (): void => {
     if (rawClosed) return;

@@ -4,7 +4,8 @@
 // Deno TlsConn closed then keeps its TCP socket open).
 
 import tls from "node:tls";
-import type { Duplex } from "../relay.ts";
+import type { Duplex } from "../io.ts";
+import { NodeConn } from "../node_conn.ts";
 
 /** How the client speaks TLS to a local app. */
 export interface LocalTls {
@@ -15,9 +16,6 @@ export interface LocalTls {
   /** Accept any certificate: self-signed, expired, or for another name. */
   allowInvalid: boolean;
 }
-
-/** Inbound bytes a node socket may queue before it is paused (back-pressure). */
-const NODE_QUEUE_HIGH_BYTES = 256 * 1024;
 
 /** Hostnames that are IP literals cannot be sent as SNI. */
 const isIp = (name: string): boolean => /^[\d.]+$/.test(name) || name.includes(":");
@@ -46,7 +44,7 @@ export function connectLocalTls(
     ALPNProtocols: ["http/1.1"],
   };
   const socket = tls.connect(connectOptions);
-  const duplex = new NodeSocketDuplex(socket);
+  const duplex = new NodeConn(socket);
   return new Promise((resolve, reject) => {
     const fail = (e: unknown): void => {
       socket.destroy();
@@ -64,87 +62,4 @@ export function connectLocalTls(
       resolve(duplex);
     });
   });
-}
-
-/** A node socket seen as a Duplex: reads from a bounded queue, writes resolve once flushed. */
-class NodeSocketDuplex implements Duplex {
-  #socket: tls.TLSSocket;
-  #chunks: Uint8Array[] = [];
-  #queued = 0;
-  #ended = false;
-  #closed = false;
-  #error: Error | undefined;
-  #wake: (() => void) | undefined;
-
-  constructor(socket: tls.TLSSocket) {
-    this.#socket = socket;
-    const wake = (): void => {
-      this.#wake?.();
-      this.#wake = undefined;
-    };
-    socket.on("data", (chunk: Uint8Array) => {
-      this.#chunks.push(chunk);
-      this.#queued += chunk.length;
-      if (this.#queued > NODE_QUEUE_HIGH_BYTES) socket.pause();
-      wake();
-    });
-    socket.on("end", () => {
-      this.#ended = true;
-      wake();
-    });
-    socket.on("error", (e: Error) => {
-      this.#error ??= e;
-      wake();
-    });
-    socket.on("close", () => {
-      this.#ended = true;
-      wake();
-    });
-  }
-
-  async read(p: Uint8Array): Promise<number | null> {
-    if (this.#closed) throw new Deno.errors.BadResource("closed");
-    while (this.#chunks.length === 0) {
-      if (this.#closed) throw new Deno.errors.BadResource("closed");
-      if (this.#error) throw this.#error;
-      if (this.#ended) return null;
-      await new Promise<void>((resolve) => this.#wake = resolve);
-    }
-    let n = 0;
-    while (n < p.length && this.#chunks.length > 0) {
-      const chunk = this.#chunks[0]!;
-      const take = Math.min(chunk.length, p.length - n);
-      p.set(chunk.subarray(0, take), n);
-      n += take;
-      if (take === chunk.length) this.#chunks.shift();
-      else this.#chunks[0] = chunk.subarray(take);
-    }
-    this.#queued -= n;
-    if (this.#queued <= NODE_QUEUE_HIGH_BYTES / 2 && this.#socket.isPaused()) this.#socket.resume();
-    return n;
-  }
-
-  write(p: Uint8Array): Promise<number> {
-    if (this.#closed) return Promise.reject(new Deno.errors.BadResource("closed"));
-    return new Promise((resolve, reject) => {
-      // The callback runs once the bytes are handed to the socket, so `p` may be reused then.
-      this.#socket.write(p, (e) => e ? reject(e) : resolve(p.length));
-    });
-  }
-
-  closeWrite(): Promise<void> {
-    const socket = this.#socket;
-    if (this.#closed || socket.destroyed) return Promise.resolve();
-    return new Promise((resolve) => {
-      // end()'s callback does not run if the socket is destroyed meanwhile; "close" always does.
-      socket.once("close", () => resolve());
-      socket.end(() => resolve());
-    });
-  }
-
-  close(): void {
-    this.#closed = true;
-    this.#socket.destroy();
-    this.#wake?.();
-  }
 }

@@ -1,5 +1,6 @@
 // What the server's connection handlers share: configuration, the registry, live sockets.
 
+import type { Conn } from "../io.ts";
 import type { Logger } from "../log.ts";
 import type { ServerLimits } from "../limits.ts";
 import type { Auth } from "./auth.ts";
@@ -27,9 +28,9 @@ export interface ServerContext extends SessionHost {
   /** Reconnect leases and the names held for clients that went away. */
   readonly leases: Leases;
   /** Every live connection, closed by `close()`. */
-  readonly conns: Set<Deno.Conn>;
+  readonly conns: Set<Conn>;
   /** Control connections: their sessions close them after a last frame. */
-  readonly controlConns: Set<Deno.Conn>;
+  readonly controlConns: Set<Conn>;
   /** With `--redirect-http`: the HTTPS port plain requests for tunnels are sent to. */
   readonly redirectPort: number | undefined;
   /** Whether the server is shutting down. */

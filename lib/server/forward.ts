@@ -5,7 +5,14 @@
 
 import type { ProxyChannel } from "../channel.ts";
 import { httpError } from "../http/response.ts";
-import { answerAndLinger, type ByteReader, closeQuietly, peerOf, withFirstRead } from "../io.ts";
+import {
+  answerAndLinger,
+  type ByteReader,
+  closeQuietly,
+  type Conn,
+  peerOf,
+  withFirstRead,
+} from "../io.ts";
 import { STREAM_ACCEPT_TIMEOUT_MS } from "../limits.ts";
 import { encodeStreamStart, type ServerMessage } from "../protocol.ts";
 import { logStream, relayStream } from "../relay.ts";
@@ -77,7 +84,7 @@ class VisitorWatch {
 /** Hands a public connection to an idle proxy connection and relays one stream over it. */
 export async function forward(
   ctx: ServerContext,
-  conn: Deno.Conn,
+  conn: Conn,
   reader: ByteReader,
   session: Session,
   carried: Carried,

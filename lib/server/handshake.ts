@@ -7,6 +7,7 @@ import { ProxyChannel } from "../channel.ts";
 import {
   ByteReader,
   closeQuietly,
+  type Conn,
   deadline,
   FRAME_READER_CAPACITY,
   ipOf,
@@ -25,12 +26,18 @@ import {
 import type { Outcome, ServerContext } from "./context.ts";
 import { serveSession } from "./session.ts";
 
-/** Reads the first frame of an upgraded connection and serves it as a control or proxy connection. */
+/**
+ * Reads the first frame of an upgraded connection and serves it as a control or
+ * proxy connection; calls `authenticated` once the client proved who it is (a
+ * token, or a tunnel's secret), so that until then it counts as a connection
+ * being routed.
+ */
 export async function handleClient(
   ctx: ServerContext,
-  conn: Deno.Conn,
+  conn: Conn,
   bytes: ByteReader,
   id: number,
+  authenticated: () => void,
 ): Promise<Outcome> {
   const reader = new ByteReader(conn, FRAME_READER_CAPACITY, bytes.buffered);
   const timer = deadline(ctx.limits.handshakeTimeoutMs, () => closeQuietly(conn));
@@ -57,13 +64,13 @@ export async function handleClient(
         `client ${first.version}; upgrade the client`,
     );
   }
-  if (first.type === "attach") return await attach(ctx, conn, reader, first);
+  if (first.type === "attach") return await attach(ctx, conn, reader, first, authenticated);
   const ip = ipOf(conn);
   // The tunnel slot is taken now, before any await, so parallel hellos cannot overshoot it.
   const overLimit = ctx.admission.reserveTunnel(ip);
   if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
   try {
-    return await claim(ctx, conn, reader, first, id);
+    return await claim(ctx, conn, reader, first, id, authenticated);
   } finally {
     ctx.admission.releaseTunnel(ip);
   }
@@ -71,14 +78,16 @@ export async function handleClient(
 
 async function attach(
   ctx: ServerContext,
-  conn: Deno.Conn,
+  conn: Conn,
   reader: ByteReader,
   message: Extract<ClientMessage, { type: "attach" }>,
+  authenticated: () => void,
 ): Promise<Outcome> {
   const session = ctx.registry.byId(message.tunnel);
   if (!session || !timingSafeEqual(message.secret, session.secret)) {
     return await refuse(ctx, conn, "unauthorized", "Cannot attach: unknown tunnel or wrong secret");
   }
+  authenticated();
   if (reader.buffered.length > 0) {
     return await refuse(ctx, conn, "bad-request", "Unexpected bytes after attach");
   }
@@ -94,10 +103,11 @@ const RANDOM_NAME_ATTEMPTS = 100;
 
 async function claim(
   ctx: ServerContext,
-  conn: Deno.Conn,
+  conn: Conn,
   reader: ByteReader,
   message: Extract<ClientMessage, { type: "hello" }>,
   id: number,
+  authenticated: () => void,
 ): Promise<Outcome> {
   let requested: string | undefined;
   if (message.subdomain !== undefined) {
@@ -115,6 +125,7 @@ async function claim(
   }
   const rate = ctx.admission.countNewTunnel(ipOf(conn));
   if (rate) return await refuse(ctx, conn, "limit", rate);
+  authenticated();
   // Everything asynchronous happens before the name is checked: from the check to
   // the registration below there is no await, so two claims cannot both win.
   const lease = requested === undefined
@@ -193,7 +204,7 @@ async function claim(
 /** Answers a client with an error frame (after the 101, unless already sent). */
 async function refuse(
   ctx: ServerContext,
-  conn: Deno.Conn,
+  conn: Conn,
   code: ErrorCode,
   message: string,
   upgrade = true,

@@ -2,11 +2,19 @@
 
 import { headEnd } from "../http/head.ts";
 import { httpError, httpRedirect } from "../http/response.ts";
-import { answerAndLinger, ByteReader, closeQuietly, deadline, sleep, writeAll } from "../io.ts";
+import {
+  answerAndLinger,
+  ByteReader,
+  closeQuietly,
+  type Conn,
+  deadline,
+  sleep,
+  writeAll,
+} from "../io.ts";
 import { LINGER_MS } from "../limits.ts";
 import { hostWithPort, HTTPS_PORT, routeHost } from "../names.ts";
 import { UPGRADE_PATH, UPGRADE_TOKEN } from "../protocol.ts";
-import { sniff, type SniffedHttp } from "../sniff.ts";
+import { sniff, type SniffedHttp, type SniffResult } from "../sniff.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import { forward } from "./forward.ts";
 import { handleClient } from "./handshake.ts";
@@ -27,12 +35,14 @@ function worthSniffing(bytes: Uint8Array, before: number, maxBytes: number): boo
 
 /**
  * Routes a new connection by its first bytes, calling `routed` once they are
- * read (or given up on). Owns `conn` until it returns; the caller closes it
- * afterwards unless it was kept by a session.
+ * read (or given up on), or for a client's upgrade once it proved who it is:
+ * until then the connection counts against the per-IP limit of connections
+ * being routed. Owns `conn` until it returns; the caller closes it afterwards
+ * unless it was kept by a session.
  */
 export async function routeConnection(
   ctx: ServerContext,
-  conn: Deno.Conn,
+  conn: Conn,
   id: number,
   routed: () => void,
   secure = false,
@@ -74,7 +84,7 @@ export async function routeConnection(
     if (!timer.expired) throw e;
   } finally {
     timer.clear();
-    routed();
+    if (!isUpgrade(result)) routed();
   }
   if (timer.expired) {
     ctx.log.debug("Sniff deadline passed", { conn: id });
@@ -101,21 +111,28 @@ export async function routeConnection(
       return await forward(ctx, conn, reader, session, "tls", id);
     }
     case "http":
-      return await routeHttp(ctx, conn, reader, result, id, secure);
+      return await routeHttp(ctx, conn, reader, result, id, secure, routed);
   }
+}
+
+/** Whether sniffed bytes are a Gotunnel client's upgrade request. */
+function isUpgrade(result: SniffResult): boolean {
+  return result.state === "http" && result.upgrade === UPGRADE_TOKEN &&
+    result.target === UPGRADE_PATH;
 }
 
 async function routeHttp(
   ctx: ServerContext,
-  conn: Deno.Conn,
+  conn: Conn,
   reader: ByteReader,
   head: SniffedHttp,
   id: number,
   secure: boolean,
+  routed: () => void,
 ): Promise<Outcome> {
-  if (head.upgrade === UPGRADE_TOKEN && head.target === UPGRADE_PATH) {
+  if (isUpgrade(head)) {
     reader.consume(head.headLength);
-    return await handleClient(ctx, conn, reader, id);
+    return await handleClient(ctx, conn, reader, id, routed);
   }
   const route = routeHost({ host: head.host, ip: head.ip }, ctx.domain);
   if (route.kind === "apex") {

@@ -1,9 +1,7 @@
 // The public server: one port for browsers and clients; routes each connection by its first bytes.
 
-import { closeQuietly, ipOf, sleep } from "../io.ts";
+import { closeQuietly, type Conn, ipOf, sleep } from "../io.ts";
 import {
-  ACCEPT_BACKOFF_MAX_MS,
-  ACCEPT_BACKOFF_MIN_MS,
   checkLimits,
   DEFAULT_SERVER_LIMITS,
   LEASE_MS,
@@ -19,7 +17,9 @@ import { Admission } from "./admission.ts";
 import { Auth, type TokenRules } from "./auth.ts";
 import { Leases } from "./lease.ts";
 import { Registry } from "./registry.ts";
+import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
+import { TlsPort } from "./tls_port.ts";
 import type { Session, TunnelInfo } from "./session.ts";
 
 /** Options for {@linkcode startServer}. */
@@ -121,26 +121,26 @@ export interface TunnelServer {
 }
 
 const DEFAULT_TLS_PORT = 8443;
-/** ALPN: HTTP/1.1 only, so browsers cannot coalesce subdomains onto one HTTP/2 connection. */
-const ALPN = ["http/1.1"];
-
 /**
- * Runs `listen`; a failure to bind says which address could not be had (the
- * plain or the TLS port), an unusable certificate or key says so; both keep the cause.
+ * A listen failure that says which address could not be had (the plain or
+ * the TLS port), or that the certificate or key is unusable; keeps the cause.
  */
-function listenOrExplain<L>(listen: () => L, where: string, tls = false): L {
+function explainListenError(e: unknown, where: string, tls = false): Error {
+  const why = e instanceof Error ? e.message : String(e);
+  const certificate = tls && (e instanceof Deno.errors.InvalidData || /key|certificate/i.test(why));
+  if (certificate) return new Error(`Cannot use the TLS certificate and key: ${why}`, { cause: e });
+  if (e instanceof Deno.errors.AddrInUse) {
+    return new Deno.errors.AddrInUse(`Cannot listen on ${where}: address already in use`);
+  }
+  return new Error(`Cannot listen on ${where}: ${why}`, { cause: e });
+}
+
+/** Runs `listen`; a failure becomes {@linkcode explainListenError}'s. */
+function listenOrExplain<L>(listen: () => L, where: string): L {
   try {
     return listen();
   } catch (e) {
-    const why = e instanceof Error ? e.message : String(e);
-    const certificate = tls && (e instanceof Deno.errors.InvalidData || /key/i.test(why));
-    if (certificate) {
-      throw new Error(`Cannot use the TLS certificate and key: ${why}`, { cause: e });
-    }
-    if (e instanceof Deno.errors.AddrInUse) {
-      throw new Deno.errors.AddrInUse(`Cannot listen on ${where}: address already in use`);
-    }
-    throw new Error(`Cannot listen on ${where}: ${why}`, { cause: e });
+    throw explainListenError(e, where);
   }
 }
 
@@ -177,39 +177,80 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     leaseMs,
     options.leaseGrace ?? true,
   );
-  const listenTls = (cert: string, key: string, port: number): Deno.TlsListener =>
-    Deno.listenTls({ port, hostname, cert, key, alpnProtocols: ALPN });
   const listener = listenOrExplain(
     () => Deno.listen({ port: options.port ?? 8080, hostname }),
     `${hostname}:${options.port ?? 8080}`,
   );
   const addr = listener.addr;
-  let tlsListener: Deno.TlsListener | undefined;
+  const registry = new Registry<Session>();
+  const admission = new Admission(limits);
+  const conns = new Set<Conn>();
+  const controlConns = new Set<Conn>(); // closed by their sessions, after a last frame
+  const tasks = new Set<Promise<void>>();
+  let closing = false;
+  let nextId = 1;
+  const stopAccepting = new AbortController();
+  const track = (task: Promise<void>): void => {
+    tasks.add(task);
+    task.finally(() => tasks.delete(task));
+  };
+  // Every connection, from either port, once it counts against the per-IP limit
+  // of connections being routed; `routed` uncounts it.
+  const handle = (conn: Conn, secure: boolean, routed: () => void): void => {
+    const id = nextId++;
+    conns.add(conn);
+    track(
+      routeConnection(ctx, conn, id, routed, secure)
+        .finally(routed)
+        .catch((e): Outcome => {
+          const fields = { conn: id, error: describeError(e) };
+          if (isDisconnect(e)) log.debug("Connection ended", fields);
+          else log.warn("Connection failed", fields);
+        })
+        .then((outcome) => {
+          conns.delete(conn);
+          if (outcome !== "kept") closeQuietly(conn);
+        }),
+    );
+  };
+  const admitPlain = (conn: Deno.Conn): void => {
+    const ip = ipOf(conn);
+    if (!admission.enterSniffing(ip)) {
+      log.debug("Over the limit of connections being routed", { ip });
+      return closeQuietly(conn);
+    }
+    let sniffing = true;
+    handle(conn, false, () => {
+      if (sniffing) admission.leaveSniffing(ip);
+      sniffing = false;
+    });
+  };
+  let tlsPort: TlsPort | undefined;
   try {
     if (options.tls) {
       const { cert, key, port = DEFAULT_TLS_PORT } = options.tls;
-      tlsListener = listenOrExplain(
-        () => listenTls(cert, key, port),
-        `${hostname}:${port} (TLS port)`,
-        true,
-      );
+      tlsPort = await TlsPort.open({
+        hostname,
+        port,
+        cert,
+        key,
+        handshakeTimeoutMs: limits.sniffTimeoutMs,
+        admit: (ip) => admission.enterSniffing(ip),
+        release: (ip) => admission.leaveSniffing(ip),
+        onConnection: (conn, routed) => handle(conn, true, routed),
+        onHandshakeError: (e) => log.debug("TLS handshake failed", { error: describeError(e) }),
+      }).catch((e) => {
+        throw explainListenError(e, `${hostname}:${port} (TLS port)`, true);
+      });
     }
   } catch (e) {
     closeQuietly(listener);
     throw e;
   }
-  const tlsAddr = tlsListener?.addr;
-  let current = { cert: options.tls?.cert ?? "", key: options.tls?.key ?? "" };
+  const tlsAddr = tlsPort?.addr;
   const url = tlsAddr
     ? `https://${hostWithPort(domain, tlsAddr.port, HTTPS_PORT)}`
     : `http://${hostWithPort(domain, addr.port)}`;
-  const registry = new Registry<Session>();
-  const admission = new Admission(limits);
-  const conns = new Set<Deno.Conn>();
-  const controlConns = new Set<Deno.Conn>(); // closed by their sessions, after a last frame
-  const tasks = new Set<Promise<void>>();
-  let closing = false;
-  let nextId = 1;
   const ctx: ServerContext = {
     domain,
     url,
@@ -228,88 +269,11 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       return closing;
     },
   };
-  const stopAccepting = new AbortController();
-
-  const track = (task: Promise<void>): void => {
-    tasks.add(task);
-    task.finally(() => tasks.delete(task));
-  };
-
-  const acceptLoop = async (from: Deno.Listener<Deno.Conn>, secure: boolean): Promise<void> => {
-    let backoff = ACCEPT_BACKOFF_MIN_MS;
-    while (!closing) {
-      let conn: Deno.Conn;
-      try {
-        conn = await from.accept();
-        backoff = ACCEPT_BACKOFF_MIN_MS;
-      } catch (e) {
-        if (closing || e instanceof Deno.errors.BadResource) break; // closed (or reloaded)
-        if (isDisconnect(e)) {
-          // One peer reset before we accepted it: not the listener's fault.
-          log.debug("Accepted connection was already gone", { error: describeError(e) });
-          continue;
-        }
-        log.warn("Accept failed, backing off", { error: describeError(e), ms: backoff });
-        await sleep(backoff, stopAccepting.signal);
-        backoff = Math.min(backoff * 2, ACCEPT_BACKOFF_MAX_MS);
-        continue;
-      }
-      const id = nextId++;
-      const ip = ipOf(conn);
-      if (!admission.enterSniffing(ip)) {
-        log.debug("Over the limit of connections being routed", { conn: id, ip });
-        closeQuietly(conn);
-        continue;
-      }
-      let sniffing = true;
-      const routed = (): void => {
-        if (sniffing) admission.leaveSniffing(ip);
-        sniffing = false;
-      };
-      conns.add(conn);
-      track(
-        routeConnection(ctx, conn, id, routed, secure)
-          .finally(routed)
-          .catch((e): Outcome => {
-            const fields = { conn: id, error: describeError(e) };
-            if (isDisconnect(e)) log.debug("Connection ended", fields);
-            else log.warn("Connection failed", fields);
-          })
-          .then((outcome) => {
-            conns.delete(conn);
-            if (outcome !== "kept") closeQuietly(conn);
-          }),
-      );
-    }
-  };
-
-  const accepting = new Set<Promise<void>>();
-  const accept = (from: Deno.Listener<Deno.Conn>, secure: boolean): Promise<void> => {
-    const loop = acceptLoop(from, secure);
-    accepting.add(loop);
-    loop.finally(() => accepting.delete(loop));
-    return loop;
-  };
-  accept(listener, false);
-  let tlsLoop = tlsListener ? accept(tlsListener, true) : undefined;
+  const accepting = acceptLoop(listener, admitPlain, log, stopAccepting.signal);
   const reloadTls = async (cert: string, key: string): Promise<void> => {
-    if (!tlsListener || closing) throw new Error("Cannot reload TLS: the server has no TLS port");
-    // Check the pair on a throwaway listener first: a bad one must not cost the port.
-    Deno.listenTls({ port: 0, hostname: "127.0.0.1", cert, key }).close();
-    // Without SO_REUSEPORT (unstable in Deno) the port is rebound: a connection
-    // arriving in that instant may be refused; open connections are untouched.
-    const port = tlsListener.addr.port;
-    closeQuietly(tlsListener);
-    await tlsLoop; // the port is free only once the pending accept has ended
-    try {
-      tlsListener = listenTls(cert, key, port);
-    } catch (e) {
-      tlsListener = listenTls(current.cert, current.key, port);
-      throw e;
-    }
-    current = { cert, key };
-    tlsLoop = accept(tlsListener, true);
     await Promise.resolve();
+    if (!tlsPort || closing) throw new Error("Cannot reload TLS: the server has no TLS port");
+    tlsPort.setCertificate(cert, key); // throws, keeping the old pair, if this one is unusable
     log.info("TLS certificate reloaded", {});
   };
   const finished = Promise.withResolvers<void>();
@@ -318,8 +282,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     closing = true;
     stopAccepting.abort();
     closeQuietly(listener);
-    if (tlsListener) closeQuietly(tlsListener);
-    while (accepting.size > 0) await Promise.allSettled([...accepting]);
+    tlsPort?.close();
+    await accepting;
     for (const session of registry.sessions()) {
       session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
     }

@@ -4,7 +4,7 @@
 
 import { ControlChannel } from "../control.ts";
 import type { ProxyChannel } from "../channel.ts";
-import { type ByteReader, closeQuietly, peerOf, writeAll } from "../io.ts";
+import { type ByteReader, closeQuietly, type Conn, peerOf, writeAll } from "../io.ts";
 import type { ServerLimits } from "../limits.ts";
 import { PROXY_PING_INTERVAL_MS, SECRET_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
@@ -35,7 +35,7 @@ export interface SessionHost {
   /** Leases issued to clients and names held for them. */
   readonly leases: Leases;
   /** Control connections: their sessions close them after a last frame. */
-  readonly controlConns: Set<Deno.Conn>;
+  readonly controlConns: Set<Conn>;
   /** Whether the server is shutting down (then no name is held). */
   readonly closing: boolean;
 }
@@ -101,7 +101,7 @@ export class Session {
   /** Creates a session for `subdomain` over an upgraded control connection. */
   constructor(
     subdomain: string,
-    conn: Deno.Conn,
+    conn: Conn,
     reader: ByteReader,
     init: { log: Logger; limits: ServerLimits; tokenKey?: string | undefined },
   ) {
@@ -347,7 +347,7 @@ export class Session {
  */
 export async function serveSession(
   ctx: SessionHost,
-  conn: Deno.Conn,
+  conn: Conn,
   reader: ByteReader,
   claim: { name: string; nonce: string | undefined; tokenKey: string | undefined },
   id: number,

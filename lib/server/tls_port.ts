@@ -1,0 +1,140 @@
+// The server's TLS port: node:tls terminates TLS, because in Deno 2.9.6 a
+// Deno.TlsConn closed before its handshake completes keeps its TCP socket open
+// (a client that sends nothing would hold a descriptor for ever), while a node
+// socket closes for real. Each connection counts against the per-IP limit of
+// connections being routed from its TCP accept on, through its handshake.
+
+import tls from "node:tls";
+import type net from "node:net";
+import type { Conn } from "../io.ts";
+import { NodeConn } from "../node_conn.ts";
+
+/** ALPN: HTTP/1.1 only, so browsers cannot coalesce subdomains onto one HTTP/2 connection. */
+const ALPN = ["http/1.1"];
+
+/** What a TLS port needs from its server. */
+export interface TlsPortOptions {
+  /** Address to listen on. */
+  hostname: string;
+  /** Port; 0 picks a free one. */
+  port: number;
+  /** PEM certificate chain and key. */
+  cert: string;
+  /** PEM private key. */
+  key: string;
+  /** Time a connection has from its TCP accept to a completed handshake. */
+  handshakeTimeoutMs: number;
+  /** Counts a new TCP connection from `ip`; false refuses it (it is closed at once). */
+  admit(ip: string): boolean;
+  /** Uncounts a connection counted by `admit`, once, when it is routed or gone. */
+  release(ip: string): void;
+  /** A connection whose handshake completed; call `routed` once its first bytes are read. */
+  onConnection(conn: Conn, routed: () => void): void;
+  /** A handshake that failed (for the log). */
+  onHandshakeError(error: Error): void;
+}
+
+/**
+ * Checks that `cert` and `key` make a usable pair (a mismatch is caught here:
+ * node's secure contexts do not check it); throws a one-line reason otherwise.
+ */
+export function checkCertificatePair(cert: string, key: string): void {
+  Deno.listenTls({ port: 0, hostname: "127.0.0.1", cert, key }).close();
+}
+
+/** A listening TLS port. */
+export class TlsPort {
+  /** The address it listens on, with the bound port. */
+  readonly addr: Deno.NetAddr;
+  #server: tls.Server;
+  #handshaking: Map<string, { ip: string; socket: net.Socket }>;
+
+  private constructor(
+    server: tls.Server,
+    addr: Deno.NetAddr,
+    handshaking: Map<string, { ip: string; socket: net.Socket }>,
+  ) {
+    this.#server = server;
+    this.addr = addr;
+    this.#handshaking = handshaking;
+  }
+
+  /** Listens; rejects (with `Deno.errors.AddrInUse` for a busy port) if it cannot. */
+  static async open(options: TlsPortOptions): Promise<TlsPort> {
+    checkCertificatePair(options.cert, options.key);
+    const server = tls.createServer({
+      cert: options.cert,
+      key: options.key,
+      ALPNProtocols: ALPN,
+      handshakeTimeout: options.handshakeTimeoutMs,
+      allowHalfOpen: true,
+    } as tls.TlsOptions);
+    // Admission is per TCP connection, from accept to its first bytes after the
+    // handshake (the handler's `routed`): keyed by its address and port.
+    const handshaking = new Map<string, { ip: string; socket: net.Socket }>();
+    const admitted = new Map<string, string>();
+    const keyOf = (s: net.Socket): string => `${s.remoteAddress}|${s.remotePort}`;
+    const settle = (key: string): void => {
+      handshaking.delete(key);
+      const ip = admitted.get(key);
+      if (ip === undefined) return;
+      admitted.delete(key);
+      options.release(ip);
+    };
+    server.on("connection", (socket: net.Socket) => {
+      const ip = (socket.remoteAddress ?? "").replace(/^::ffff:(?=\d+\.)/, "");
+      if (!options.admit(ip)) return socket.destroy();
+      const key = keyOf(socket);
+      admitted.set(key, ip);
+      handshaking.set(key, { ip, socket });
+      socket.on("close", () => settle(key));
+      socket.on("error", () => socket.destroy());
+    });
+    server.on("tlsClientError", (error: Error, socket: net.Socket) => {
+      options.onHandshakeError(error);
+      socket.destroy();
+    });
+    server.on("secureConnection", (socket: tls.TLSSocket) => {
+      const key = keyOf(socket);
+      handshaking.delete(key);
+      socket.setNoDelay(true);
+      options.onConnection(new NodeConn(socket), () => settle(key));
+    });
+    await new Promise<void>((resolve, reject) => {
+      const fail = (e: Error & { code?: string }): void => {
+        reject(e.code === "EADDRINUSE" ? new Deno.errors.AddrInUse(e.message) : e);
+      };
+      server.once("error", fail);
+      server.listen(options.port, options.hostname, () => {
+        server.off("error", fail);
+        resolve();
+      });
+    });
+    const address = server.address() as net.AddressInfo;
+    return new TlsPort(
+      server,
+      { transport: "tcp", hostname: address.address, port: address.port },
+      handshaking,
+    );
+  }
+
+  /**
+   * Swaps the certificate: new handshakes get the new one, open connections
+   * are untouched, the port is never rebound. Throws (keeping the old one) if
+   * the pair is unusable.
+   */
+  setCertificate(cert: string, key: string): void {
+    checkCertificatePair(cert, key);
+    this.#server.setSecureContext({ cert, key });
+  }
+
+  /**
+   * Stops accepting and destroys connections still in their handshake; the
+   * others belong to their handlers, which the server closes.
+   */
+  close(): void {
+    this.#server.close();
+    for (const { socket } of this.#handshaking.values()) socket.destroy();
+    this.#handshaking.clear();
+  }
+}
