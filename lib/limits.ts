@@ -97,6 +97,10 @@ export interface ServerLimits {
   peerTimeoutMs: number;
   /** How long a visitor waits for an idle proxy connection (then 504). */
   proxyWaitTimeoutMs: number;
+  /** Interval between pings on idle proxy connections; one not answered by the next is closed. */
+  proxyPingIntervalMs: number;
+  /** How long the client has to accept a stream before the visitor moves to another connection. */
+  streamAcceptTimeoutMs: number;
   /** A relayed connection idle both ways for this long is closed. */
   streamIdleTimeoutMs: number;
   /** Concurrent public connections per tunnel (then 503). */
@@ -136,6 +140,8 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
   heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS,
   peerTimeoutMs: PEER_TIMEOUT_MS,
   proxyWaitTimeoutMs: PROXY_WAIT_TIMEOUT_MS,
+  proxyPingIntervalMs: PROXY_PING_INTERVAL_MS,
+  streamAcceptTimeoutMs: STREAM_ACCEPT_TIMEOUT_MS,
   streamIdleTimeoutMs: STREAM_IDLE_TIMEOUT_MS,
   maxStreamsPerTunnel: MAX_STREAMS_PER_TUNNEL,
   maxIdleProxies: MAX_IDLE_PROXIES,
@@ -164,6 +170,8 @@ export const LIMIT_RANGES: Readonly<Record<keyof ServerLimits, readonly [number,
   heartbeatIntervalMs: [SECOND, 10 * MINUTE],
   peerTimeoutMs: [2 * SECOND, HOUR],
   proxyWaitTimeoutMs: [100, 10 * MINUTE],
+  proxyPingIntervalMs: [SECOND, 10 * MINUTE],
+  streamAcceptTimeoutMs: [100, MINUTE],
   streamIdleTimeoutMs: [SECOND, 24 * HOUR],
   maxStreamsPerTunnel: COUNT,
   maxIdleProxies: COUNT,

@@ -4,12 +4,12 @@
 import { concatBytes } from "./bytes.ts";
 import type { ProxyChannel, Writer } from "./channel.ts";
 import { GrowingBuffer } from "./growing_buffer.ts";
-import { closeQuietly, type Duplex } from "./io.ts";
+import { closeQuietly, type Duplex, writeAll } from "./io.ts";
 
 export type { Duplex };
 import { LINGER_MS } from "./limits.ts";
 import { describeError, isBug, type LogFields, type Logger } from "./log.ts";
-import { FRAME_HEADER_BYTES, type StreamEnd } from "./protocol.ts";
+import { dataFrame, FRAME_HEADER_BYTES, type StreamEnd } from "./protocol.ts";
 
 /** What a stream over a proxy channel did. */
 export interface StreamResult {
@@ -54,8 +54,13 @@ export function logStream(
 export interface StreamAdapter {
   /** Where inbound bytes go instead of `raw` itself (a request rewriter in front of it). */
   readonly inbound: Writer;
-  /** Sees each chunk read from `raw`, before it is sent (a response watcher). */
-  outbound(bytes: Uint8Array): void;
+  /**
+   * Sees each chunk read from `raw` before it is sent (a response watcher):
+   * undefined sends it as it is, bytes are sent instead (maybe none: held back).
+   */
+  outbound(bytes: Uint8Array): Uint8Array | undefined;
+  /** At `raw`'s end of stream: bytes still held back, sent before the END. */
+  flush(): Uint8Array | undefined;
   /** `raw` has nothing more to send (end of stream or error). */
   outboundEnded(): void;
   /**
@@ -165,15 +170,21 @@ export async function relayStream(
           if (rawClosed) end = "abort";
           break;
         }
-        adapter?.outbound(reads.buffer.subarray(0, n));
+        const instead = adapter?.outbound(reads.buffer.subarray(0, n));
         await writing;
-        writing = channel.sendData(reads.whole, n);
+        writing = instead === undefined
+          ? channel.sendData(reads.whole, n)
+          : instead.length > 0
+          ? writeAll(channel.conn, dataFrame(instead))
+          : Promise.resolve();
         writing.catch(() => {}); // handled where it is awaited, not reported as unhandled
         if (!reads.large) await writing; // small flows: no second buffer to read into
         sent += n;
         reads.filled(n);
       }
       await writing;
+      const held = end === "end" ? adapter?.flush() : undefined;
+      if (held && held.length > 0) await writeAll(channel.conn, dataFrame(held));
       outboundEnded = true;
       await channel.sendEnd(end);
     } catch (e) {

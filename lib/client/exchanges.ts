@@ -3,6 +3,7 @@
 // that asked to switch protocols was granted; observers get one record per exchange.
 
 import { Http1Framer, switchesProtocols } from "../http/framer.ts";
+import { concatBytes } from "../bytes.ts";
 import type { MessageHead } from "../http/head.ts";
 
 /** One request and what became of it. */
@@ -48,14 +49,20 @@ export class ExchangeTracker {
   #report: ((record: RequestRecord) => void) | undefined;
   #now: () => number;
   #switch: PromiseWithResolvers<boolean> | undefined;
+  #rewriteHead: ((head: MessageHead) => Uint8Array | undefined) | undefined;
 
-  /** Reports through `report` (none: it only pairs); `now` is the clock (ms). */
+  /**
+   * Reports through `report` (none: it only pairs); `now` is the clock (ms).
+   * With `rewriteHead`, response heads may be changed on their way (see `response()`).
+   */
   constructor(
     report: ((record: RequestRecord) => void) | undefined,
     now: () => number = () => performance.now(),
+    rewriteHead?: (head: MessageHead) => Uint8Array | undefined,
   ) {
     this.#report = report;
     this.#now = now;
+    this.#rewriteHead = rewriteHead;
   }
 
   /**
@@ -103,9 +110,17 @@ export class ExchangeTracker {
     });
   }
 
-  /** Response bytes from the app, in order. */
-  response(bytes: Uint8Array): void {
-    if (this.#done) return;
+  /**
+   * Response bytes from the app, in order. Without `rewriteHead`, they go on
+   * as they are (undefined). With it, the bytes to send instead: each complete
+   * head as `rewriteHead` made it, and a head not complete yet held back until it is.
+   */
+  response(bytes: Uint8Array): Uint8Array | undefined {
+    if (this.#done) return undefined;
+    let held = this.#framer.pendingHead.length; // a head's first bytes, held back before
+    const out: Uint8Array[] = [];
+    let changed = held > 0;
+    let pos = 0;
     for (const event of this.#framer.push(bytes)) {
       switch (event.kind) {
         case "head": {
@@ -119,24 +134,48 @@ export class ExchangeTracker {
             this.#switched = switchesProtocols(request.method, event.head);
             if (request.upgrade !== undefined) this.#switch?.resolve(this.#switched);
           }
+          if (this.#rewriteHead) {
+            const rewritten = this.#rewriteHead(event.head);
+            if (rewritten) changed = true;
+            out.push(rewritten ?? event.bytes.slice());
+          }
+          pos += event.bytes.length - held;
+          held = 0;
           break;
         }
         case "body":
           this.#bytes += event.bytes.length;
+          out.push(event.bytes);
+          pos += event.bytes.length;
           break;
         case "end":
           if (this.#status !== undefined) this.#finish(undefined);
           break;
         case "raw": // switched protocols: nothing more to pair
           this.#done = true;
-          return;
+          out.push(event.bytes);
+          pos += event.bytes.length;
+          break;
         case "error":
           this.#finish("bad response");
           this.#done = true;
           this.#switch?.resolve(false);
-          return;
+          // What cannot be framed goes on as it came.
+          if (held > 0) out.push(this.#framer.pendingHead.slice(0, held));
+          out.push(bytes.subarray(pos));
+          pos = bytes.length;
+          break;
       }
     }
+    if (!this.#rewriteHead) return undefined;
+    if (pos < bytes.length) changed = true; // the start of a head: held back
+    return changed ? concatBytes(...out) : undefined;
+  }
+
+  /** The stream's end: what is held back of an incomplete head goes on as it is. */
+  flush(): Uint8Array | undefined {
+    const held = this.#framer.pendingHead;
+    return this.#rewriteHead && held.length > 0 ? held.slice() : undefined;
   }
 
   /** The stream is over: report what is still open. */

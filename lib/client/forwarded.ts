@@ -4,7 +4,7 @@
 import { latin1Bytes } from "../bytes.ts";
 import type { Writer } from "../channel.ts";
 import { Http1Framer } from "../http/framer.ts";
-import type { MessageHead } from "../http/head.ts";
+import { type MessageHead, withCrlf } from "../http/head.ts";
 import { httpError } from "../http/response.ts";
 import { writeAll } from "../io.ts";
 import { MAX_HELD_BYTES } from "../limits.ts";
@@ -219,7 +219,9 @@ export class RequestRewriter implements Writer {
         if (event.head.method === "CONNECT") {
           return this.#fail(405, "CONNECT is not relayed to an app (use --raw for a proxy)");
         }
-        await writeAll(this.#out, this.#rewrite(event.head));
+        // A bare LF that this parser accepts may end a line for us but not for the app:
+        // what goes on ends every line with CRLF.
+        await writeAll(this.#out, this.#rewrite(withCrlf(event.head, "request")));
       } else if (event.kind === "body") {
         await writeAll(this.#out, event.bytes);
       } else if (event.kind === "raw") {

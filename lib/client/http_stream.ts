@@ -5,6 +5,7 @@
 import type { Writer } from "../channel.ts";
 import type { Logger } from "../log.ts";
 import type { StreamAdapter } from "../relay.ts";
+import { isolateCookies } from "./cookies.ts";
 import { ExchangeTracker, type RequestRecord } from "./exchanges.ts";
 import { RequestRewriter, type VisitorInfo } from "./forwarded.ts";
 
@@ -23,16 +24,27 @@ export class HttpStream implements StreamAdapter {
   #tracker: ExchangeTracker;
   #refusal: Uint8Array | undefined;
 
-  /** The adapter for one visitor, in front of `local`; records go to `onRequest`. */
+  /**
+   * The adapter for one visitor, in front of `local`; records go to
+   * `onRequest`. With `isolateCookiesFor` (the tunnel's public host), Set-Cookie
+   * Domain attributes naming a parent of it are dropped.
+   */
   constructor(
     local: Writer,
     info: VisitorInfo,
     onRequest: ((record: RequestRecord) => void) | undefined,
     log: Logger,
+    isolateCookiesFor?: string,
   ) {
     const refuse = new AbortController();
     this.refused = refuse.signal;
-    this.#tracker = new ExchangeTracker(onRequest);
+    this.#tracker = new ExchangeTracker(
+      onRequest,
+      undefined,
+      isolateCookiesFor === undefined
+        ? undefined
+        : (head) => isolateCookies(head, isolateCookiesFor),
+    );
     this.inbound = new RequestRewriter({
       out: local,
       info,
@@ -46,9 +58,14 @@ export class HttpStream implements StreamAdapter {
     });
   }
 
-  /** A response chunk from the app, on its way to the visitor. */
-  outbound(bytes: Uint8Array): void {
-    this.#tracker.response(bytes);
+  /** A response chunk from the app, on its way to the visitor (see `ExchangeTracker.response`). */
+  outbound(bytes: Uint8Array): Uint8Array | undefined {
+    return this.#tracker.response(bytes);
+  }
+
+  /** At the app's end of stream: what is held back of an incomplete head. */
+  flush(): Uint8Array | undefined {
+    return this.#tracker.flush();
   }
 
   /** The app has nothing more to send: no answer to wait for any more. */

@@ -38,6 +38,8 @@ Options:
   --local-https        the local app speaks TLS (its certificate is checked against HOST)
   --allow-invalid-cert with --local-https: accept a self-signed or otherwise invalid certificate
   --raw                relay bytes only: no request parsing, no X-Forwarded-*, no request log
+  --isolate-cookies    drop Set-Cookie Domain attributes naming the server's domain (or above),
+                       so other tunnels on the server never get this app's cookies
   --quiet              no request log (one stderr line per request: GET /path → 200  12.3 ms  1.2 KB)
   --pool N             idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
   --max-streams N      visitors served at once, each a connection to the app; more get 503
@@ -70,6 +72,7 @@ export const CLIENT_FLAGS = {
   wait: { type: "boolean" },
   replace: { type: "boolean" },
   raw: { type: "boolean" },
+  "isolate-cookies": { type: "boolean" },
   quiet: { type: "boolean" },
   "local-https": { type: "boolean" },
   "allow-invalid-cert": { type: "boolean" },
@@ -191,6 +194,9 @@ export async function readClientCommand(
     }
   }
   const raw = values.raw === true;
+  if (raw && values["isolate-cookies"]) {
+    throw new UsageError("--isolate-cookies needs the HTTP-aware path: drop --raw");
+  }
   return {
     kind: "tunnel",
     quiet: values.quiet === true || raw,
@@ -206,6 +212,7 @@ export async function readClientCommand(
       // An explicit host is also the Host the app sees (dev servers check it).
       ...(explicitHost ? { hostHeader: hostWithPort(localHost, target.port, -1) } : {}),
       raw,
+      isolateCookies: values["isolate-cookies"] === true,
       localHttps,
       allowInvalidCert: values["allow-invalid-cert"] === true,
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),

@@ -53,6 +53,8 @@ export interface HttpAwareness {
   hostHeader: string | undefined;
   /** Gets one record per request, once its response is complete. */
   onRequest: ((record: RequestRecord) => void) | undefined;
+  /** The tunnel's public host, when Set-Cookie Domain attributes above it are dropped. */
+  isolateCookiesFor: string | undefined;
 }
 
 /** One session's proxy connections. */
@@ -208,6 +210,7 @@ export class ProxyPool {
         },
         http.onRequest,
         log,
+        http.isolateCookiesFor,
       )
       : undefined;
     try {

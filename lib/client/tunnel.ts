@@ -60,6 +60,12 @@ export interface TunnelOptions {
    * end to end is never parsed either way. @default {false}
    */
   raw?: boolean;
+  /**
+   * Drop `Domain` attributes of the app's Set-Cookie that name the server's
+   * domain or a parent of it, so its cookies stay with this tunnel's host and
+   * other tunnels on the same server never receive them. @default {false}
+   */
+  isolateCookies?: boolean;
   /** Host header the local app gets instead of the public one (the original goes in X-Forwarded-Host). */
   hostHeader?: string;
   /**
@@ -354,9 +360,11 @@ class TunnelClient implements Tunnel {
       size: this.#pool,
       maxStreams: this.#options.maxStreams ?? DEFAULT_CLIENT_MAX_STREAMS,
       dialer: this.#dialer,
-      http: this.#options.raw
-        ? undefined
-        : { hostHeader: this.#options.hostHeader, onRequest: this.#options.onRequest },
+      http: this.#options.raw ? undefined : {
+        hostHeader: this.#options.hostHeader,
+        onRequest: this.#options.onRequest,
+        isolateCookiesFor: this.#options.isolateCookies ? new URL(welcome.url).hostname : undefined,
+      },
       log: this.#log,
       track: (task) => this.#track(task),
     });

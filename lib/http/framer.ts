@@ -85,6 +85,11 @@ export class Http1Framer {
     this.#methods.push(method);
   }
 
+  /** The bytes of a head not complete yet (a view, valid until the next push). */
+  get pendingHead(): Uint8Array {
+    return this.#pending.subarray(0, this.#pendingLength);
+  }
+
   /** Whether the stream has switched to raw bytes. */
   get raw(): boolean {
     return this.#raw;

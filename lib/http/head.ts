@@ -19,6 +19,8 @@ export class MessageHead {
   readonly version: string;
   /** The whole head as it arrived: start line, fields, blank line. */
   readonly bytes: Uint8Array;
+  /** Whether some line ends in a bare LF (RFC 9112 lets a recipient accept it). */
+  readonly bareLf: boolean;
   // Five offsets per field: name start, colon, value start, value end, line end (past LF).
   #fields: number[];
 
@@ -30,7 +32,9 @@ export class MessageHead {
     start: { method?: string; target?: [number, number]; status?: number; version: string },
     bytes: Uint8Array,
     fields: number[],
+    bareLf = false,
   ) {
+    this.bareLf = bareLf;
     this.method = start.method;
     this.#target = start.target;
     this.status = start.status;
@@ -222,14 +226,17 @@ export function parseHead(
   let i = 0;
   for (; i < n && bytes[i] !== 0x0a; i++) if (bytes[i] === 0) return "NUL in head";
   if (i === n) return null;
-  const start = parseStartLine(bytes, i > 0 && bytes[i - 1] === 0x0d ? i - 1 : i, role);
+  let bareLf = !(i > 0 && bytes[i - 1] === 0x0d);
+  const start = parseStartLine(bytes, bareLf ? i : i - 1, role);
   if (typeof start === "string") return start;
   const fields: number[] = [];
   for (let at = ++i; i < n; at = ++i) {
-    if (bytes[i] === 0x0a) return new MessageHead(start, bytes.subarray(0, i + 1), fields);
+    if (bytes[i] === 0x0a) return new MessageHead(start, bytes.subarray(0, i + 1), fields, true);
     if (bytes[i] === 0x0d) {
       if (i + 1 === n) return null;
-      if (bytes[i + 1] === 0x0a) return new MessageHead(start, bytes.subarray(0, i + 2), fields);
+      if (bytes[i + 1] === 0x0a) {
+        return new MessageHead(start, bytes.subarray(0, i + 2), fields, bareLf);
+      }
     }
     if (bytes[i] === 0x20 || bytes[i] === 0x09) return "obsolete line folding";
     while (TCHAR[bytes[i]!] === 1) i++; // stops at the end too: TCHAR[undefined]
@@ -249,7 +256,24 @@ export function parseHead(
       else if (b !== 0x20 && b !== 0x09) to = i + 1;
     }
     if (i === n) return null;
+    if (bytes[i - 1] !== 0x0d) bareLf = true;
     fields.push(at, colon, from, to, i + 1);
   }
   return null;
+}
+
+/** `head`'s bytes with every line ending in CRLF, parsed again (a head with bare LFs is rare). */
+export function withCrlf(head: MessageHead, role: "request" | "response"): MessageHead {
+  if (!head.bareLf) return head;
+  const src = head.bytes;
+  const out = new Uint8Array(src.length * 2);
+  let n = 0;
+  for (let i = 0; i < src.length; i++) {
+    if (src[i] === 0x0a && (i === 0 || src[i - 1] !== 0x0d)) out[n++] = 0x0d;
+    out[n++] = src[i]!;
+  }
+  const again = parseHead(out.subarray(0, n), role);
+  // A head that parsed with bare LFs parses with CRLFs: same fields, same start line.
+  if (!(again instanceof MessageHead)) throw new TypeError("Head stopped parsing with CRLF");
+  return again;
 }

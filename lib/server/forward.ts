@@ -13,7 +13,6 @@ import {
   peerOf,
   withFirstRead,
 } from "../io.ts";
-import { STREAM_ACCEPT_TIMEOUT_MS } from "../limits.ts";
 import { encodeStreamStart, type ServerMessage } from "../protocol.ts";
 import { logStream, relayStream } from "../relay.ts";
 import type { ServerContext } from "./context.ts";
@@ -115,11 +114,9 @@ export async function forward(
       if (!proxy) break;
       ctx.conns.add(proxy.conn);
       await proxy.sendStart(encodeStreamStart(open, watch.prefix()));
-      const accepted = await proxy.readAccept(
-        Math.min(STREAM_ACCEPT_TIMEOUT_MS, ctx.limits.proxyWaitTimeoutMs),
-      );
-      if (accepted) break;
+      if (await proxy.readAccept(ctx.limits.streamAcceptTimeoutMs)) break;
       ctx.log.debug("Proxy connection did not accept a stream: trying another", where);
+      session.suspectIdle(); // its neighbours went through the same NAT: check them now
       ctx.conns.delete(proxy.conn);
       closeQuietly(proxy.conn);
       proxy = undefined;

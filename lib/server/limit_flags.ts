@@ -60,6 +60,18 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     help: "wait for a free tunnel connection (then 504)",
   },
   {
+    flag: "proxy-ping",
+    key: "proxyPingIntervalMs",
+    kind: "duration",
+    help: "ping idle tunnel connections this often; dead ones close",
+  },
+  {
+    flag: "accept-timeout",
+    key: "streamAcceptTimeoutMs",
+    kind: "duration",
+    help: "wait for a client to take a visitor (then the next connection)",
+  },
+  {
     flag: "idle-timeout",
     key: "streamIdleTimeoutMs",
     kind: "duration",

@@ -6,7 +6,7 @@ import { ControlChannel } from "../control.ts";
 import type { ProxyChannel } from "../channel.ts";
 import { type ByteReader, closeQuietly, type Conn, peerOf, writeAll } from "../io.ts";
 import type { ServerLimits } from "../limits.ts";
-import { PROXY_PING_INTERVAL_MS, SECRET_BYTES } from "../limits.ts";
+import { SECRET_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { randomToken } from "../names.ts";
 import {
@@ -111,7 +111,7 @@ export class Session {
     this.#log = init.log;
     this.#limits = init.limits;
     const { maxFrameBytes, heartbeatIntervalMs, peerTimeoutMs } = init.limits;
-    this.#pinging = setInterval(() => this.#pingIdle(), PROXY_PING_INTERVAL_MS);
+    this.#pinging = setInterval(() => this.#pingIdle(), init.limits.proxyPingIntervalMs);
     this.#control = new ControlChannel(
       conn,
       reader,
@@ -260,12 +260,28 @@ export class Session {
     proxy.watch().then(async () => {
       if (!this.#idle.includes(proxy)) return; // taken: the stream owns the read's bytes
       if (await proxy.takePongs()) {
-        if (this.#idle.includes(proxy)) this.#watchIdle(proxy);
+        const at = this.#idle.indexOf(proxy);
+        if (at < 0) return;
+        const waiter = this.#waiters.shift(); // it answered: alive, and someone waits for one
+        if (waiter) {
+          this.#idle.splice(at, 1);
+          clearTimeout(waiter.timer);
+          waiter.resolve(proxy);
+        } else this.#watchIdle(proxy);
       } else this.#retire(proxy);
     });
   }
 
-  // Every PROXY_PING_INTERVAL_MS: an idle connection that did not answer the last
+  /**
+   * A connection of this tunnel failed to accept a stream: ask the client for a
+   * fresh one, and ping the idle ones now rather than at the next interval.
+   */
+  suspectIdle(): void {
+    this.#requestProxy();
+    for (const proxy of this.#idle) if (!proxy.pingOutstanding) proxy.ping();
+  }
+
+  // Every proxyPingIntervalMs: an idle connection that did not answer the last
   // ping is dead (a NAT or firewall dropped it silently); the others get a ping.
   #pingIdle(): void {
     for (const proxy of [...this.#idle]) {
@@ -286,8 +302,9 @@ export class Session {
    */
   takeProxy(timeoutMs: number, signal?: AbortSignal): Promise<ProxyChannel | undefined> {
     if (this.#closed || signal?.aborted) return Promise.resolve(undefined);
-    const proxy = this.#idle.pop();
-    if (proxy) return Promise.resolve(proxy);
+    // Newest first; one with a ping unanswered may be dead: it waits for its answer.
+    const at = this.#idle.findLastIndex((proxy) => !proxy.pingOutstanding);
+    if (at >= 0) return Promise.resolve(this.#idle.splice(at, 1)[0]);
     this.#requestProxy();
     return new Promise((resolve) => {
       const give = (proxy: ProxyChannel | undefined): void => {
