@@ -1,7 +1,7 @@
 // The HTTP/1.1 framer on requests and responses, whole and split at every offset.
 
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { Http1Framer } from "../lib/http/framer.ts";
 import { frameHttp1 as frame, http1Property, http1Summary } from "./properties.ts";
 

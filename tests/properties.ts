@@ -2,7 +2,7 @@
 // and `deno task fuzz` (a million and more).
 
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { decodeClientFrame, decodeServerFrame, encodeFrame } from "../lib/protocol.ts";
 import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { type Http1Event, Http1Framer } from "../lib/http/framer.ts";

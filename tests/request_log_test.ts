@@ -2,7 +2,7 @@
 // HEAD, chunked, 100-continue, 204/304, upgrade, cut short), the CLI's lines, formatting.
 
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
 import { formatBytes, formatElapsed as formatDuration } from "../lib/units.ts";
 import { formatRecord, recordStyle, requestPrinter } from "../lib/client/request_log.ts";

@@ -1,7 +1,7 @@
 // The sniffer on captured bytes from curl, openssl and Chromium, whole and in pieces, and on bad input.
 
 import assert from "node:assert/strict";
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
 import { readFixture } from "./helpers.ts";
 import { frameProperty, sniffProperty } from "./properties.ts";

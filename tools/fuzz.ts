@@ -1,7 +1,7 @@
 // `deno task fuzz`: the parsers' properties on RUNS inputs each (default 1,000,000).
 // Stops at the first counterexample and prints it (fast-check shrinks it first).
 
-import fc from "fast-check";
+import fc from "npm:fast-check@4.10.2";
 import { frameProperty, http1Property, sniffProperty } from "../tests/properties.ts";
 
 const RUNS = Number(Deno.env.get("RUNS") ?? 1_000_000);
