@@ -121,3 +121,50 @@ export function logCaught(log: Logger, message: string, error: unknown, fields?:
   if (isBug(error)) log.error(message, all);
   else log.debug(message, all);
 }
+
+/** How long `throttleWarnings` gathers repeats of a warning before it says how many there were. */
+export const WARNING_REPEAT_INTERVAL_MS = 10_000;
+
+/**
+ * `log` with its warnings rate-limited: the first of each message is written
+ * at once; repeats within `intervalMs` are counted and summed up in one line
+ * at the end of the interval (`… repeated N times in 10 s`), so that a flood of
+ * bad connections cannot flood the log. Other levels pass through. `close()`
+ * writes what is pending and stops the timer.
+ */
+export function throttleWarnings(
+  log: Logger,
+  intervalMs: number = WARNING_REPEAT_INTERVAL_MS,
+): Logger & { close(): void } {
+  const repeats = new Map<string, { count: number; fields: LogFields | undefined }>();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = (): void => {
+    timer = undefined;
+    for (const [message, { count, fields }] of repeats) {
+      if (count > 0) {
+        log.warn(`${message} (repeated ${count} times in ${intervalMs / 1000} s)`, fields);
+      }
+    }
+    repeats.clear();
+  };
+  return {
+    debug: (message, fields) => log.debug(message, fields),
+    info: (message, fields) => log.info(message, fields),
+    error: (message, fields) => log.error(message, fields),
+    warn(message, fields) {
+      const seen = repeats.get(message);
+      if (seen) {
+        seen.count++;
+        seen.fields = fields;
+        return;
+      }
+      repeats.set(message, { count: 0, fields });
+      log.warn(message, fields);
+      timer ??= setTimeout(flush, intervalMs);
+    },
+    close() {
+      clearTimeout(timer);
+      flush();
+    },
+  };
+}

@@ -5,7 +5,7 @@ import { ControlChannel } from "../control.ts";
 import type { HeartbeatTiming } from "../control.ts";
 import { TunnelError } from "../errors.ts";
 import { closeQuietly, sleep } from "../io.ts";
-import { describeError, type Logger, silentLogger } from "../log.ts";
+import { describeError, type Logger, silentLogger, throttleWarnings } from "../log.ts";
 import {
   DEFAULT_CLIENT_MAX_STREAMS,
   DEFAULT_POOL_SIZE,
@@ -169,7 +169,7 @@ class TunnelClient implements Tunnel {
   #localHost: string;
   #dialer: LocalDialer;
   #target: ServerTarget;
-  #log: Logger;
+  #log: Logger & { close(): void };
   #pool: number;
   #welcome: Welcome | undefined;
   #control: ControlChannel<ServerMessage, ClientMessage> | undefined;
@@ -185,7 +185,8 @@ class TunnelClient implements Tunnel {
   constructor(options: TunnelOptions) {
     this.#options = options;
     this.#target = parseServerUrl(options.server ?? "http://localhost:8080", options.ca);
-    this.#log = options.logger ?? silentLogger;
+    // Per-visitor warnings (an app that refuses) are written once per interval, with a count.
+    this.#log = throttleWarnings(options.logger ?? silentLogger);
     this.#localHost = options.localHost ?? "localhost";
     if (options.hostHeader !== undefined && !/^[\x21-\x7e]+$/.test(options.hostHeader)) {
       throw new TypeError(
@@ -285,6 +286,7 @@ class TunnelClient implements Tunnel {
       if (this.#welcome && byeSent && !this.#replaced) {
         await this.#leases.save(this.#welcome.subdomain, undefined);
       }
+      this.#log.close();
       this.#finished.resolve();
     })();
     return this.#closing;

@@ -10,7 +10,13 @@ import {
   SHUTDOWN_GRACE_MS,
   SHUTDOWN_POLL_MS,
 } from "../limits.ts";
-import { describeError, isDisconnect, type Logger, silentLogger } from "../log.ts";
+import {
+  describeError,
+  isDisconnect,
+  type Logger,
+  silentLogger,
+  throttleWarnings,
+} from "../log.ts";
 import { hostWithPort, HTTPS_PORT, normalizeHost } from "../names.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import { Admission } from "./admission.ts";
@@ -160,7 +166,9 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     throw new TypeError(`Invalid domain ${JSON.stringify(options.domain)}: use a DNS name`);
   }
   const domain = normalized.host;
-  const log = options.logger ?? silentLogger;
+  // Warnings are per connection, so a flood of bad ones could flood the log: the same
+  // warning is written once per interval, with a count.
+  const log = throttleWarnings(options.logger ?? silentLogger);
   const limits: ServerLimits = { ...DEFAULT_SERVER_LIMITS, ...options.limits };
   const unusable = checkLimits(limits);
   if (unusable) throw new RangeError(`Invalid limits: ${unusable}`);
@@ -295,6 +303,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
       log.info("Server closed");
+      log.close();
       finished.resolve();
     })();
     return closed;
