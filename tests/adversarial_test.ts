@@ -13,7 +13,8 @@ import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../lib/limits.ts";
 import { openTunnel } from "../lib/client/tunnel.ts";
 import {
   connect,
-  cuttableHop,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   rawClient,
@@ -23,12 +24,11 @@ import {
   spawnCli,
   startApp,
   startTestServer,
+  T,
+  tcpHop,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** A server with a probe tunnel; `probe()` asserts the probe still answers. */
 async function withProbe(limits: Partial<ServerLimits> = {}) {
@@ -193,7 +193,7 @@ Deno.test({
       heartbeatIntervalMs: fast.intervalMs,
       peerTimeoutMs: fast.peerTimeoutMs,
     });
-    await using hop = cuttableHop(env.server.addr.port);
+    await using hop = tcpHop(env.server.addr.port);
     let ready = 0;
     const tunnel = await openTunnel({
       port: 9,
@@ -327,7 +327,7 @@ Deno.test({
         const started = Date.now();
         let text = "";
         try {
-          text = new TextDecoder().decode(await readAll(visitor));
+          text = decode(await readAll(visitor));
         } catch { /* reset: also an end */ }
         visitor.close();
         assert.ok(Date.now() - started < 2_000);

@@ -3,9 +3,8 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import { parseTokensFile } from "../lib/server/auth.ts";
-import { HOST, openTestTunnel, spawnCli, startTestServer } from "./helpers.ts";
+import { HOST, openTestTunnel, spawnCli, startTestServer, T } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
 const ANY = "any-subdomain-token-0123456789";
 const SCOPED = "only-demo-and-docs-0123456789";
 

@@ -1,9 +1,7 @@
 // The entrypoints as a user runs them: subprocesses of this Deno, real flags, real exit codes.
 
 import assert from "node:assert/strict";
-import { HOST, spawnCli, startApp, startTestServer } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
+import { HOST, spawnCli, startApp, startTestServer, T } from "./helpers.ts";
 
 Deno.test({
   name: "server.ts prints its URL alone on stdout, serves, and exits 0 on SIGTERM",

@@ -5,6 +5,8 @@ import assert from "node:assert/strict";
 import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   rawClient,
@@ -12,11 +14,9 @@ import {
   readAll,
   startStack,
   startTestServer,
+  T,
   waitFor,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 Deno.test({
   name: "malformed heads get 400, oversized heads 431, and the tunnel keeps serving",
@@ -63,7 +63,7 @@ Deno.test({
         }
       } catch { /* closed by the server: expected */ }
     })();
-    const answer = new TextDecoder().decode(await readAll(conn));
+    const answer = decode(await readAll(conn));
     const elapsed = Date.now() - started;
     conn.close();
     await trickle;

@@ -9,6 +9,8 @@ import type { MessageHead } from "../lib/http/head.ts";
 import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   rawRequest,
@@ -16,12 +18,10 @@ import {
   readFixtureText,
   startApp,
   startTestServer,
+  T,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** Sends `count` keep-alive requests on one connection; returns each JSON body. */
 async function keepAlive(
@@ -39,7 +39,7 @@ async function keepAlive(
       for (;;) {
         const n = await conn.read(buffer);
         assert.notEqual(n, null, `closed at request ${i}`);
-        text += new TextDecoder().decode(buffer.subarray(0, n!));
+        text += decode(buffer.subarray(0, n!));
         const end = text.indexOf("\r\n\r\n");
         const length = /content-length: (\d+)/i.exec(text)?.[1];
         if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
@@ -178,7 +178,7 @@ Deno.test({
 function rewrite(text: string, info: VisitorInfo): string {
   const event = new Http1Framer("request").push(encode(text))[0]!;
   assert.equal(event.kind, "head");
-  return new TextDecoder().decode(rewriteRequestHead((event as { head: MessageHead }).head, info));
+  return decode(rewriteRequestHead((event as { head: MessageHead }).head, info));
 }
 
 Deno.test("rewriteRequestHead(): exact bytes for IPv6, chains, Host anywhere, no fields", () => {
@@ -250,7 +250,7 @@ Deno.test({
             `GET /whoami HTTP/1.1\r\n${host}X-Forwarded-For: 10.9.9.9\r\nConnection: close\r\n\r\n`,
         ),
       );
-      const text = new TextDecoder().decode(await readAll(conn));
+      const text = decode(await readAll(conn));
       const bodies = text.match(/\{[^}]*\}/g)!.map((b) => JSON.parse(b));
       assert.equal(bodies.length, 2, text);
       assert.equal(bodies[1].xff, "10.9.9.9, 127.0.0.1");
@@ -297,7 +297,7 @@ Deno.test("when the responses cannot be followed, an upgrade request unlocks not
   const exchanges = new ExchangeTracker(undefined);
   const refusals: number[] = [];
   const rewriter = new RequestRewriter({
-    out: { write: (p) => (out += new TextDecoder().decode(p), Promise.resolve(p.length)) },
+    out: { write: (p) => (out += decode(p), Promise.resolve(p.length)) },
     info: { peer: "192.0.2.9:1", scheme: "http", hostHeader: undefined },
     refuse: (_answer, status) => refusals.push(status),
     tracker: exchanges,
@@ -335,7 +335,7 @@ Deno.test({
         while (!text.includes("\r\n\r\n")) {
           const n = await conn.read(buffer);
           if (n === null) break;
-          text += new TextDecoder().decode(buffer.subarray(0, n));
+          text += decode(buffer.subarray(0, n));
         }
         head = text.slice(0, text.indexOf("\r\n\r\n"));
         await writeAllTo(
@@ -368,7 +368,7 @@ Deno.test({
         ),
       );
       await conn.closeWrite();
-      const answer = new TextDecoder().decode(await readAll(conn));
+      const answer = decode(await readAll(conn));
       assert.match(answer, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
       assert.ok(answer.endsWith("\r\n\r\n" + raw), JSON.stringify(answer));
       assert.match(head, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/); // the upgrade request was rewritten

@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   rawRequest,
@@ -11,9 +13,9 @@ import {
   spawnCli,
   startApp,
   startTestServer,
+  T,
 } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
 const text = readFixtureText;
 const cert = text("localhost.pem");
 const key = text("localhost.key");
@@ -100,13 +102,13 @@ Deno.test({
       await assert.rejects(handshake(tlsPort, [ca])); // new connections: the new certificate
       // The connection opened before the reload goes on working.
       await open.write(
-        new TextEncoder().encode(
+        encode(
           `GET /whoami HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
         ),
       );
       const buffer = new Uint8Array(4096);
       const n = await open.read(buffer);
-      assert.match(new TextDecoder().decode(buffer.subarray(0, n!)), /^HTTP\/1\.1 200/);
+      assert.match(decode(buffer.subarray(0, n!)), /^HTTP\/1\.1 200/);
       open.close();
     } finally {
       await app.shutdown();

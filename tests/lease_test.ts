@@ -3,7 +3,6 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
-  cuttableHop,
   HOST,
   openTestTunnel,
   rawClient,
@@ -11,13 +10,14 @@ import {
   spawnCli,
   startApp,
   startTestServer,
+  T,
+  tcpHop,
   waitFor,
 } from "./helpers.ts";
 import { openTunnel } from "../lib/client/tunnel.ts";
 import { LeaseStore } from "../lib/client/lease_store.ts";
 import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 
-const T = { timeout: 30_000 };
 const get = (port: number, host: string) =>
   rawRequest(port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
 const reserved = (e: unknown): boolean =>
@@ -31,7 +31,7 @@ Deno.test({
   async fn() {
     const app = startApp();
     await using server = await startTestServer();
-    await using hop = cuttableHop(server.addr.port);
+    await using hop = tcpHop(server.addr.port);
     let ready = 0;
     const tunnel = await openTunnel({
       port: app.addr.port,
@@ -68,7 +68,7 @@ Deno.test({
   ...T,
   async fn() {
     await using server = await startTestServer({ leaseMs: 400 });
-    await using hop = cuttableHop(server.addr.port);
+    await using hop = tcpHop(server.addr.port);
     const gone = await openTunnel({
       port: 9,
       localHost: HOST,
@@ -280,7 +280,7 @@ Deno.test({
   ...T,
   async fn() {
     await using server = await startTestServer();
-    await using hop = cuttableHop(server.addr.port);
+    await using hop = tcpHop(server.addr.port);
     const file = await Deno.makeTempFile();
     try {
       const tunnel = await openTunnel({

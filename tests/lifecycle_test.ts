@@ -10,9 +10,8 @@ import {
   rawClient,
   startApp,
   startTestServer,
+  T,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
 
 Deno.test({
   name: "startServer() rejects when the port is taken, and on a bad domain",

@@ -15,6 +15,7 @@ import { ipKey } from "../lib/server/admission.ts";
 import { readLimitFlags } from "../lib/server/limit_flags.ts";
 import {
   connect,
+  encode,
   HOST,
   openTestTunnel,
   rawClient,
@@ -22,12 +23,10 @@ import {
   readAll,
   startApp,
   startTestServer,
+  T,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** An app that accepts connections, answers nothing, and closes each when its peer does. */
 function holdApp(): {

@@ -4,6 +4,8 @@
 import assert from "node:assert/strict";
 import {
   connect,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   patternBytes,
@@ -13,12 +15,11 @@ import {
   sha256,
   spawnCli,
   startTestServer,
+  T,
   writeAllTo,
 } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
 const text = readFixtureText;
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** An HTTPS app on 127.0.0.1 with the given certificate. */
 function httpsApp(cert: string, key: string): Deno.HttpServer<Deno.NetAddr> {
@@ -73,7 +74,7 @@ Deno.test({
         conn,
         encode(request.repeat(19) + request.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")),
       );
-      const answers = new TextDecoder().decode(await readAll(conn));
+      const answers = decode(await readAll(conn));
       conn.close();
       const bodies = answers.match(/\{[^}]*\}/g)!.map((b) => JSON.parse(b));
       assert.equal(bodies.length, 20);
@@ -95,7 +96,7 @@ Deno.test({
         ),
       );
       await writeAllTo(post, payload);
-      const posted = JSON.parse(bodyOf(new TextDecoder().decode(await readAll(post))));
+      const posted = JSON.parse(bodyOf(decode(await readAll(post))));
       post.close();
       assert.deepEqual(posted, { length: payload.length, sha256: await sha256(payload) });
     } finally {
@@ -134,7 +135,7 @@ Deno.test({
         tls,
         encode("GET / HTTP/1.1\r\nHost: app.localhost\r\nConnection: close\r\n\r\n"),
       );
-      const direct = new TextDecoder().decode(await readAll(tls));
+      const direct = decode(await readAll(tls));
       tls.close();
       assert.match(direct, /^HTTP\/1\.1 200 /);
       // End to end: the app saw no X-Forwarded-For, since the client could not read the request.

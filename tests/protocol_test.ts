@@ -18,9 +18,10 @@ import {
 } from "../lib/protocol.ts";
 import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { backoffDelay } from "../lib/client/tunnel.ts";
+import { encode } from "./helpers.ts";
 
 const frameOf = (json: string): Uint8Array => {
-  const body = new TextEncoder().encode(json);
+  const body = encode(json);
   const out = new Uint8Array(4 + body.length);
   new DataView(out.buffer).setUint32(0, body.length);
   out.set(body, 4);

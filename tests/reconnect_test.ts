@@ -11,16 +11,17 @@ import {
   UPGRADE_RESPONSE,
 } from "../lib/protocol.ts";
 import {
+  decode,
   HOST,
   openTestTunnel,
   rawClient,
   spawnCli,
   startApp,
   startTestServer,
+  T,
   waitFor,
 } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
 const FAST = { intervalMs: 50, peerTimeoutMs: 300 };
 
 async function get(port: number, host: string, path = "/"): Promise<string> {
@@ -143,7 +144,7 @@ Deno.test({
           let text = "";
           while (!text.includes("\r\n\r\n")) {
             if (!await reader.fill()) return;
-            text = new TextDecoder().decode(reader.buffered);
+            text = decode(reader.buffered);
           }
           reader.consume(text.indexOf("\r\n\r\n") + 4);
           const first = await reader.readFrame(decodeClientFrame);

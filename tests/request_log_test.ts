@@ -10,6 +10,8 @@ import { Http1Framer } from "../lib/http/framer.ts";
 import type { MessageHead } from "../lib/http/head.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   rawRequest,
@@ -17,13 +19,10 @@ import {
   spawnCli,
   startApp,
   startTestServer,
+  T,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
-const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
 
 /** Reads from `conn` until the text received so far matches `pattern`. */
 async function readUntil(conn: Deno.Conn, pattern: RegExp, seen = ""): Promise<string> {

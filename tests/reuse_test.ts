@@ -4,16 +4,17 @@ import assert from "node:assert/strict";
 import { openTunnel } from "../lib/client/tunnel.ts";
 import {
   connect,
-  countingHop,
+  decode,
+  encode,
   HOST,
   rawRequest,
   readAll,
   startApp,
   startTestServer,
+  T,
+  tcpHop,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
 
 Deno.test({
   name: "100 sequential visitors reuse the pooled proxy connections instead of dialling new ones",
@@ -21,7 +22,7 @@ Deno.test({
   async fn() {
     const app = startApp();
     await using server = await startTestServer();
-    await using hop = countingHop(server.addr.port); // counts the client's connections
+    await using hop = tcpHop(server.addr.port); // counts the client's connections
     const tunnel = await openTunnel({
       port: app.addr.port,
       localHost: HOST,
@@ -62,7 +63,7 @@ Deno.test({
         (async () => {
           const head = new Uint8Array(1024);
           await conn.read(head);
-          await writeAllTo(conn, new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n"));
+          await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\n\r\n"));
           const chunk = new Uint8Array(64 * 1024);
           let i = 0;
           try {
@@ -87,7 +88,7 @@ Deno.test({
       const visitor = await connect(server.addr.port);
       await writeAllTo(
         visitor,
-        new TextEncoder().encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
+        encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
       );
       const buffer = new Uint8Array(256 * 1024);
       let got = 0;
@@ -98,10 +99,10 @@ Deno.test({
       const next = await connect(server.addr.port);
       await writeAllTo(
         next,
-        new TextEncoder().encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
+        encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
       );
       const n = await next.read(buffer);
-      assert.match(new TextDecoder().decode(buffer.subarray(0, n!)), /^HTTP\/1\.1 200 OK/);
+      assert.match(decode(buffer.subarray(0, n!)), /^HTTP\/1\.1 200 OK/);
       next.close();
     } finally {
       await tunnel.close();
@@ -139,9 +140,9 @@ Deno.test({
       for (let i = 0; i < 20; i++) {
         const visitor = await connect(server.addr.port);
         const body = `POST / HTTP/1.1\r\nHost: echo.localhost\r\n\r\n${"z".repeat(i * 5000)}`;
-        await writeAllTo(visitor, new TextEncoder().encode(body));
+        await writeAllTo(visitor, encode(body));
         await visitor.closeWrite();
-        assert.equal(new TextDecoder().decode(await readAll(visitor)), body);
+        assert.equal(decode(await readAll(visitor)), body);
         visitor.close();
       }
     } finally {

@@ -4,16 +4,16 @@ import assert from "node:assert/strict";
 import { sleep } from "../lib/io.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   readAll,
   spawnCli,
   startTestServer,
+  T,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 /** An app that answers each request slowly: the head at once, the body after `ms`. */
 function slowApp(ms: number): { port: number; [Symbol.asyncDispose](): Promise<void> } {
@@ -69,7 +69,7 @@ Deno.test({
       const started = Date.now();
       const stopping = server.shutdown(10_000);
       assert.ok(await notServing(server.addr.port));
-      const answer = new TextDecoder().decode(await readAll(visitor));
+      const answer = decode(await readAll(visitor));
       visitor.close();
       assert.match(answer, /^HTTP\/1\.1 200 OK[^]*done$/);
       await stopping;

@@ -3,13 +3,11 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
-import { readFixture } from "./helpers.ts";
+import { decode, encode, readFixture } from "./helpers.ts";
 import { frameProperty, sniffProperty } from "./properties.ts";
 
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
-
 const captures: Record<string, { host?: string; sni?: string | null; bytes: number }> = JSON.parse(
-  new TextDecoder().decode(readFixture("captures.json")),
+  decode(readFixture("captures.json")),
 );
 
 /** Feeds `bytes` in pieces ending at `cuts`, as a socket would; sniffs after each piece. */

@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
   patternBytes,
@@ -15,11 +17,11 @@ import {
   startApp,
   startStack,
   startTestServer,
+  T,
+  tcpHop,
   writeAllTo,
 } from "./helpers.ts";
 
-/** Sanitizers are on for every test (deno.json); network tests also get a deadline. */
-const T = { timeout: 30_000 };
 const MiB = 1024 * 1024;
 
 for (const size of [0, MiB, 64 * MiB]) {
@@ -63,14 +65,14 @@ Deno.test({
       for (let i = 0; i < 100; i++) {
         await writeAllTo(
           conn,
-          new TextEncoder().encode(`GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`),
+          encode(`GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`),
         );
         let text = "";
         // Read one response: head, then Content-Length bytes.
         for (;;) {
           const n = await conn.read(buf);
           assert.notEqual(n, null, `connection closed at request ${i}`);
-          text += new TextDecoder().decode(buf.subarray(0, n!));
+          text += decode(buf.subarray(0, n!));
           const end = text.indexOf("\r\n\r\n");
           const length = /content-length: (\d+)/i.exec(text)?.[1];
           if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
@@ -92,7 +94,7 @@ Deno.test({
     await using stack = await startStack("ws");
     // Deno cannot resolve *.localhost nor set Host on a WebSocket, so a hop on
     // 127.0.0.1 puts the tunnel's Host in the upgrade request, like DNS would.
-    await using hop = hostRewritingHop(stack.server.addr.port, stack.host);
+    await using hop = tcpHop(stack.server.addr.port, { host: stack.host });
     const ws = new WebSocket(`ws://${HOST}:${hop.port}/ws`);
     const messages: string[] = [];
     const done = Promise.withResolvers<void>();
@@ -108,48 +110,6 @@ Deno.test({
   },
 });
 
-/** Listens on 127.0.0.1 and forwards each connection to `port`, rewriting the first Host header. */
-function hostRewritingHop(port: number, host: string) {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const tasks: Promise<void>[] = [];
-  const conns = new Set<Deno.Conn>();
-  const serve = async (conn: Deno.Conn) => {
-    const upstream = await connect(port);
-    conns.add(conn).add(upstream);
-    const buf = new Uint8Array(16 * 1024);
-    let head = "";
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buf);
-      if (n === null) return;
-      head += new TextDecoder("latin1").decode(buf.subarray(0, n));
-    }
-    const rewritten = head.replace(/^host:.*$/im, `host: ${host}`);
-    await writeAllTo(upstream, Uint8Array.from(rewritten, (c) => c.charCodeAt(0)));
-    const copy = async (from: Deno.Conn, to: Deno.Conn) => {
-      const b = new Uint8Array(64 * 1024);
-      try {
-        for (let n; (n = await from.read(b)) !== null;) await writeAllTo(to, b.subarray(0, n));
-      } catch { /* closed */ }
-      for (const c of [conn, upstream]) conns.delete(c) && c.close();
-    };
-    await Promise.all([copy(conn, upstream), copy(upstream, conn)]);
-  };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) tasks.push(serve(conn).catch(() => {}));
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      for (const c of conns) c.close();
-      await Promise.all(tasks);
-    },
-  };
-}
-
 Deno.test({
   name: "TLS is relayed end to end by SNI: the app's certificate, not the server's",
   ...T,
@@ -163,7 +123,7 @@ Deno.test({
         const buf = new Uint8Array(64);
         const n = await conn.read(buf);
         await conn.write(
-          new TextEncoder().encode(`pong:${new TextDecoder().decode(buf.subarray(0, n!))}`),
+          encode(`pong:${decode(buf.subarray(0, n!))}`),
         );
         conn.close();
       }
@@ -178,8 +138,8 @@ Deno.test({
           hostname: "tls.localhost",
           caCerts: [ca],
         });
-        await conn.write(new TextEncoder().encode("ping"));
-        assert.equal(new TextDecoder().decode(await readAll(conn)), "pong:ping");
+        await conn.write(encode("ping"));
+        assert.equal(decode(await readAll(conn)), "pong:ping");
         conn.close();
       }
     } finally {
@@ -217,7 +177,7 @@ Deno.test({
         const conn = await connect(stack.server.addr.port);
         await writeAllTo(
           conn,
-          new TextEncoder().encode(
+          encode(
             `GET /bytes/10000 HTTP/1.1\r\nHost: ${stack.host}\r\nConnection: close\r\n\r\n`,
           ),
         );
@@ -344,7 +304,7 @@ Deno.test({
     const appTask = (async () => {
       for await (const conn of app) {
         const got = await readAll(conn);
-        await writeAllTo(conn, new TextEncoder().encode(`got ${got.length} bytes`));
+        await writeAllTo(conn, encode(`got ${got.length} bytes`));
         conn.close();
       }
     })().catch(() => {});
@@ -352,12 +312,12 @@ Deno.test({
     await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "half", raw: true });
     try {
       const conn = await connect(server.addr.port);
-      const request = new TextEncoder().encode(
+      const request = encode(
         `POST / HTTP/1.1\r\nHost: half.localhost\r\n\r\n${"x".repeat(100_000)}`,
       );
       await writeAllTo(conn, request);
       await conn.closeWrite();
-      assert.equal(new TextDecoder().decode(await readAll(conn)), `got ${request.length} bytes`);
+      assert.equal(decode(await readAll(conn)), `got ${request.length} bytes`);
       conn.close();
     } finally {
       app.close();
@@ -375,7 +335,7 @@ Deno.test({
       const bytes of [
         readFixture("chromium-clienthello.bin"),
         readFixture("openssl-clienthello-nosni.bin"),
-        new TextEncoder().encode("SSH-2.0-OpenSSH_9.2\r\n"),
+        encode("SSH-2.0-OpenSSH_9.2\r\n"),
         new Uint8Array([0, 1, 2, 3]),
       ]
     ) {
