@@ -17,6 +17,7 @@ import {
   encode,
   HOST,
   openTestTunnel,
+  rawApp,
   rawClient,
   rawRequest,
   readAll,
@@ -24,6 +25,7 @@ import {
   spawnCli,
   startApp,
   startTestServer,
+  streamingApp,
   T,
   tcpHop,
   waitFor,
@@ -223,42 +225,6 @@ Deno.test({
   },
 });
 
-/** An app that streams bytes until its writes fail; `written` and `failedAt` tell how it went. */
-function streamingApp(limit = Infinity) {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const state = { written: 0, failedAt: 0 };
-  const tasks: Promise<void>[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        tasks.push((async () => {
-          await conn.read(new Uint8Array(4096));
-          const chunk = new Uint8Array(64 * 1024);
-          try {
-            await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\n\r\n"));
-            while (state.written < limit) {
-              await writeAllTo(conn, chunk);
-              state.written += chunk.length;
-            }
-          } catch {
-            state.failedAt = Date.now();
-          }
-          conn.close();
-        })());
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    state,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      await Promise.all(tasks);
-    },
-  };
-}
-
 Deno.test({
   name: "kill -9 of the client mid-transfer closes every socket of that chain within 1 s",
   ...T,
@@ -302,15 +268,11 @@ Deno.test({
   ...T,
   async fn() {
     await using env = await withProbe();
-    const listener = Deno.listen({ hostname: HOST, port: 0 });
-    const serving = (async () => {
-      for await (const conn of listener) {
-        // Half an answer, then close with the request unread: the kernel sends a reset.
-        await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"));
-        conn.close();
-      }
-    })().catch(() => {});
-    const tunnel = await openTestTunnel(env.server, listener.addr.port, {
+    // Half an answer, then close with the request unread: the kernel sends a reset.
+    await using app = rawApp((conn) =>
+      writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"))
+    );
+    const tunnel = await openTestTunnel(env.server, app.port, {
       subdomain: "flaky",
       raw: true,
     });
@@ -336,8 +298,6 @@ Deno.test({
       await env.probe();
     } finally {
       await tunnel.close();
-      listener.close();
-      await serving;
     }
   },
 });

@@ -1,7 +1,7 @@
 // The entrypoints as a user runs them: subprocesses of this Deno, real flags, real exit codes.
 
 import assert from "node:assert/strict";
-import { HOST, spawnCli, startApp, startTestServer, T } from "./helpers.ts";
+import { HOST, rawApp, spawnCli, startApp, startTestServer, T } from "./helpers.ts";
 
 Deno.test({
   name: "server.ts prints its URL alone on stdout, serves, and exits 0 on SIGTERM",
@@ -53,18 +53,9 @@ Deno.test({
   ...T,
   async fn() {
     // A listener that closes every connection at once: not a Gotunnel server.
-    const listener = Deno.listen({ hostname: HOST, port: 0 });
-    const closing = (async () => {
-      for await (const conn of listener) conn.close();
-    })();
-    const end = await spawnCli("client.ts", [
-      "3000",
-      "--server",
-      `http://${HOST}:${listener.addr.port}`,
-    ])
+    await using closer = rawApp(() => {});
+    const end = await spawnCli("client.ts", ["3000", "--server", `http://${HOST}:${closer.port}`])
       .exited;
-    listener.close();
-    await closing;
     assert.equal(end.code, 1);
     assert.match(end.stderr, /gotunnel-client: Cannot connect to http:\/\/127\.0\.0\.1:\d+: /);
   },

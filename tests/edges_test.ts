@@ -7,8 +7,8 @@ import {
   connect,
   decode,
   encode,
-  HOST,
   openTestTunnel,
+  rawApp,
   rawClient,
   rawRequest,
   readAll,
@@ -108,28 +108,18 @@ Deno.test({
   name: "an idle pool holds no connection to the app; each visitor gets one",
   ...T,
   async fn() {
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    let accepted = 0;
-    const serving = (async () => {
-      for await (const conn of app) {
-        accepted++;
-        await readAll(conn).catch(() => {});
-        conn.close();
-      }
-    })();
+    await using app = rawApp((conn) => readAll(conn));
     await using server = await startTestServer();
-    const tunnel = await openTestTunnel(server, app.addr.port, { subdomain: "lazy", pool: 8 });
+    const tunnel = await openTestTunnel(server, app.port, { subdomain: "lazy", pool: 8 });
     try {
       await new Promise((r) => setTimeout(r, 200)); // let the pool fill
-      assert.equal(accepted, 0);
+      assert.equal(app.accepted, 0);
       const conn = await connect(server.addr.port);
       await conn.write(encode("GET / HTTP/1.1\r\nHost: lazy.localhost\r\n\r\n"));
-      await waitFor(() => accepted === 1, 5_000, "the app to be dialled");
+      await waitFor(() => app.accepted === 1, 5_000, "the app to be dialled");
       conn.close();
     } finally {
       await tunnel.close();
-      app.close();
-      await serving.catch(() => {});
     }
   },
 });

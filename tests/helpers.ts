@@ -471,6 +471,31 @@ export function rawApp(
   };
 }
 
+/**
+ * A raw app that answers any request with a head and then streams bytes, up
+ * to `limit`, until its writes fail; `state` says how much it wrote and when
+ * a write failed (0: none did).
+ */
+export function streamingApp(limit = Infinity): RawApp & {
+  state: { written: number; failedAt: number };
+} {
+  const state = { written: 0, failedAt: 0 };
+  const chunk = new Uint8Array(64 * 1024);
+  const app = rawApp(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    try {
+      await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\n\r\n"));
+      while (state.written < limit) {
+        await writeAllTo(conn, chunk);
+        state.written += chunk.length;
+      }
+    } catch {
+      state.failedAt = Date.now();
+    }
+  });
+  return Object.assign(app, { state });
+}
+
 /** One line a {@linkcode logRecorder} was told. */
 export interface LogLine {
   level: "debug" | "info" | "warn" | "error";

@@ -13,9 +13,11 @@ import {
   encode,
   HOST,
   openTestTunnel,
+  rawApp,
   rawRequest,
   readAll,
   readFixtureText,
+  readUntil,
   startApp,
   startTestServer,
   T,
@@ -325,37 +327,24 @@ Deno.test({
   ...T,
   async fn() {
     // A raw app: reads the head, switches to an echo protocol, echoes until the visitor ends.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
     let head = "";
     let early = "";
-    const serving = (async () => {
-      for await (const conn of app) {
-        const buffer = new Uint8Array(4096);
-        let text = "";
-        while (!text.includes("\r\n\r\n")) {
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          text += decode(buffer.subarray(0, n));
-        }
-        head = text.slice(0, text.indexOf("\r\n\r\n"));
-        await writeAllTo(
-          conn,
-          encode(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
-          ),
-        );
-        early = text.slice(text.indexOf("\r\n\r\n") + 4); // bytes before the 101: none expected
-        if (early) await writeAllTo(conn, encode(early));
-        for (;;) {
-          const n = await conn.read(buffer).catch(() => null);
-          if (n === null) break;
-          await writeAllTo(conn, buffer.subarray(0, n));
-        }
-        conn.close();
+    await using app = rawApp(async (conn) => {
+      const text = await readUntil(conn, /\r\n\r\n/);
+      head = text.slice(0, text.indexOf("\r\n\r\n"));
+      await writeAllTo(
+        conn,
+        encode("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"),
+      );
+      early = text.slice(text.indexOf("\r\n\r\n") + 4); // bytes before the 101: none expected
+      if (early) await writeAllTo(conn, encode(early));
+      const buffer = new Uint8Array(4096);
+      for (let n; (n = await conn.read(buffer)) !== null;) {
+        await writeAllTo(conn, buffer.subarray(0, n));
       }
-    })();
+    });
     await using server = await startTestServer();
-    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "echo" });
+    await using _t = await openTestTunnel(server, app.port, { subdomain: "echo" });
     const conn = await connect(server.addr.port);
     try {
       // Not valid HTTP after the head: it must not be framed, only held until the 101.
@@ -375,8 +364,6 @@ Deno.test({
       assert.equal(early, "", "the bytes after the upgrade request waited for the 101");
     } finally {
       conn.close();
-      app.close();
-      await serving.catch(() => {});
     }
   },
 });

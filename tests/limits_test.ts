@@ -16,8 +16,8 @@ import { readLimitFlags } from "../lib/server/limit_flags.ts";
 import {
   connect,
   encode,
-  HOST,
   openTestTunnel,
+  rawApp,
   rawClient,
   rawRequest,
   readAll,
@@ -29,37 +29,7 @@ import {
 } from "./helpers.ts";
 
 /** An app that accepts connections, answers nothing, and closes each when its peer does. */
-function holdApp(): {
-  port: number;
-  accepted: () => number;
-  [Symbol.asyncDispose](): Promise<void>;
-} {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const held: Deno.Conn[] = [];
-  const reading: Promise<void>[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        held.push(conn);
-        reading.push(readAll(conn).then(() => conn.close(), () => {}));
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    accepted: () => held.length,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      for (const conn of held) {
-        try {
-          conn.close();
-        } catch { /* closed already */ }
-      }
-      await Promise.all(reading);
-    },
-  };
-}
+const holdApp = () => rawApp((conn) => readAll(conn));
 
 Deno.test({
   name: "a tunnel at its stream limit answers 503, and serves again once a stream ends",
@@ -73,7 +43,7 @@ Deno.test({
     const second = await connect(server.addr.port);
     await writeAllTo(first, head);
     await writeAllTo(second, head);
-    await waitFor(() => app.accepted() === 2, 5_000, "two held streams");
+    await waitFor(() => app.accepted === 2, 5_000, "two held streams");
     assert.match(
       await rawRequest(server.addr.port, "GET / HTTP/1.1\r\nHost: busy.localhost\r\n\r\n"),
       /^HTTP\/1\.1 503 /,
@@ -82,7 +52,7 @@ Deno.test({
     await new Promise((r) => setTimeout(r, 300)); // ...once the close has crossed the tunnel
     const third = await connect(server.addr.port);
     await writeAllTo(third, head);
-    await waitFor(() => app.accepted() === 3, 5_000, "a third stream once one ended");
+    await waitFor(() => app.accepted === 3, 5_000, "a third stream once one ended");
     second.close();
     third.close();
   },

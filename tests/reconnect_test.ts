@@ -14,7 +14,9 @@ import {
   decode,
   HOST,
   openTestTunnel,
+  rawApp,
   rawClient,
+  readAll,
   spawnCli,
   startApp,
   startTestServer,
@@ -133,43 +135,33 @@ Deno.test({
   ...T,
   async fn() {
     // A fake server that welcomes every hello and then says nothing at all.
-    const listener = Deno.listen({ hostname: HOST, port: 0 });
     const hellos: number[] = [];
-    const conns: Deno.Conn[] = [];
-    const serving = (async () => {
-      for await (const conn of listener) {
-        conns.push(conn);
-        (async () => {
-          const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
-          let text = "";
-          while (!text.includes("\r\n\r\n")) {
-            if (!await reader.fill()) return;
-            text = decode(reader.buffered);
-          }
-          reader.consume(text.indexOf("\r\n\r\n") + 4);
-          const first = await reader.readFrame(decodeClientFrame);
-          if (first?.type !== "hello") return; // proxy connections just hang
-          hellos.push(Date.now());
-          await writeAll(
-            conn,
-            concatBytes(
-              UPGRADE_RESPONSE,
-              encodeFrame({
-                type: "welcome",
-                version: PROTOCOL_VERSION,
-                tunnel: "t",
-                secret: "s",
-                subdomain: "quiet",
-                url: "http://quiet.localhost",
-                lease: "v1.quiet.n.mac",
-              }),
-            ),
-          );
-        })().catch(() => {});
+    await using fake = rawApp(async (conn) => {
+      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
+      let text = "";
+      while (!text.includes("\r\n\r\n")) {
+        if (!await reader.fill()) return;
+        text = decode(reader.buffered);
       }
-    })().catch(() => {});
+      reader.consume(text.indexOf("\r\n\r\n") + 4);
+      const first = await reader.readFrame(decodeClientFrame);
+      if (first?.type === "hello") {
+        hellos.push(Date.now());
+        const welcome = encodeFrame({
+          type: "welcome",
+          version: PROTOCOL_VERSION,
+          tunnel: "t",
+          secret: "s",
+          subdomain: "quiet",
+          url: "http://quiet.localhost",
+          lease: "v1.quiet.n.mac",
+        });
+        await writeAll(conn, concatBytes(UPGRADE_RESPONSE, welcome));
+      }
+      await readAll(conn); // and then nothing at all (proxy connections just hang) until it goes
+    });
     const tunnel = await openTestTunnel(
-      { addr: listener.addr } as Parameters<typeof openTestTunnel>[0],
+      { addr: { port: fake.port } } as Parameters<typeof openTestTunnel>[0],
       9,
       { heartbeat: FAST, pool: 1 },
     );
@@ -179,9 +171,6 @@ Deno.test({
       assert.ok(gap >= FAST.peerTimeoutMs, `reconnected after ${gap} ms`);
     } finally {
       await tunnel.close();
-      listener.close();
-      await serving;
-      conns.forEach(closeQuietly);
     }
   },
 });

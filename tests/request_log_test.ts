@@ -14,8 +14,10 @@ import {
   encode,
   HOST,
   openTestTunnel,
+  rawApp,
   rawRequest,
   readAll,
+  readUntil,
   spawnCli,
   startApp,
   startTestServer,
@@ -23,18 +25,6 @@ import {
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-/** Reads from `conn` until the text received so far matches `pattern`. */
-async function readUntil(conn: Deno.Conn, pattern: RegExp, seen = ""): Promise<string> {
-  const buffer = new Uint8Array(16384);
-  let text = seen;
-  while (!pattern.test(text)) {
-    const n = await conn.read(buffer);
-    if (n === null) throw new Error(`closed before ${pattern}; got ${JSON.stringify(text)}`);
-    text += decode(buffer.subarray(0, n));
-  }
-  return text;
-}
 
 /** The fields a test can check exactly (durations vary). */
 const brief = (r: RequestRecord) => ({
@@ -210,65 +200,55 @@ Deno.test({
   async fn() {
     // A raw app: answers the first request with 3 of 100 promised bytes, then closes;
     // on its second connection closes without answering.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    const serving = (async () => {
-      let count = 0;
-      for await (const conn of app) {
-        await readUntil(conn, /\r\n\r\n/).catch(() => "");
-        if (count++ === 0) {
-          await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"));
-        }
-        conn.close();
+    await using app = rawApp(async (conn, index) => {
+      await readUntil(conn, /\r\n\r\n/);
+      if (index === 0) {
+        await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"));
       }
-    })();
+    });
     await using server = await startTestServer();
     const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
+    await using _t = await openTestTunnel(server, app.port, {
       subdomain: "cut",
       onRequest: (r) => records.push(r),
     });
-    try {
-      const host = "Host: cut.localhost\r\n";
-      await rawRequest(server.addr.port, `GET /partial HTTP/1.1\r\n${host}\r\n`);
-      await waitFor(() => records.length === 1, 5000, "the first record");
-      await rawRequest(server.addr.port, `GET /silent HTTP/1.1\r\n${host}\r\n`);
-      await waitFor(() => records.length === 2, 5000, "the second record");
-      const refused = await rawRequest(
-        server.addr.port,
-        `POST /x HTTP/1.1\r\n${host}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
-      );
-      assert.match(refused, /^HTTP\/1\.1 400/);
-      await waitFor(() => records.length === 3, 5000, "the third record");
-      assert.deepEqual(records.map(brief), [
-        {
-          method: "GET",
-          target: "/partial",
-          status: 200,
-          bytes: 3,
-          upgrade: undefined,
-          problem: "cut short",
-        },
-        {
-          method: "GET",
-          target: "/silent",
-          status: undefined,
-          bytes: 0,
-          upgrade: undefined,
-          problem: "no response",
-        },
-        {
-          method: "-",
-          target: "-",
-          status: 400,
-          bytes: 0,
-          upgrade: undefined,
-          problem: "conflicting Content-Length",
-        },
-      ]);
-    } finally {
-      app.close();
-      await serving.catch(() => {});
-    }
+    const host = "Host: cut.localhost\r\n";
+    await rawRequest(server.addr.port, `GET /partial HTTP/1.1\r\n${host}\r\n`);
+    await waitFor(() => records.length === 1, 5000, "the first record");
+    await rawRequest(server.addr.port, `GET /silent HTTP/1.1\r\n${host}\r\n`);
+    await waitFor(() => records.length === 2, 5000, "the second record");
+    const refused = await rawRequest(
+      server.addr.port,
+      `POST /x HTTP/1.1\r\n${host}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
+    );
+    assert.match(refused, /^HTTP\/1\.1 400/);
+    await waitFor(() => records.length === 3, 5000, "the third record");
+    assert.deepEqual(records.map(brief), [
+      {
+        method: "GET",
+        target: "/partial",
+        status: 200,
+        bytes: 3,
+        upgrade: undefined,
+        problem: "cut short",
+      },
+      {
+        method: "GET",
+        target: "/silent",
+        status: undefined,
+        bytes: 0,
+        upgrade: undefined,
+        problem: "no response",
+      },
+      {
+        method: "-",
+        target: "-",
+        status: 400,
+        bytes: 0,
+        upgrade: undefined,
+        problem: "conflicting Content-Length",
+      },
+    ]);
   },
 });
 

@@ -7,12 +7,17 @@ import {
   decode,
   encode,
   HOST,
+  openTestTunnel,
+  rawApp,
   rawRequest,
   readAll,
+  readUntil,
   startApp,
   startTestServer,
+  streamingApp,
   T,
   tcpHop,
+  waitFor,
   writeAllTo,
 } from "./helpers.ts";
 
@@ -55,60 +60,21 @@ Deno.test({
     "a visitor that disappears mid-download closes the app's connection, and the tunnel goes on",
   ...T,
   async fn() {
-    // A raw app that streams until its writes fail, then reports how it ended.
-    const appListener = Deno.listen({ hostname: HOST, port: 0 });
-    const ended = Promise.withResolvers<string>();
-    const serving = (async () => {
-      for await (const conn of appListener) {
-        (async () => {
-          const head = new Uint8Array(1024);
-          await conn.read(head);
-          await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\n\r\n"));
-          const chunk = new Uint8Array(64 * 1024);
-          let i = 0;
-          try {
-            for (; i < 10_000; i++) await writeAllTo(conn, chunk);
-            ended.resolve(`wrote everything (${i})`);
-          } catch (e) {
-            ended.resolve(`write failed after ${i} chunks: ${(e as Error).name}`);
-          } finally {
-            conn.close();
-          }
-        })();
-      }
-    })().catch(() => {});
+    await using app = streamingApp();
     await using server = await startTestServer();
-    const tunnel = await openTunnel({
-      port: appListener.addr.port,
-      localHost: HOST,
-      server: `http://${HOST}:${server.addr.port}`,
-      subdomain: "gone",
-    });
-    try {
-      const visitor = await connect(server.addr.port);
-      await writeAllTo(
-        visitor,
-        encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
-      );
-      const buffer = new Uint8Array(256 * 1024);
-      let got = 0;
-      while (got < 1024 * 1024) got += (await visitor.read(buffer)) ?? 0;
-      visitor.close();
-      assert.match(await ended.promise, /^write failed/);
-      // The tunnel still serves the next visitor (the app answers it too).
-      const next = await connect(server.addr.port);
-      await writeAllTo(
-        next,
-        encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
-      );
-      const n = await next.read(buffer);
-      assert.match(decode(buffer.subarray(0, n!)), /^HTTP\/1\.1 200 OK/);
-      next.close();
-    } finally {
-      await tunnel.close();
-      appListener.close();
-      await serving;
-    }
+    await using _t = await openTestTunnel(server, app.port, { subdomain: "gone" });
+    const visitor = await connect(server.addr.port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"));
+    const buffer = new Uint8Array(256 * 1024);
+    let got = 0;
+    while (got < 1024 * 1024) got += (await visitor.read(buffer)) ?? 0;
+    visitor.close();
+    await waitFor(() => app.state.failedAt > 0, 5_000, "the app's writes to fail");
+    // The tunnel still serves the next visitor (the app answers it too).
+    const next = await connect(server.addr.port);
+    await writeAllTo(next, encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"));
+    assert.match(await readUntil(next, /\r\n\r\n/), /^HTTP\/1\.1 200 OK/);
+    next.close();
   },
 });
 
@@ -117,38 +83,20 @@ Deno.test({
   ...T,
   async fn() {
     // An app that echoes everything it read once the visitor has finished sending.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    const serving = (async () => {
-      for await (const conn of app) {
-        (async () => {
-          const got = await readAll(conn);
-          await writeAllTo(conn, got);
-          conn.close();
-        })();
-      }
-    })().catch(() => {});
+    await using app = rawApp(async (conn) => await writeAllTo(conn, await readAll(conn)));
     await using server = await startTestServer();
-    const tunnel = await openTunnel({
-      port: app.addr.port,
-      localHost: HOST,
-      server: `http://${HOST}:${server.addr.port}`,
+    await using _t = await openTestTunnel(server, app.port, {
       subdomain: "echo",
       pool: 1,
       raw: true, // the visitors send bytes, not HTTP requests with lengths
     });
-    try {
-      for (let i = 0; i < 20; i++) {
-        const visitor = await connect(server.addr.port);
-        const body = `POST / HTTP/1.1\r\nHost: echo.localhost\r\n\r\n${"z".repeat(i * 5000)}`;
-        await writeAllTo(visitor, encode(body));
-        await visitor.closeWrite();
-        assert.equal(decode(await readAll(visitor)), body);
-        visitor.close();
-      }
-    } finally {
-      await tunnel.close();
-      app.close();
-      await serving;
+    for (let i = 0; i < 20; i++) {
+      const visitor = await connect(server.addr.port);
+      const body = `POST / HTTP/1.1\r\nHost: echo.localhost\r\n\r\n${"z".repeat(i * 5000)}`;
+      await writeAllTo(visitor, encode(body));
+      await visitor.closeWrite();
+      assert.equal(decode(await readAll(visitor)), body);
+      visitor.close();
     }
   },
 });

@@ -8,6 +8,7 @@ import {
   encode,
   HOST,
   openTestTunnel,
+  rawApp,
   readAll,
   spawnCli,
   startTestServer,
@@ -16,32 +17,13 @@ import {
 } from "./helpers.ts";
 
 /** An app that answers each request slowly: the head at once, the body after `ms`. */
-function slowApp(ms: number): { port: number; [Symbol.asyncDispose](): Promise<void> } {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const tasks: Promise<void>[] = [];
-  const stop = new AbortController();
-  const answer = async (conn: Deno.Conn): Promise<void> => {
+const slowApp = (ms: number) =>
+  rawApp(async (conn, _index, closing) => {
     await conn.read(new Uint8Array(1024));
     await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"));
-    await sleep(ms, stop.signal);
-    await writeAllTo(conn, encode("done")).catch(() => {});
-    conn.close();
-  };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) tasks.push(answer(conn).catch(() => {}));
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      stop.abort();
-      await accepting;
-      await Promise.all(tasks);
-    },
-  };
-}
+    await sleep(ms, closing);
+    await writeAllTo(conn, encode("done"));
+  });
 
 /** Whether a new connection to `port` is refused, or accepted and closed without an answer. */
 async function notServing(port: number): Promise<boolean> {

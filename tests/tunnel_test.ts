@@ -9,6 +9,7 @@ import {
   HOST,
   openTestTunnel,
   patternBytes,
+  rawApp,
   rawRequest,
   readAll,
   readFixture,
@@ -117,34 +118,23 @@ Deno.test({
     const cert = readFixtureText("localhost.pem");
     const key = readFixtureText("localhost.key");
     const ca = readFixtureText("ca.pem");
-    const tlsApp = Deno.listenTls({ hostname: HOST, port: 0, cert, key });
-    const appTask = (async () => {
-      for await (const conn of tlsApp) {
-        const buf = new Uint8Array(64);
-        const n = await conn.read(buf);
-        await conn.write(
-          encode(`pong:${decode(buf.subarray(0, n!))}`),
-        );
-        conn.close();
-      }
-    })().catch(() => {});
+    await using tlsApp = rawApp(async (conn) => {
+      const buf = new Uint8Array(64);
+      const n = await conn.read(buf);
+      await writeAllTo(conn, encode(`pong:${decode(buf.subarray(0, n!))}`));
+    }, { cert, key });
     await using server = await startTestServer();
-    await using _tunnel = await openTestTunnel(server, tlsApp.addr.port, { subdomain: "tls" });
-    try {
-      // Sent whole, then with the ClientHello trickled a byte per write (several TCP segments).
-      for (const trickle of [false, true]) {
-        const tcp = await connect(server.addr.port);
-        const conn = await Deno.startTls(trickle ? trickling(tcp) : tcp, {
-          hostname: "tls.localhost",
-          caCerts: [ca],
-        });
-        await conn.write(encode("ping"));
-        assert.equal(decode(await readAll(conn)), "pong:ping");
-        conn.close();
-      }
-    } finally {
-      tlsApp.close();
-      await appTask;
+    await using _tunnel = await openTestTunnel(server, tlsApp.port, { subdomain: "tls" });
+    // Sent whole, then with the ClientHello trickled a byte per write (several TCP segments).
+    for (const trickle of [false, true]) {
+      const tcp = await connect(server.addr.port);
+      const conn = await Deno.startTls(trickle ? trickling(tcp) : tcp, {
+        hostname: "tls.localhost",
+        caCerts: [ca],
+      });
+      await conn.write(encode("ping"));
+      assert.equal(decode(await readAll(conn)), "pong:ping");
+      conn.close();
     }
   },
 });
@@ -300,29 +290,20 @@ Deno.test({
   ...T,
   async fn() {
     // A raw TCP app that answers only after it has read to end of stream.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    const appTask = (async () => {
-      for await (const conn of app) {
-        const got = await readAll(conn);
-        await writeAllTo(conn, encode(`got ${got.length} bytes`));
-        conn.close();
-      }
-    })().catch(() => {});
+    await using app = rawApp(async (conn) => {
+      const got = await readAll(conn);
+      await writeAllTo(conn, encode(`got ${got.length} bytes`));
+    });
     await using server = await startTestServer();
-    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "half", raw: true });
-    try {
-      const conn = await connect(server.addr.port);
-      const request = encode(
-        `POST / HTTP/1.1\r\nHost: half.localhost\r\n\r\n${"x".repeat(100_000)}`,
-      );
-      await writeAllTo(conn, request);
-      await conn.closeWrite();
-      assert.equal(decode(await readAll(conn)), `got ${request.length} bytes`);
-      conn.close();
-    } finally {
-      app.close();
-      await appTask;
-    }
+    await using _t = await openTestTunnel(server, app.port, { subdomain: "half", raw: true });
+    const conn = await connect(server.addr.port);
+    const request = encode(
+      `POST / HTTP/1.1\r\nHost: half.localhost\r\n\r\n${"x".repeat(100_000)}`,
+    );
+    await writeAllTo(conn, request);
+    await conn.closeWrite();
+    assert.equal(decode(await readAll(conn)), `got ${request.length} bytes`);
+    conn.close();
   },
 });
 
