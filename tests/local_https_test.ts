@@ -7,6 +7,7 @@ import {
   decode,
   encode,
   HOST,
+  logRecorder,
   openTestTunnel,
   patternBytes,
   rawRequest,
@@ -16,6 +17,8 @@ import {
   spawnCli,
   startTestServer,
   T,
+  tcpHop,
+  waitFor,
   writeAllTo,
 } from "./helpers.ts";
 
@@ -172,24 +175,38 @@ Deno.test({
       },
       () => new Response("over tls\n"),
     );
-    await using server = await startTestServer();
+    const log = logRecorder();
+    await using server = await startTestServer({ logger: log });
+    await using hop = tcpHop(server.addr.port); // counts the client's connections to the server
     const tunnel = await openTestTunnel(server, app.addr.port, {
+      server: `http://${HOST}:${hop.port}`,
       subdomain: "six",
       localHost: "localhost",
       localHttps: true,
       allowInvalidCert: true,
       pool: 1,
     });
+    // One request; then its proxy connection is back in the server's pool.
+    const request = async (head: string): Promise<string> => {
+      const streams = log.count("Stream done");
+      const answer = await rawRequest(server.addr.port, head);
+      await waitFor(() => log.count("Stream done") > streams, 5_000, "the stream to end");
+      return answer;
+    };
     try {
       const ok = "GET / HTTP/1.1\r\nHost: six.localhost\r\nConnection: close\r\n\r\n";
-      assert.match(await rawRequest(server.addr.port, ok), /^HTTP\/1\.1 200 [^]*over tls/);
+      assert.match(await request(ok), /^HTTP\/1\.1 200 [^]*over tls/);
+      // The control connection, the pool's one, and the one that replaced it while it was busy.
+      await waitFor(() => hop.connections === 3, 5_000, "the pool to be topped up");
       const smuggle = "POST / HTTP/1.1\r\nHost: six.localhost\r\nContent-Length: 1\r\n" +
         "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-      assert.match(await rawRequest(server.addr.port, smuggle), /^HTTP\/1\.1 400 /);
-      // With one proxy connection, these reuse the one that carried the refusal.
+      assert.match(await request(smuggle), /^HTTP\/1\.1 400 /);
       for (let i = 0; i < 3; i++) {
-        assert.match(await rawRequest(server.addr.port, ok), /^HTTP\/1\.1 200 [^]*over tls/);
+        assert.match(await request(ok), /^HTTP\/1\.1 200 [^]*over tls/);
       }
+      // Had the refusal cost its connection, the next visitor would have taken the last idle
+      // one and the pool would have dialled a fourth to stay topped up.
+      assert.equal(hop.connections, 3, "the connection that carried the refusal was reused");
     } finally {
       await tunnel.close();
       await app.shutdown();
