@@ -8,10 +8,28 @@ import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { type Http1Event, Http1Framer } from "../lib/http/framer.ts";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
 
-/** Sniffs `bytes` as a socket would deliver them, in pieces ending at `cut`. */
-function sniffSplit(bytes: Uint8Array, cut: number): SniffResult {
-  const first = sniff(bytes.subarray(0, cut));
-  return first.state === "need-more" ? sniff(bytes) : first;
+/**
+ * Sniffs `bytes` as the server reads a socket: the pieces ending at `cuts` (in
+ * order) land one after the other in one read buffer, and what it holds so far
+ * is sniffed after each piece until the answer is not need-more. Returns that
+ * answer and the bytes it was given. The buffer's unread tail holds stale bytes.
+ */
+export function feedSniff(
+  bytes: Uint8Array,
+  cuts: number[],
+  maxBytes?: number,
+): { result: SniffResult; used: number } {
+  const buffer = new Uint8Array(bytes.length).fill(0xff);
+  let filled = 0;
+  let result: SniffResult = { state: "need-more" };
+  for (const end of [...cuts.filter((c) => c > 0 && c < bytes.length), bytes.length]) {
+    if (end <= filled) continue;
+    buffer.set(bytes.subarray(filled, end), filled);
+    filled = end;
+    result = sniff(buffer.subarray(0, filled), maxBytes);
+    if (result.state !== "need-more") break;
+  }
+  return { result, used: filled };
 }
 
 /** Inputs near real ones: captured first bytes with bytes inserted, changed and cut. */
@@ -30,14 +48,31 @@ export function sniffInputs(fixtures: Uint8Array[]): fc.Arbitrary<Uint8Array> {
   );
 }
 
-/** sniff() never throws, answers within its cap, and agrees with itself on any split. */
-export function sniffProperty(fixtures: Uint8Array[]): fc.IPropertyWithHooks<[Uint8Array, number]> {
-  return fc.property(sniffInputs(fixtures), fc.nat(), (bytes, seed) => {
-    const whole = sniff(bytes);
-    if (whole.state === "http") assert.ok(whole.headLength <= bytes.length);
-    const cut = bytes.length === 0 ? 0 : seed % bytes.length;
-    assert.deepEqual(sniffSplit(bytes, cut), whole);
-  });
+/**
+ * sniff() never throws and answers within its cap; fed in pieces as a socket
+ * delivers them, its first answer that is not need-more is the answer to the
+ * whole (so it never decides before it has the bytes that decide, and keeps no
+ * state from one call to the next), given within the bytes it had.
+ */
+export function sniffProperty(
+  fixtures: Uint8Array[],
+): fc.IPropertyWithHooks<[Uint8Array, number[], number]> {
+  return fc.property(
+    sniffInputs(fixtures),
+    fc.array(fc.nat(), { maxLength: 4 }),
+    fc.nat(),
+    (bytes, seeds, capSeed) => {
+      const whole = sniff(bytes.slice());
+      if (whole.state === "http") assert.ok(whole.headLength <= bytes.length);
+      const cuts = seeds.map((s) => s % (bytes.length + 1)).sort((a, b) => a - b);
+      const fed = feedSniff(bytes, cuts);
+      assert.deepEqual(fed.result, whole, `fed in pieces ending at ${cuts}`);
+      if (fed.result.state === "http") assert.ok(fed.result.headLength <= fed.used);
+      // With as many bytes as its cap, it answers: no connection waits for more.
+      const cap = 1 + capSeed % Math.max(1, bytes.length);
+      if (bytes.length >= cap) assert.notEqual(sniff(bytes, cap).state, "need-more");
+    },
+  );
 }
 
 const jsonish = fc.oneof(
