@@ -98,9 +98,9 @@ export function startTestServer(
   return startServer({ port: 0, hostname: HOST, ...extra });
 }
 
-/** A tunnel from `server` to a local port on 127.0.0.1. */
+/** A tunnel from `server` (in this process, or a CLI's port) to a local port on 127.0.0.1. */
 export function openTestTunnel(
-  server: TunnelServer,
+  server: { addr: { port: number } },
   port: number,
   extra: Partial<TunnelOptions> = {},
 ): Promise<Tunnel> {

@@ -161,7 +161,7 @@ Deno.test({
       await readAll(conn); // and then nothing at all (proxy connections just hang) until it goes
     });
     const tunnel = await openTestTunnel(
-      { addr: { port: fake.port } } as Parameters<typeof openTestTunnel>[0],
+      { addr: { port: fake.port } },
       9,
       { heartbeat: FAST, pool: 1 },
     );

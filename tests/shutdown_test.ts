@@ -100,7 +100,7 @@ Deno.test({
     await using app = slowApp(20_000);
     const server = spawnCli("server.ts", ["--port", "0", "--hostname", HOST]);
     const port = Number(new URL(await server.firstLine()).port);
-    const target = { addr: { port } } as Parameters<typeof openTestTunnel>[0];
+    const target = { addr: { port } };
     const tunnel = await openTestTunnel(target, app.port, { subdomain: "drain" });
     const visitor = await connect(port);
     try {
