@@ -7,6 +7,7 @@ import {
   connect,
   decode,
   encode,
+  HOST,
   openTestTunnel,
   rawApp,
   rawClient,
@@ -15,7 +16,9 @@ import {
   startStack,
   startTestServer,
   T,
+  tcpHop,
   waitFor,
+  writeAllTo,
 } from "./helpers.ts";
 
 Deno.test({
@@ -76,10 +79,19 @@ Deno.test({
   name: "an idle connection that sends nothing is closed at the deadline, without an answer",
   ...T,
   async fn() {
-    await using server = await startTestServer({ limits: { sniffTimeoutMs: 300 } });
+    const sniffTimeoutMs = 300;
+    await using server = await startTestServer({ limits: { sniffTimeoutMs } });
     const conn = await connect(server.addr.port);
+    const started = performance.now();
     assert.equal((await readAll(conn)).length, 0);
+    const elapsed = performance.now() - started;
     conn.close();
+    // Not before the deadline (the server's clock started at its accept, after ours; timers
+    // round by a millisecond or so), and well within a bound after it.
+    assert.ok(
+      elapsed >= sniffTimeoutMs - 10 && elapsed < sniffTimeoutMs + 2_000,
+      `closed after ${elapsed.toFixed(0)} ms`,
+    );
   },
 });
 
@@ -110,17 +122,25 @@ Deno.test({
   async fn() {
     await using app = rawApp((conn) => readAll(conn));
     await using server = await startTestServer();
-    const tunnel = await openTestTunnel(server, app.port, { subdomain: "lazy", pool: 8 });
-    try {
-      await new Promise((r) => setTimeout(r, 200)); // let the pool fill
-      assert.equal(app.accepted, 0);
-      const conn = await connect(server.addr.port);
-      await conn.write(encode("GET / HTTP/1.1\r\nHost: lazy.localhost\r\n\r\n"));
-      await waitFor(() => app.accepted === 1, 5_000, "the app to be dialled");
-      conn.close();
-    } finally {
-      await tunnel.close();
-    }
+    await using hop = tcpHop(server.addr.port); // sees the pool's connections to the server
+    await using _t = await openTestTunnel(server, app.port, {
+      server: `http://${HOST}:${hop.port}`,
+      subdomain: "lazy",
+      pool: 8,
+    });
+    // The control connection and 8 proxy connections, each answered by the server.
+    const filled = (connections: number) => () =>
+      hop.connections === connections &&
+      [...Array(connections).keys()].every((i) => hop.turns(i).includes("server"));
+    await waitFor(filled(1 + 8), 5_000, "the pool to fill");
+    assert.equal(app.accepted, 0);
+    const conn = await connect(server.addr.port);
+    await writeAllTo(conn, encode("GET / HTTP/1.1\r\nHost: lazy.localhost\r\n\r\n"));
+    await waitFor(() => app.accepted > 0, 5_000, "the app to be dialled");
+    conn.close();
+    // The pool replaced the busy connection; neither it nor the others dialled the app ahead.
+    await waitFor(filled(1 + 8 + 1), 5_000, "the pool to be topped up");
+    assert.equal(app.accepted, 1);
   },
 });
 
