@@ -1,6 +1,7 @@
 // Starting and stopping: errors reject, shutdown is announced, callbacks cannot break a tunnel.
 
 import assert from "node:assert/strict";
+import { TunnelError } from "../lib/errors.ts";
 import { closeQuietly } from "../lib/io.ts";
 import { decodeServerFrame, encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
@@ -11,6 +12,7 @@ import {
   startApp,
   startTestServer,
   T,
+  waitFor,
 } from "./helpers.ts";
 
 Deno.test({
@@ -88,12 +90,16 @@ Deno.test({
   ...T,
   async fn() {
     await using server = await startTestServer();
-    const aborted = AbortSignal.abort();
-    await assert.rejects(openTestTunnel(server, 9, { signal: aborted }));
+    // Already aborted: it gives up before it even connects, saying why.
+    await assert.rejects(
+      openTestTunnel(server, 9, { signal: AbortSignal.abort() }),
+      (e) => e instanceof TunnelError && e.code === "connect" && /: cancelled$/.test(e.message),
+    );
     const stop = new AbortController();
     const tunnel = await openTestTunnel(server, 9, { signal: stop.signal });
     assert.equal(server.tunnelCount, 1);
     stop.abort();
     await tunnel.finished;
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the tunnel to be closed on the server");
   },
 });
