@@ -496,6 +496,29 @@ export function streamingApp(limit = Infinity): RawApp & {
   return Object.assign(app, { state });
 }
 
+/** An app that answers the first bytes it reads with `pong:` and them; over TLS with `tls`. */
+export const pongApp = (tls?: { cert: string; key: string }): RawApp =>
+  rawApp(async (conn) => {
+    const buffer = new Uint8Array(64);
+    const n = await conn.read(buffer);
+    await writeAllTo(conn, encode(`pong:${decode(buffer.subarray(0, n ?? 0))}`));
+  }, tls);
+
+/** Speaks TLS to `hostname` over `tcp`, trusting only `caCerts`: sends `ping`, returns the answer. */
+export async function pingOverTls(
+  tcp: Deno.TcpConn,
+  hostname: string,
+  caCerts: string[],
+): Promise<string> {
+  const tls = await Deno.startTls(tcp, { hostname, caCerts });
+  try {
+    await writeAllTo(tls, encode("ping"));
+    return decode(await readAll(tls));
+  } finally {
+    tls.close();
+  }
+}
+
 /** One line a {@linkcode logRecorder} was told. */
 export interface LogLine {
   level: "debug" | "info" | "warn" | "error";

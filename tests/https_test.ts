@@ -4,10 +4,13 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
+  connect,
   decode,
   encode,
   HOST,
   openTestTunnel,
+  pingOverTls,
+  pongApp,
   rawRequest,
   readFixtureText,
   spawnCli,
@@ -69,7 +72,7 @@ Deno.test({
       assert.equal((await res.json()).name, "app");
       client.close();
       assert.equal(await handshake(tlsPort, [ca], ["h2", "http/1.1"]), "http/1.1");
-      // The plain port still serves, and still relays TLS by SNI untouched.
+      // The plain port still serves plain HTTP...
       assert.match(
         await rawRequest(
           server.addr.port,
@@ -77,6 +80,14 @@ Deno.test({
         ),
         /^HTTP\/1\.1 200 /,
       );
+      // ...and still relays TLS by SNI untouched, to an app with a certificate of another CA:
+      // a visitor that trusts only that CA completes its handshake with the app, not the server.
+      await using tlsApp = pongApp({ cert: nextCert, key: nextKey });
+      await using _relayed = await openTestTunnel(server, tlsApp.port, { subdomain: "tls" });
+      const relayed = await pingOverTls(await connect(server.addr.port), "tls.localhost", [nextCa]);
+      assert.equal(relayed, "pong:ping");
+      // On the TLS port, the same name is the server's to answer, with its own certificate.
+      await assert.rejects(handshake(tlsPort, [nextCa]));
     } finally {
       await app.shutdown();
     }

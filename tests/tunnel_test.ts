@@ -9,6 +9,8 @@ import {
   HOST,
   openTestTunnel,
   patternBytes,
+  pingOverTls,
+  pongApp,
   rawApp,
   rawRequest,
   readAll,
@@ -118,23 +120,14 @@ Deno.test({
     const cert = readFixtureText("localhost.pem");
     const key = readFixtureText("localhost.key");
     const ca = readFixtureText("ca.pem");
-    await using tlsApp = rawApp(async (conn) => {
-      const buf = new Uint8Array(64);
-      const n = await conn.read(buf);
-      await writeAllTo(conn, encode(`pong:${decode(buf.subarray(0, n!))}`));
-    }, { cert, key });
+    await using tlsApp = pongApp({ cert, key });
     await using server = await startTestServer();
     await using _tunnel = await openTestTunnel(server, tlsApp.port, { subdomain: "tls" });
     // Sent whole, then with the ClientHello trickled a byte per write (several TCP segments).
     for (const trickle of [false, true]) {
       const tcp = await connect(server.addr.port);
-      const conn = await Deno.startTls(trickle ? trickling(tcp) : tcp, {
-        hostname: "tls.localhost",
-        caCerts: [ca],
-      });
-      await conn.write(encode("ping"));
-      assert.equal(decode(await readAll(conn)), "pong:ping");
-      conn.close();
+      const answer = await pingOverTls(trickle ? trickling(tcp) : tcp, "tls.localhost", [ca]);
+      assert.equal(answer, "pong:ping");
     }
   },
 });
