@@ -318,7 +318,7 @@ Deno.test({
       const until = Date.now() + 3_000;
       while (Date.now() < until) {
         read += (await visitor.read(buffer)) ?? 0;
-        await new Promise((r) => setTimeout(r, 10));
+        await new Promise((r) => setTimeout(r, 10)); // the pace of a slow reader: what is tested
       }
       const grown = Deno.memoryUsage().rss - before;
       const inFlight = app.state.written - read;

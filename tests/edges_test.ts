@@ -62,7 +62,7 @@ Deno.test({
       try {
         for (const byte of head) {
           await conn.write(Uint8Array.of(byte));
-          await new Promise((r) => setTimeout(r, 20));
+          await new Promise((r) => setTimeout(r, 20)); // the trickle under test, not a wait
         }
       } catch { /* closed by the server: expected */ }
     })();

@@ -3,7 +3,9 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
+  type Hop,
   HOST,
+  logRecorder,
   openTestTunnel,
   rawClient,
   rawRequest,
@@ -14,7 +16,6 @@ import {
   tcpHop,
   waitFor,
 } from "./helpers.ts";
-import { openTunnel } from "../lib/client/tunnel.ts";
 import { LeaseStore } from "../lib/client/lease_store.ts";
 import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 
@@ -23,6 +24,18 @@ const get = (port: number, host: string) =>
 const reserved = (e: unknown): boolean =>
   e instanceof TunnelError && e.code === "subdomain-reserved" && (e.retryAfterMs ?? 0) > 0 &&
   /reserved for its previous client for another \d+ s/.test(e.message);
+
+/**
+ * Resolves once the client has answered its welcome through `hop` (its first
+ * connection, the control one): only a client heard from after the welcome has
+ * its name held for it.
+ */
+const welcomeAnswered = (hop: Hop): Promise<void> =>
+  waitFor(
+    () => hop.turns(0).join(" ").startsWith("client server client"),
+    5_000,
+    "the client to answer its welcome",
+  );
 
 Deno.test({
   name:
@@ -33,16 +46,13 @@ Deno.test({
     await using server = await startTestServer();
     await using hop = tcpHop(server.addr.port);
     let ready = 0;
-    const tunnel = await openTunnel({
-      port: app.addr.port,
-      localHost: HOST,
+    const tunnel = await openTestTunnel(server, app.addr.port, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "keep",
-      leaseFile: false,
       onReady: () => void ready++,
     });
     try {
-      await new Promise((r) => setTimeout(r, 100)); // let the client's first frame through the hop
+      await welcomeAnswered(hop);
       hop.cut(); // no bye: the server holds the name for the lease time
       await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
       assert.match(
@@ -69,21 +79,21 @@ Deno.test({
   async fn() {
     await using server = await startTestServer({ leaseMs: 400 });
     await using hop = tcpHop(server.addr.port);
-    const gone = await openTunnel({
-      port: 9,
-      localHost: HOST,
+    const gone = await openTestTunnel(server, 9, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "brief",
-      leaseFile: false,
     });
-    await new Promise((r) => setTimeout(r, 100)); // let the client's first frame through the hop
+    await welcomeAnswered(hop);
     hop.refuse(); // it cannot come back
     hop.cut();
     await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
     assert.match(await get(server.addr.port, "brief.localhost"), /^HTTP\/1\.1 502 /);
     await assert.rejects(openTestTunnel(server, 9, { subdomain: "brief" }), reserved);
-    await new Promise((r) => setTimeout(r, 500));
-    assert.match(await get(server.addr.port, "brief.localhost"), /^HTTP\/1\.1 404 /);
+    await waitFor(
+      async () => /^HTTP\/1\.1 404 /.test(await get(server.addr.port, "brief.localhost")),
+      5_000,
+      "the lease to run out and the name to be unknown",
+    );
     const other = await openTestTunnel(server, 9, { subdomain: "brief" });
     await other.close();
     await gone.close();
@@ -202,12 +212,8 @@ Deno.test({
       assert.equal(key.length, 32);
       assert.equal((await Deno.stat(keyFile)).mode! & 0o777, 0o600);
       let ready = 0;
-      const tunnel = await openTunnel({
-        port: 9,
-        localHost: HOST,
-        server: `http://${HOST}:${port}`,
+      const tunnel = await openTestTunnel({ addr: { port: Number(port) } }, 9, {
         subdomain: "stable",
-        leaseFile: false,
         onReady: () => void ready++,
       });
       try {
@@ -283,18 +289,23 @@ Deno.test({
     await using hop = tcpHop(server.addr.port);
     const file = await Deno.makeTempFile();
     try {
-      const tunnel = await openTunnel({
-        port: 9,
-        localHost: HOST,
+      const log = logRecorder();
+      const tunnel = await openTestTunnel(server, 9, {
         server: `http://${HOST}:${hop.port}`,
         subdomain: "kept",
         leaseFile: file,
+        logger: log,
       });
-      await new Promise((r) => setTimeout(r, 100));
+      await welcomeAnswered(hop);
       hop.refuse();
       hop.cut();
       await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
-      await new Promise((r) => setTimeout(r, 100)); // the client notices too
+      // Closed before it noticed, it would send a bye (lost on the way) and forget its lease.
+      await waitFor(
+        () => log.count("Lost connection to server") === 1,
+        5_000,
+        "the client to notice",
+      );
       await tunnel.close();
       assert.match(await Deno.readTextFile(file), /kept/);
     } finally {

@@ -16,6 +16,7 @@ import { readLimitFlags } from "../lib/server/limit_flags.ts";
 import {
   connect,
   encode,
+  logRecorder,
   openTestTunnel,
   rawApp,
   rawClient,
@@ -36,7 +37,11 @@ Deno.test({
   ...T,
   async fn() {
     await using app = holdApp();
-    await using server = await startTestServer({ limits: { maxStreamsPerTunnel: 2 } });
+    const log = logRecorder();
+    await using server = await startTestServer({
+      limits: { maxStreamsPerTunnel: 2 },
+      logger: log,
+    });
     await using _tunnel = await openTestTunnel(server, app.port, { subdomain: "busy" });
     const head = encode("GET / HTTP/1.1\r\nHost: busy.localhost\r\n\r\n");
     const first = await connect(server.addr.port);
@@ -49,7 +54,7 @@ Deno.test({
       /^HTTP\/1\.1 503 /,
     );
     first.close(); // the app sees the end and closes: that stream is over...
-    await new Promise((r) => setTimeout(r, 300)); // ...once the close has crossed the tunnel
+    await waitFor(() => log.count("Stream done") === 1, 5_000, "the end to cross the tunnel");
     const third = await connect(server.addr.port);
     await writeAllTo(third, head);
     await waitFor(() => app.accepted === 3, 5_000, "a third stream once one ended");
@@ -88,16 +93,19 @@ Deno.test({
   name: "connections from one IP still being routed are limited; more are closed at once",
   ...T,
   async fn() {
-    await using server = await startTestServer({ limits: { maxSniffingPerIp: 3 } });
+    const log = logRecorder();
+    await using server = await startTestServer({ limits: { maxSniffingPerIp: 3 }, logger: log });
     const silent = await Promise.all([1, 2, 3].map(() => connect(server.addr.port)));
-    await new Promise((r) => setTimeout(r, 100)); // let the server accept them
+    // Connected after them, the fourth is behind them in the listener's queue: the server,
+    // which accepts one at a time, has counted them by the time it takes it.
     const fourth = await connect(server.addr.port);
-    const started = Date.now();
+    const started = performance.now();
     assert.equal((await readAll(fourth)).length, 0);
-    assert.ok(Date.now() - started < 2_000, "the fourth was not closed at once");
+    assert.ok(performance.now() - started < 2_000, "the fourth was not closed at once");
+    assert.equal(log.count("Over the limit of connections being routed"), 1);
     fourth.close();
     silent.forEach((c) => c.close());
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => log.count("Closed before routing") === 3, 5_000, "the three to be gone");
     const status = await rawRequest(
       server.addr.port,
       "GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n",

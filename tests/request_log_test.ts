@@ -401,7 +401,7 @@ Deno.test("requestPrinter() batches lines and sums up what is over its lines a s
   });
   printer.log(record({ target: "/1" }));
   printer.log(record({ target: "/2" }));
-  await new Promise((r) => setTimeout(r, 50)); // the batch timer writes the first two
+  await waitFor(() => writes.length > 0, 2_000, "the batch timer"); // it writes the first two
   assert.deepEqual(writes, ["GET /1 → 200 12.3 ms 1.2 KB\nGET /2 → 200 12.3 ms 1.2 KB\n"]);
   for (let i = 3; i <= 10; i++) printer.log(record({ target: `/${i}`, status: i > 8 ? 404 : 200 }));
   printer.log(record({ status: undefined, problem: "no response" }));

@@ -7,12 +7,15 @@ import {
   decode,
   encode,
   HOST,
+  logRecorder,
   openTestTunnel,
   rawApp,
   readAll,
+  readUntil,
   spawnCli,
   startTestServer,
   T,
+  waitFor,
   writeAllTo,
 } from "./helpers.ts";
 
@@ -47,11 +50,11 @@ Deno.test({
     try {
       const visitor = await connect(server.addr.port);
       await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
-      await new Promise((r) => setTimeout(r, 100)); // the request is on its way to the app
+      const head = await readUntil(visitor, /\r\n\r\n/); // the app is in the middle of its answer
       const started = Date.now();
       const stopping = server.shutdown(10_000);
       assert.ok(await notServing(server.addr.port));
-      const answer = decode(await readAll(visitor));
+      const answer = head + decode(await readAll(visitor));
       visitor.close();
       assert.match(answer, /^HTTP\/1\.1 200 OK[^]*done$/);
       await stopping;
@@ -75,13 +78,15 @@ Deno.test({
 
     await using app = slowApp(20_000);
     const server = await startTestServer();
-    const tunnel = await openTestTunnel(server, app.port, { subdomain: "long" });
+    const log = logRecorder();
+    const tunnel = await openTestTunnel(server, app.port, { subdomain: "long", logger: log });
     const visitor = await connect(server.addr.port);
     try {
       await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: long.localhost\r\n\r\n"));
-      await new Promise((r) => setTimeout(r, 100));
+      await readUntil(visitor, /\r\n\r\n/); // the app is in the middle of its answer
       const stopping = server.shutdown(30_000);
-      await new Promise((r) => setTimeout(r, 200));
+      // Clients are told once the server has stopped accepting; then it waits for the stream.
+      await waitFor(() => log.count("Server says") === 1, 5_000, "the client to be told");
       const cut = Date.now();
       await server.close();
       await stopping;
@@ -105,9 +110,10 @@ Deno.test({
     const visitor = await connect(port);
     try {
       await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: drain.localhost\r\n\r\n"));
-      await new Promise((r) => setTimeout(r, 200)); // the stream is held open by the app
+      await readUntil(visitor, /\r\n\r\n/); // the stream is held open by the app
       server.kill("SIGTERM");
-      await new Promise((r) => setTimeout(r, 300));
+      // It closes its listener in the same turn as it says so.
+      await waitFor(() => server.output().stderr.includes("Draining"), 5_000, "the drain to start");
       assert.ok(await notServing(port)); // no longer accepting
       const started = Date.now();
       const end = await server.stop("SIGTERM"); // the second signal: at once

@@ -141,7 +141,7 @@ function trickling(conn: Deno.TcpConn): Deno.TcpConn {
     const n = Math.min(p.length, budget);
     for (let i = 0; i < n; i++) {
       await write(p.subarray(i, i + 1));
-      await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setTimeout(r, 1)); // one TCP segment per byte, not a wait
     }
     budget -= n;
     return n;
