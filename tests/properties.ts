@@ -3,7 +3,17 @@
 
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { decodeClientFrame, decodeServerFrame, encodeFrame } from "../lib/protocol.ts";
+import {
+  ABORT_FRAME,
+  dataFrame,
+  decodeClientFrame,
+  decodeServerFrame,
+  encodeFrame,
+  END_FRAME,
+  StreamDecoder,
+  type StreamEnd,
+} from "../lib/protocol.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { type Http1Event, Http1Framer } from "../lib/http/framer.ts";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
@@ -195,5 +205,108 @@ export const http1Property: fc.IPropertyWithHooks<[string, number, string]> = fc
     const cut = latin.length === 0 ? 0 : seed % latin.length;
     const as = role as "request" | "response";
     assert.deepEqual(frameHttp1(as, latin, [cut]), frameHttp1(as, latin));
+  },
+);
+
+/** What a {@linkcode StreamDecoder} made of a stream fed to it in chunks. */
+export interface DecodedStream {
+  /** The payload bytes, joined. */
+  payload: Uint8Array;
+  /** How the stream ended; undefined if the chunks ran out first. */
+  end: StreamEnd | undefined;
+  /** The bytes after the end frame: what follows the stream on the connection. */
+  after: Uint8Array;
+  /** Why the decoder refused the bytes, if it did. */
+  invalid: string | undefined;
+}
+
+/**
+ * Feeds `bytes` to a fresh StreamDecoder in chunks ending at `cuts`, as a relay
+ * reads them (a copy each: it decodes in place), and checks each answer stays
+ * within its chunk. Stops at the end or at invalid bytes.
+ */
+export function decodeStream(bytes: Uint8Array, cuts: number[]): DecodedStream {
+  const decoder = new StreamDecoder();
+  const payload: Uint8Array[] = [];
+  const decoded = (
+    end: StreamEnd | undefined,
+    after: Uint8Array = new Uint8Array(),
+    invalid?: string,
+  ): DecodedStream => ({ payload: concatBytes(...payload), end, after, invalid });
+  let from = 0;
+  for (const cut of [...cuts.filter((c) => c >= 0 && c <= bytes.length), bytes.length]) {
+    const to = Math.max(from, cut);
+    const chunk = bytes.slice(from, to);
+    from = to;
+    const result = decoder.decode(chunk);
+    if (result.state === "invalid") return decoded(undefined, undefined, result.reason);
+    assert.ok(result.payload >= 0 && result.payload <= chunk.length);
+    payload.push(chunk.subarray(0, result.payload));
+    if (result.state === "end") {
+      assert.ok(result.payload <= result.used && result.used <= chunk.length);
+      return decoded(result.how, concatBytes(chunk.subarray(result.used), bytes.subarray(from)));
+    }
+  }
+  return decoded(undefined);
+}
+
+/** A DATA payload: mostly small, sometimes past 16 bits of length (a frame's length has 24). */
+const payloadInput: fc.Arbitrary<Uint8Array> = fc.oneof(
+  { arbitrary: fc.uint8Array({ minLength: 1, maxLength: 64 }), weight: 20 },
+  {
+    arbitrary: fc.tuple(fc.integer({ min: 0xff00, max: 0x1_0100 }), fc.nat(255)).map(
+      ([length, seed]) => {
+        const out = new Uint8Array(length);
+        for (let i = 0; i < length; i++) out[i] = (i * 31 + seed) & 0xff;
+        return out;
+      },
+    ),
+    weight: 1,
+  },
+);
+
+/**
+ * The stream decoder, fed an encoded stream (DATA frames, END or ABORT, then
+ * the bytes of what follows) split at any offsets, gives back the payload
+ * bytes, the end and what follows, whole; it never throws.
+ */
+export const streamProperty: fc.IPropertyWithHooks<
+  [Uint8Array[], StreamEnd, Uint8Array, number[]]
+> = fc.property(
+  fc.array(payloadInput, { maxLength: 8 }),
+  fc.constantFrom<StreamEnd>("end", "abort"),
+  fc.uint8Array({ maxLength: 16 }),
+  fc.array(fc.nat(), { maxLength: 8 }),
+  (payloads, how, after, seeds) => {
+    const stream = concatBytes(
+      ...payloads.map((p) => dataFrame(p)),
+      how === "end" ? END_FRAME : ABORT_FRAME,
+      after,
+    );
+    const cuts = seeds.map((s) => s % (stream.length + 1));
+    assert.deepEqual(decodeStream(stream, cuts), {
+      payload: concatBytes(...payloads),
+      end: how,
+      after,
+      invalid: undefined,
+    });
+  },
+);
+
+/** The stream decoder never throws on any bytes in any chunks, and answers within each chunk. */
+export const streamNoiseProperty: fc.IPropertyWithHooks<[Uint8Array, number[]]> = fc.property(
+  fc.oneof(
+    fc.uint8Array({ maxLength: 200 }),
+    // Bytes that look like frames: kinds 0-4, short lengths, payload bytes.
+    fc.array(
+      fc.tuple(fc.nat(4), fc.nat(8), fc.uint8Array({ maxLength: 8 })).map(([kind, length, rest]) =>
+        Uint8Array.of(kind, 0, 0, length, ...rest)
+      ),
+      { maxLength: 8 },
+    ).map((frames) => concatBytes(...frames)),
+  ),
+  fc.array(fc.nat(), { maxLength: 8 }),
+  (bytes, seeds) => {
+    decodeStream(bytes, seeds.map((s) => s % (bytes.length + 1)));
   },
 );
