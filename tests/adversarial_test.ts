@@ -197,7 +197,7 @@ Deno.test({
     });
     await using hop = tcpHop(env.server.addr.port);
     let ready = 0;
-    const tunnel = await openTunnel({
+    await using _tunnel = await openTunnel({
       port: 9,
       localHost: HOST,
       server: `http://${HOST}:${hop.port}`,
@@ -206,22 +206,18 @@ Deno.test({
       heartbeat: fast,
       onReady: () => void ready++,
     });
-    try {
-      const started = Date.now();
-      hop.blackhole(); // existing connections go silent, no FIN either way
-      await waitFor(
-        () => env.server.tunnelCount === 1,
-        5_000,
-        "the server to drop the silent session",
-      );
-      const serverNoticed = Date.now() - started;
-      await waitFor(() => ready === 2, 10_000, "the client to come back");
-      assert.ok(serverNoticed < 3 * fast.peerTimeoutMs, `server noticed after ${serverNoticed} ms`);
-      assert.equal(env.server.tunnelCount, 2);
-      await env.probe();
-    } finally {
-      await tunnel.close();
-    }
+    const started = Date.now();
+    hop.blackhole(); // existing connections go silent, no FIN either way
+    await waitFor(
+      () => env.server.tunnelCount === 1,
+      5_000,
+      "the server to drop the silent session",
+    );
+    const serverNoticed = Date.now() - started;
+    await waitFor(() => ready === 2, 10_000, "the client to come back");
+    assert.ok(serverNoticed < 3 * fast.peerTimeoutMs, `server noticed after ${serverNoticed} ms`);
+    assert.equal(env.server.tunnelCount, 2);
+    await env.probe();
   },
 });
 
@@ -272,33 +268,29 @@ Deno.test({
     await using app = rawApp((conn) =>
       writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"))
     );
-    const tunnel = await openTestTunnel(env.server, app.port, {
+    await using _tunnel = await openTestTunnel(env.server, app.port, {
       subdomain: "flaky",
       raw: true,
     });
-    try {
-      for (let i = 0; i < 5; i++) {
-        const visitor = await connect(env.server.addr.port);
-        await writeAllTo(
-          visitor,
-          encode(`POST / HTTP/1.1\r\nHost: flaky.localhost\r\n\r\n${"x".repeat(200_000)}`).subarray(
-            0,
-            60_000,
-          ),
-        );
-        const started = Date.now();
-        let text = "";
-        try {
-          text = decode(await readAll(visitor));
-        } catch { /* reset: also an end */ }
-        visitor.close();
-        assert.ok(Date.now() - started < 2_000);
-        assert.ok(text === "" || text.startsWith("HTTP/1.1 200 OK"), text.slice(0, 40));
-      }
-      await env.probe();
-    } finally {
-      await tunnel.close();
+    for (let i = 0; i < 5; i++) {
+      const visitor = await connect(env.server.addr.port);
+      await writeAllTo(
+        visitor,
+        encode(`POST / HTTP/1.1\r\nHost: flaky.localhost\r\n\r\n${"x".repeat(200_000)}`).subarray(
+          0,
+          60_000,
+        ),
+      );
+      const started = Date.now();
+      let text = "";
+      try {
+        text = decode(await readAll(visitor));
+      } catch { /* reset: also an end */ }
+      visitor.close();
+      assert.ok(Date.now() - started < 2_000);
+      assert.ok(text === "" || text.startsWith("HTTP/1.1 200 OK"), text.slice(0, 40));
     }
+    await env.probe();
   },
 });
 
@@ -308,27 +300,23 @@ Deno.test({
   async fn() {
     await using env = await withProbe();
     await using app = streamingApp(1024 * 1024 * 1024); // 1 GiB, as fast as it may
-    const tunnel = await openTestTunnel(env.server, app.port, { subdomain: "slow" });
-    try {
-      const before = Deno.memoryUsage().rss;
-      const visitor = await connect(env.server.addr.port);
-      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
-      const buffer = new Uint8Array(64 * 1024);
-      let read = 0;
-      const until = Date.now() + 3_000;
-      while (Date.now() < until) {
-        read += (await visitor.read(buffer)) ?? 0;
-        await new Promise((r) => setTimeout(r, 10)); // the pace of a slow reader: what is tested
-      }
-      const grown = Deno.memoryUsage().rss - before;
-      const inFlight = app.state.written - read;
-      visitor.close();
-      await waitFor(() => app.state.failedAt > 0, 5_000, "the app's stream to end");
-      assert.ok(inFlight < 64 * 1024 * 1024, `${inFlight} bytes in flight for a slow reader`);
-      assert.ok(grown < 100 * 1024 * 1024, `RSS grew ${grown} bytes`);
-      await env.probe();
-    } finally {
-      await tunnel.close();
+    await using _tunnel = await openTestTunnel(env.server, app.port, { subdomain: "slow" });
+    const before = Deno.memoryUsage().rss;
+    const visitor = await connect(env.server.addr.port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
+    const buffer = new Uint8Array(64 * 1024);
+    let read = 0;
+    const until = Date.now() + 3_000;
+    while (Date.now() < until) {
+      read += (await visitor.read(buffer)) ?? 0;
+      await new Promise((r) => setTimeout(r, 10)); // the pace of a slow reader: what is tested
     }
+    const grown = Deno.memoryUsage().rss - before;
+    const inFlight = app.state.written - read;
+    visitor.close();
+    await waitFor(() => app.state.failedAt > 0, 5_000, "the app's stream to end");
+    assert.ok(inFlight < 64 * 1024 * 1024, `${inFlight} bytes in flight for a slow reader`);
+    assert.ok(grown < 100 * 1024 * 1024, `RSS grew ${grown} bytes`);
+    await env.probe();
   },
 });

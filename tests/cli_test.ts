@@ -25,28 +25,24 @@ Deno.test({
   name: "client.ts prints the tunnel URL, and exits 1 with a clear line when the name is taken",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     const args = [String(app.addr.port), "--server", `http://${HOST}:${server.addr.port}`];
-    try {
-      const first = spawnCli("client.ts", [...args, "--subdomain", "cli", "--local-host", HOST]);
-      assert.equal(await first.firstLine(), `http://cli.localhost:${server.addr.port}`);
-      // Another user (no lease for "cli" in their cache) asks for the same name.
-      const elsewhere = await Deno.makeTempDir();
-      const second = await spawnCli("client.ts", [...args, "--subdomain", "cli"], {
-        XDG_CACHE_HOME: elsewhere,
-      }).exited;
-      await Deno.remove(elsewhere, { recursive: true });
-      assert.equal(second.code, 1);
-      assert.equal(second.stdout, "");
-      assert.match(
-        second.stderr,
-        /^gotunnel-client: Cannot register subdomain "cli": already in use\n$/m,
-      );
-      assert.equal((await first.stop("SIGINT")).code, 0);
-    } finally {
-      await app.shutdown();
-    }
+    const first = spawnCli("client.ts", [...args, "--subdomain", "cli", "--local-host", HOST]);
+    assert.equal(await first.firstLine(), `http://cli.localhost:${server.addr.port}`);
+    // Another user (no lease for "cli" in their cache) asks for the same name.
+    const elsewhere = await Deno.makeTempDir();
+    const second = await spawnCli("client.ts", [...args, "--subdomain", "cli"], {
+      XDG_CACHE_HOME: elsewhere,
+    }).exited;
+    await Deno.remove(elsewhere, { recursive: true });
+    assert.equal(second.code, 1);
+    assert.equal(second.stdout, "");
+    assert.match(
+      second.stderr,
+      /^gotunnel-client: Cannot register subdomain "cli": already in use\n$/m,
+    );
+    assert.equal((await first.stop("SIGINT")).code, 0);
   },
 });
 

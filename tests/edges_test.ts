@@ -148,21 +148,19 @@ Deno.test({
   name: "localhost reaches an app that listens on ::1 only",
   ...T,
   async fn() {
-    const app = Deno.serve({ port: 0, hostname: "::1", onListen() {} }, () => new Response("v6"));
+    await using app = Deno.serve(
+      { port: 0, hostname: "::1", onListen() {} },
+      () => new Response("v6"),
+    );
     await using server = await startTestServer();
-    const tunnel = await openTestTunnel(server, app.addr.port, {
+    await using _tunnel = await openTestTunnel(server, app.addr.port, {
       subdomain: "six",
       localHost: "localhost",
     });
-    try {
-      const answer = await rawRequest(
-        server.addr.port,
-        "GET / HTTP/1.1\r\nHost: six.localhost\r\nConnection: close\r\n\r\n",
-      );
-      assert.match(answer, /^HTTP\/1\.1 200 [^]*v6$/);
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
-    }
+    const answer = await rawRequest(
+      server.addr.port,
+      "GET / HTTP/1.1\r\nHost: six.localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 200 [^]*v6$/);
   },
 });

@@ -42,34 +42,29 @@ Deno.test({
     "a cut-off client reclaims its name with its lease; meanwhile others are refused and visitors get 502",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     await using hop = tcpHop(server.addr.port);
     let ready = 0;
-    const tunnel = await openTestTunnel(server, app.addr.port, {
+    await using tunnel = await openTestTunnel(server, app.addr.port, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "keep",
       onReady: () => void ready++,
     });
-    try {
-      await welcomeAnswered(hop);
-      hop.cut(); // no bye: the server holds the name for the lease time
-      await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
-      assert.match(
-        await get(server.addr.port, "keep.localhost"),
-        /^HTTP\/1\.1 502 [^]*reconnecting/,
-      );
-      await assert.rejects(openTestTunnel(server, 9, { subdomain: "keep" }), reserved);
-      await waitFor(() => ready === 2, 10_000, "the client to come back");
-      assert.equal(tunnel.subdomain, "keep");
-      assert.match(
-        await get(server.addr.port, "keep.localhost"),
-        /^HTTP\/1\.1 200 [^]*hello from app/,
-      );
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
-    }
+    await welcomeAnswered(hop);
+    hop.cut(); // no bye: the server holds the name for the lease time
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
+    assert.match(
+      await get(server.addr.port, "keep.localhost"),
+      /^HTTP\/1\.1 502 [^]*reconnecting/,
+    );
+    await assert.rejects(openTestTunnel(server, 9, { subdomain: "keep" }), reserved);
+    await waitFor(() => ready === 2, 10_000, "the client to come back");
+    assert.equal(tunnel.subdomain, "keep");
+    assert.match(
+      await get(server.addr.port, "keep.localhost"),
+      /^HTTP\/1\.1 200 [^]*hello from app/,
+    );
   },
 });
 

@@ -54,10 +54,10 @@ Deno.test({
   name: "a throwing onReady callback is logged and the tunnel keeps working",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     const errors: string[] = [];
-    const tunnel = await openTestTunnel(server, app.addr.port, {
+    await using _tunnel = await openTestTunnel(server, app.addr.port, {
       subdomain: "cb",
       onReady: () => {
         throw new Error("stdout closed");
@@ -69,19 +69,14 @@ Deno.test({
         error: (message) => void errors.push(message),
       },
     });
-    try {
-      assert.deepEqual(errors, ["onReady callback failed"]);
-      const http = Deno.createHttpClient({ allowHost: true });
-      const res = await fetch(`http://${HOST}:${server.addr.port}/`, {
-        client: http,
-        headers: { host: "cb.localhost" },
-      });
-      assert.equal(await res.text(), "hello from app\n");
-      http.close();
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
-    }
+    assert.deepEqual(errors, ["onReady callback failed"]);
+    const http = Deno.createHttpClient({ allowHost: true });
+    const res = await fetch(`http://${HOST}:${server.addr.port}/`, {
+      client: http,
+      headers: { host: "cb.localhost" },
+    });
+    assert.equal(await res.text(), "hello from app\n");
+    http.close();
   },
 });
 

@@ -128,21 +128,17 @@ Deno.test({
     const elapsed = Date.now() - started;
     assert.ok(elapsed >= 250 && elapsed < 3_000, `closed after ${elapsed} ms`);
     visitor.close();
-    const web = startApp();
-    try {
-      // A new tunnel to a real app on the same server still works after the abort.
-      const tunnel = await openTestTunnel(server, web.addr.port, { subdomain: "web" });
-      assert.match(
-        await rawRequest(
-          server.addr.port,
-          "GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n",
-        ),
-        /^HTTP\/1\.1 200 /,
-      );
-      await tunnel.close();
-    } finally {
-      await web.shutdown();
-    }
+    await using web = startApp();
+    // A new tunnel to a real app on the same server still works after the abort.
+    const tunnel = await openTestTunnel(server, web.addr.port, { subdomain: "web" });
+    assert.match(
+      await rawRequest(
+        server.addr.port,
+        "GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n",
+      ),
+      /^HTTP\/1\.1 200 /,
+    );
+    await tunnel.close();
   },
 });
 

@@ -27,13 +27,9 @@ import {
 const FAST = { intervalMs: 50, peerTimeoutMs: 300 };
 
 async function get(port: number, host: string, path = "/"): Promise<string> {
-  const http = Deno.createHttpClient({ allowHost: true });
-  try {
-    const res = await fetch(`http://${HOST}:${port}${path}`, { client: http, headers: { host } });
-    return `${res.status} ${await res.text()}`;
-  } finally {
-    http.close();
-  }
+  using http = Deno.createHttpClient({ allowHost: true });
+  const res = await fetch(`http://${HOST}:${port}${path}`, { client: http, headers: { host } });
+  return `${res.status} ${await res.text()}`;
 }
 
 Deno.test({
@@ -67,7 +63,7 @@ Deno.test({
   name: "a client killed with SIGKILL can be restarted at once with the same subdomain",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     const args = [
       String(app.addr.port),
@@ -79,21 +75,17 @@ Deno.test({
       HOST,
     ];
     const host = `phoenix.localhost:${server.addr.port}`;
-    try {
-      const first = spawnCli("client.ts", args);
-      assert.equal(await first.firstLine(), `http://${host}`);
-      assert.equal(await get(server.addr.port, host), "200 hello from app\n");
-      assert.equal((await first.stop("SIGKILL")).code, 137);
-      await waitFor(() => server.tunnelCount === 0, 5_000, "the server to drop the session");
-      const second = spawnCli("client.ts", args);
-      assert.equal(await second.firstLine(), `http://${host}`);
-      assert.equal(await get(server.addr.port, host), "200 hello from app\n");
-      const end = await second.stop("SIGINT");
-      assert.equal(end.code, 0, end.stderr);
-      await waitFor(() => server.tunnelCount === 0, 5_000, "the name to be freed");
-    } finally {
-      await app.shutdown();
-    }
+    const first = spawnCli("client.ts", args);
+    assert.equal(await first.firstLine(), `http://${host}`);
+    assert.equal(await get(server.addr.port, host), "200 hello from app\n");
+    assert.equal((await first.stop("SIGKILL")).code, 137);
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the server to drop the session");
+    const second = spawnCli("client.ts", args);
+    assert.equal(await second.firstLine(), `http://${host}`);
+    assert.equal(await get(server.addr.port, host), "200 hello from app\n");
+    const end = await second.stop("SIGINT");
+    assert.equal(end.code, 0, end.stderr);
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the name to be freed");
   },
 });
 
@@ -160,17 +152,13 @@ Deno.test({
       }
       await readAll(conn); // and then nothing at all (proxy connections just hang) until it goes
     });
-    const tunnel = await openTestTunnel(
+    await using _tunnel = await openTestTunnel(
       { addr: { port: fake.port } },
       9,
       { heartbeat: FAST, pool: 1 },
     );
-    try {
-      await waitFor(() => hellos.length >= 2, 5_000, "a second hello");
-      const gap = hellos[1]! - hellos[0]!;
-      assert.ok(gap >= FAST.peerTimeoutMs, `reconnected after ${gap} ms`);
-    } finally {
-      await tunnel.close();
-    }
+    await waitFor(() => hellos.length >= 2, 5_000, "a second hello");
+    const gap = hellos[1]! - hellos[0]!;
+    assert.ok(gap >= FAST.peerTimeoutMs, `reconnected after ${gap} ms`);
   },
 });

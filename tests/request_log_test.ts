@@ -41,75 +41,71 @@ Deno.test({
   name: "request log: pipelined GET, HEAD, chunked and POST on one connection, in order",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     const records: RequestRecord[] = [];
     await using _t = await openTestTunnel(server, app.addr.port, {
       subdomain: "log",
       onRequest: (r) => records.push(r),
     });
-    try {
-      const host = "Host: log.localhost\r\n";
-      const conn = await connect(server.addr.port);
-      await writeAllTo(
-        conn,
-        encode(
-          `GET /bytes/1234 HTTP/1.1\r\n${host}\r\n` +
-            `HEAD /bytes/10 HTTP/1.1\r\n${host}\r\n` +
-            `GET /chunked?x=1 HTTP/1.1\r\n${host}\r\n` +
-            `POST /sha256 HTTP/1.1\r\n${host}Content-Length: 5\r\nConnection: close\r\n\r\nhello`,
-        ),
-      );
-      const text = decode(await readAll(conn));
-      conn.close();
-      assert.equal(text.match(/HTTP\/1\.1 200/g)?.length, 4);
-      await waitFor(() => records.length === 4, 5000, "four records");
-      const chunked = text.slice(text.indexOf("transfer-encoding: chunked"));
-      const chunkedBody = chunked.slice(
-        chunked.indexOf("\r\n\r\n") + 4,
-        chunked.indexOf("0\r\n\r\n") + 5,
-      );
-      // What the app's /sha256 answers, as JSON: its body bytes are what the log counts.
-      const posted = JSON.stringify({ length: 5, sha256: await sha256(encode("hello")) });
-      assert.ok(text.endsWith(`\r\n\r\n${posted}`), "the app answered the POST");
-      assert.deepEqual(records.map(brief), [
-        {
-          method: "GET",
-          target: "/bytes/1234",
-          status: 200,
-          bytes: 1234,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "HEAD",
-          target: "/bytes/10",
-          status: 200,
-          bytes: 0,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/chunked?x=1",
-          status: 200,
-          bytes: chunkedBody.length,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "POST",
-          target: "/sha256",
-          status: 200,
-          bytes: posted.length,
-          upgrade: undefined,
-          problem: undefined,
-        },
-      ]);
-      for (const r of records) assert.ok(r.durationMs >= 0 && r.durationMs < 5000);
-    } finally {
-      await app.shutdown();
-    }
+    const host = "Host: log.localhost\r\n";
+    const conn = await connect(server.addr.port);
+    await writeAllTo(
+      conn,
+      encode(
+        `GET /bytes/1234 HTTP/1.1\r\n${host}\r\n` +
+          `HEAD /bytes/10 HTTP/1.1\r\n${host}\r\n` +
+          `GET /chunked?x=1 HTTP/1.1\r\n${host}\r\n` +
+          `POST /sha256 HTTP/1.1\r\n${host}Content-Length: 5\r\nConnection: close\r\n\r\nhello`,
+      ),
+    );
+    const text = decode(await readAll(conn));
+    conn.close();
+    assert.equal(text.match(/HTTP\/1\.1 200/g)?.length, 4);
+    await waitFor(() => records.length === 4, 5000, "four records");
+    const chunked = text.slice(text.indexOf("transfer-encoding: chunked"));
+    const chunkedBody = chunked.slice(
+      chunked.indexOf("\r\n\r\n") + 4,
+      chunked.indexOf("0\r\n\r\n") + 5,
+    );
+    // What the app's /sha256 answers, as JSON: its body bytes are what the log counts.
+    const posted = JSON.stringify({ length: 5, sha256: await sha256(encode("hello")) });
+    assert.ok(text.endsWith(`\r\n\r\n${posted}`), "the app answered the POST");
+    assert.deepEqual(records.map(brief), [
+      {
+        method: "GET",
+        target: "/bytes/1234",
+        status: 200,
+        bytes: 1234,
+        upgrade: undefined,
+        problem: undefined,
+      },
+      {
+        method: "HEAD",
+        target: "/bytes/10",
+        status: 200,
+        bytes: 0,
+        upgrade: undefined,
+        problem: undefined,
+      },
+      {
+        method: "GET",
+        target: "/chunked?x=1",
+        status: 200,
+        bytes: chunkedBody.length,
+        upgrade: undefined,
+        problem: undefined,
+      },
+      {
+        method: "POST",
+        target: "/sha256",
+        status: 200,
+        bytes: posted.length,
+        upgrade: undefined,
+        problem: undefined,
+      },
+    ]);
+    for (const r of records) assert.ok(r.durationMs >= 0 && r.durationMs < 5000);
   },
 });
 
@@ -117,7 +113,7 @@ Deno.test({
   name: "request log: 100-continue shows the final status; 204, 304 and a WebSocket upgrade",
   ...T,
   async fn() {
-    const app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req) => {
+    await using app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req) => {
       const path = new URL(req.url).pathname;
       if (path === "/upload") return new Response(`got ${(await req.text()).length}`);
       if (path === "/none") return new Response(null, { status: 204 });
@@ -133,67 +129,62 @@ Deno.test({
       onRequest: (r) => records.push(r),
     });
     const host = "Host: codes.localhost\r\n";
-    const conn = await connect(server.addr.port);
-    try {
-      await writeAllTo(
-        conn,
-        encode(`POST /upload HTTP/1.1\r\n${host}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`),
-      );
-      let text = await readUntil(conn, /100 Continue\r\n\r\n/);
-      await writeAllTo(conn, encode("hello"));
-      text = await readUntil(conn, /got 5/, text);
-      await writeAllTo(
-        conn,
-        encode(`GET /none HTTP/1.1\r\n${host}\r\nGET /same HTTP/1.1\r\n${host}\r\n`),
-      );
-      text = await readUntil(conn, /304[^]*\r\n\r\n/, text);
-      await writeAllTo(
-        conn,
-        encode(
-          `GET /ws HTTP/1.1\r\n${host}Upgrade: websocket\r\nConnection: Upgrade\r\n` +
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        ),
-      );
-      await readUntil(conn, /101 Switching Protocols[^]*\r\n\r\n/, text);
-      await waitFor(() => records.length === 4, 5000, "four records");
-      assert.deepEqual(records.map(brief), [
-        {
-          method: "POST",
-          target: "/upload",
-          status: 200,
-          bytes: 5,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/none",
-          status: 204,
-          bytes: 0,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/same",
-          status: 304,
-          bytes: 0,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/ws",
-          status: 101,
-          bytes: 0,
-          upgrade: "websocket",
-          problem: undefined,
-        },
-      ]);
-    } finally {
-      conn.close();
-      await app.shutdown();
-    }
+    using conn = await connect(server.addr.port);
+    await writeAllTo(
+      conn,
+      encode(`POST /upload HTTP/1.1\r\n${host}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`),
+    );
+    let text = await readUntil(conn, /100 Continue\r\n\r\n/);
+    await writeAllTo(conn, encode("hello"));
+    text = await readUntil(conn, /got 5/, text);
+    await writeAllTo(
+      conn,
+      encode(`GET /none HTTP/1.1\r\n${host}\r\nGET /same HTTP/1.1\r\n${host}\r\n`),
+    );
+    text = await readUntil(conn, /304[^]*\r\n\r\n/, text);
+    await writeAllTo(
+      conn,
+      encode(
+        `GET /ws HTTP/1.1\r\n${host}Upgrade: websocket\r\nConnection: Upgrade\r\n` +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      ),
+    );
+    await readUntil(conn, /101 Switching Protocols[^]*\r\n\r\n/, text);
+    await waitFor(() => records.length === 4, 5000, "four records");
+    assert.deepEqual(records.map(brief), [
+      {
+        method: "POST",
+        target: "/upload",
+        status: 200,
+        bytes: 5,
+        upgrade: undefined,
+        problem: undefined,
+      },
+      {
+        method: "GET",
+        target: "/none",
+        status: 204,
+        bytes: 0,
+        upgrade: undefined,
+        problem: undefined,
+      },
+      {
+        method: "GET",
+        target: "/same",
+        status: 304,
+        bytes: 0,
+        upgrade: undefined,
+        problem: undefined,
+      },
+      {
+        method: "GET",
+        target: "/ws",
+        status: 101,
+        bytes: 0,
+        upgrade: "websocket",
+        problem: undefined,
+      },
+    ]);
   },
 });
 

@@ -25,33 +25,28 @@ Deno.test({
   name: "100 sequential visitors reuse the pooled proxy connections instead of dialling new ones",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     await using hop = tcpHop(server.addr.port); // counts the client's connections
-    const tunnel = await openTunnel({
+    await using _tunnel = await openTunnel({
       port: app.addr.port,
       localHost: HOST,
       server: `http://${HOST}:${hop.port}`,
       subdomain: "reuse",
       pool: 2,
     });
-    try {
-      for (let i = 0; i < 100; i++) {
-        const answer = await rawRequest(
-          server.addr.port,
-          `GET /bytes/${i * 100} HTTP/1.1\r\nHost: reuse.localhost\r\nConnection: close\r\n\r\n`,
-        );
-        assert.match(
-          answer,
-          new RegExp(`^HTTP/1\\.1 200 [^]*content-length: ${i * 100}\\r\\n`, "i"),
-        );
-      }
-      // One control connection, the pool, and at most a couple of top-ups.
-      assert.ok(hop.connections <= 1 + 2 + 2, `${hop.connections} connections for 100 visitors`);
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
+    for (let i = 0; i < 100; i++) {
+      const answer = await rawRequest(
+        server.addr.port,
+        `GET /bytes/${i * 100} HTTP/1.1\r\nHost: reuse.localhost\r\nConnection: close\r\n\r\n`,
+      );
+      assert.match(
+        answer,
+        new RegExp(`^HTTP/1\\.1 200 [^]*content-length: ${i * 100}\\r\\n`, "i"),
+      );
     }
+    // One control connection, the pool, and at most a couple of top-ups.
+    assert.ok(hop.connections <= 1 + 2 + 2, `${hop.connections} connections for 100 visitors`);
   },
 });
 

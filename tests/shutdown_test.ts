@@ -79,22 +79,20 @@ Deno.test({
     await using app = slowApp(20_000);
     const server = await startTestServer();
     const log = logRecorder();
-    const tunnel = await openTestTunnel(server, app.port, { subdomain: "long", logger: log });
-    const visitor = await connect(server.addr.port);
-    try {
-      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: long.localhost\r\n\r\n"));
-      await readUntil(visitor, /\r\n\r\n/); // the app is in the middle of its answer
-      const stopping = server.shutdown(30_000);
-      // Clients are told once the server has stopped accepting; then it waits for the stream.
-      await waitFor(() => log.count("Server says") === 1, 5_000, "the client to be told");
-      const cut = Date.now();
-      await server.close();
-      await stopping;
-      assert.ok(Date.now() - cut < 1_000);
-    } finally {
-      visitor.close();
-      await tunnel.close();
-    }
+    await using _tunnel = await openTestTunnel(server, app.port, {
+      subdomain: "long",
+      logger: log,
+    });
+    using visitor = await connect(server.addr.port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: long.localhost\r\n\r\n"));
+    await readUntil(visitor, /\r\n\r\n/); // the app is in the middle of its answer
+    const stopping = server.shutdown(30_000);
+    // Clients are told once the server has stopped accepting; then it waits for the stream.
+    await waitFor(() => log.count("Server says") === 1, 5_000, "the client to be told");
+    const cut = Date.now();
+    await server.close();
+    await stopping;
+    assert.ok(Date.now() - cut < 1_000);
   },
 });
 
@@ -106,23 +104,18 @@ Deno.test({
     const server = spawnCli("server.ts", ["--port", "0", "--hostname", HOST]);
     const port = Number(new URL(await server.firstLine()).port);
     const target = { addr: { port } };
-    const tunnel = await openTestTunnel(target, app.port, { subdomain: "drain" });
-    const visitor = await connect(port);
-    try {
-      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: drain.localhost\r\n\r\n"));
-      await readUntil(visitor, /\r\n\r\n/); // the stream is held open by the app
-      server.kill("SIGTERM");
-      // It closes its listener in the same turn as it says so.
-      await waitFor(() => server.output().stderr.includes("Draining"), 5_000, "the drain to start");
-      assert.ok(await notServing(port)); // no longer accepting
-      const started = Date.now();
-      const end = await server.stop("SIGTERM"); // the second signal: at once
-      assert.equal(end.code, 0);
-      assert.ok(Date.now() - started < 3_000);
-      assert.match(end.stderr, /Draining/);
-    } finally {
-      visitor.close();
-      await tunnel.close();
-    }
+    await using _tunnel = await openTestTunnel(target, app.port, { subdomain: "drain" });
+    using visitor = await connect(port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: drain.localhost\r\n\r\n"));
+    await readUntil(visitor, /\r\n\r\n/); // the stream is held open by the app
+    server.kill("SIGTERM");
+    // It closes its listener in the same turn as it says so.
+    await waitFor(() => server.output().stderr.includes("Draining"), 5_000, "the drain to start");
+    assert.ok(await notServing(port)); // no longer accepting
+    const started = Date.now();
+    const end = await server.stop("SIGTERM"); // the second signal: at once
+    assert.equal(end.code, 0);
+    assert.ok(Date.now() - started < 3_000);
+    assert.match(end.stderr, /Draining/);
   },
 });

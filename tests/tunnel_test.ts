@@ -61,30 +61,26 @@ Deno.test({
   ...T,
   async fn() {
     await using stack = await startStack();
-    const conn = await connect(stack.server.addr.port);
+    using conn = await connect(stack.server.addr.port);
     const buf = new Uint8Array(4096);
     const ports = new Set<number>();
-    try {
-      for (let i = 0; i < 100; i++) {
-        await writeAllTo(
-          conn,
-          encode(`GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`),
-        );
-        let text = "";
-        // Read one response: head, then Content-Length bytes.
-        for (;;) {
-          const n = await conn.read(buf);
-          assert.notEqual(n, null, `connection closed at request ${i}`);
-          text += decode(buf.subarray(0, n!));
-          const end = text.indexOf("\r\n\r\n");
-          const length = /content-length: (\d+)/i.exec(text)?.[1];
-          if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
-        }
-        assert.match(text, /^HTTP\/1\.1 200/);
-        ports.add(JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)).port);
+    for (let i = 0; i < 100; i++) {
+      await writeAllTo(
+        conn,
+        encode(`GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`),
+      );
+      let text = "";
+      // Read one response: head, then Content-Length bytes.
+      for (;;) {
+        const n = await conn.read(buf);
+        assert.notEqual(n, null, `connection closed at request ${i}`);
+        text += decode(buf.subarray(0, n!));
+        const end = text.indexOf("\r\n\r\n");
+        const length = /content-length: (\d+)/i.exec(text)?.[1];
+        if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
       }
-    } finally {
-      conn.close();
+      assert.match(text, /^HTTP\/1\.1 200/);
+      ports.add(JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)).port);
     }
     assert.equal(ports.size, 1, "the app saw more than one connection");
   },
@@ -182,30 +178,24 @@ Deno.test({
   name: "two tunnels at once: every answer comes from its own app",
   ...T,
   async fn() {
-    const appA = startApp("a");
-    const appB = startApp("b");
+    await using appA = startApp("a");
+    await using appB = startApp("b");
     // 100 visitors at once from 127.0.0.1: lift the per-IP limit on connections being routed.
     await using server = await startTestServer({ limits: { maxSniffingPerIp: 0 } });
     await using _a = await openTestTunnel(server, appA.addr.port, { subdomain: "alpha" });
     await using _b = await openTestTunnel(server, appB.addr.port, { subdomain: "beta" });
-    const http = Deno.createHttpClient({ allowHost: true });
-    try {
-      const results = await Promise.all(
-        Array.from({ length: 100 }, async (_, i) => {
-          const sub = i % 2 ? "alpha" : "beta";
-          const res = await fetch(`http://${HOST}:${server.addr.port}/whoami`, {
-            client: http,
-            headers: { host: `${sub}.localhost:${server.addr.port}` },
-          });
-          return [sub, (await res.json()).name] as const;
-        }),
-      );
-      for (const [sub, name] of results) assert.equal(name, sub === "alpha" ? "a" : "b");
-    } finally {
-      http.close();
-      await appA.shutdown();
-      await appB.shutdown();
-    }
+    using http = Deno.createHttpClient({ allowHost: true });
+    const results = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const sub = i % 2 ? "alpha" : "beta";
+        const res = await fetch(`http://${HOST}:${server.addr.port}/whoami`, {
+          client: http,
+          headers: { host: `${sub}.localhost:${server.addr.port}` },
+        });
+        return [sub, (await res.json()).name] as const;
+      }),
+    );
+    for (const [sub, name] of results) assert.equal(name, sub === "alpha" ? "a" : "b");
   },
 });
 
@@ -269,12 +259,11 @@ Deno.test({
     );
     assert.match(answer, /^HTTP\/1\.1 502 [^]*cannot reach the local app/);
     // A new app on the same port is reached through the same tunnel.
-    const again = Deno.serve({ port, hostname: HOST, onListen() {} }, () => new Response("back"));
-    try {
-      assert.equal(await (await stack.fetch("/")).text(), "back");
-    } finally {
-      await again.shutdown();
-    }
+    await using _again = Deno.serve(
+      { port, hostname: HOST, onListen() {} },
+      () => new Response("back"),
+    );
+    assert.equal(await (await stack.fetch("/")).text(), "back");
   },
 });
 
