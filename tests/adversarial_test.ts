@@ -10,7 +10,6 @@ import {
   type ServerMessage,
 } from "../lib/protocol.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../lib/limits.ts";
-import { openTunnel } from "../lib/client/tunnel.ts";
 import {
   connect,
   decode,
@@ -197,12 +196,9 @@ Deno.test({
     });
     await using hop = tcpHop(env.server.addr.port);
     let ready = 0;
-    await using _tunnel = await openTunnel({
-      port: 9,
-      localHost: HOST,
+    await using _tunnel = await openTestTunnel(env.server, 9, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "hole",
-      leaseFile: false,
       heartbeat: fast,
       onReady: () => void ready++,
     });

@@ -2,6 +2,7 @@
 // hand-written apps, a TCP hop, CLI subprocesses, waits with a deadline.
 
 import { openTunnel, type Tunnel, type TunnelOptions } from "../lib/client/tunnel.ts";
+import type { RequestRecord } from "../lib/client/exchanges.ts";
 import { ByteReader, closeQuietly, FRAME_READER_CAPACITY } from "../lib/io.ts";
 import { concatBytes, latin1Bytes, latin1Text } from "../lib/bytes.ts";
 import { isBug, type LogFields, type Logger } from "../lib/log.ts";
@@ -111,6 +112,20 @@ export function openTestTunnel(
     leaseFile: false,
     ...extra,
   });
+}
+
+/** A tunnel from `server` to `port` as `subdomain`, keeping the request log's records. */
+export async function recordingTunnel(
+  server: { addr: { port: number } },
+  port: number,
+  subdomain: string,
+): Promise<Tunnel & { records: RequestRecord[] }> {
+  const records: RequestRecord[] = [];
+  const tunnel = await openTestTunnel(server, port, {
+    subdomain,
+    onRequest: (r) => records.push(r),
+  });
+  return Object.assign(tunnel, { records });
 }
 
 /** An app, a server and a tunnel to it, torn down in reverse order. */

@@ -6,7 +6,7 @@ import { silentLogger } from "../lib/log.ts";
 import { RequestRewriter, rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
 import { Http1Framer } from "../lib/http/framer.ts";
 import type { MessageHead } from "../lib/http/head.ts";
-import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
+import { ExchangeTracker } from "../lib/client/exchanges.ts";
 import {
   connect,
   decode,
@@ -18,6 +18,7 @@ import {
   readAll,
   readFixtureText,
   readUntil,
+  recordingTunnel,
   startApp,
   startTestServer,
   T,
@@ -214,11 +215,8 @@ Deno.test({
   async fn() {
     await using app = startApp(); // /whoami answers 200 and ignores Upgrade
     await using server = await startTestServer();
-    const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
-      subdomain: "noup",
-      onRequest: (r) => records.push(r),
-    });
+    await using logged = await recordingTunnel(server, app.addr.port, "noup");
+    const records = logged.records;
     using conn = await connect(server.addr.port);
     const host = "Host: noup.localhost\r\n";
     await writeAllTo(

@@ -13,11 +13,11 @@ import {
   decode,
   encode,
   HOST,
-  openTestTunnel,
   rawApp,
   rawRequest,
   readAll,
   readUntil,
+  recordingTunnel,
   sha256,
   spawnCli,
   startApp,
@@ -43,11 +43,8 @@ Deno.test({
   async fn() {
     await using app = startApp();
     await using server = await startTestServer();
-    const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
-      subdomain: "log",
-      onRequest: (r) => records.push(r),
-    });
+    await using logged = await recordingTunnel(server, app.addr.port, "log");
+    const records = logged.records;
     const host = "Host: log.localhost\r\n";
     const conn = await connect(server.addr.port);
     await writeAllTo(
@@ -123,11 +120,8 @@ Deno.test({
       return response;
     });
     await using server = await startTestServer();
-    const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
-      subdomain: "codes",
-      onRequest: (r) => records.push(r),
-    });
+    await using logged = await recordingTunnel(server, app.addr.port, "codes");
+    const records = logged.records;
     const host = "Host: codes.localhost\r\n";
     using conn = await connect(server.addr.port);
     await writeAllTo(
@@ -201,11 +195,8 @@ Deno.test({
       }
     });
     await using server = await startTestServer();
-    const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.port, {
-      subdomain: "cut",
-      onRequest: (r) => records.push(r),
-    });
+    await using logged = await recordingTunnel(server, app.port, "cut");
+    const records = logged.records;
     const host = "Host: cut.localhost\r\n";
     await rawRequest(server.addr.port, `GET /partial HTTP/1.1\r\n${host}\r\n`);
     await waitFor(() => records.length === 1, 5000, "the first record");

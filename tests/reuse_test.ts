@@ -1,7 +1,6 @@
 // Proxy connections carry one stream after another; a failed stream does not leak.
 
 import assert from "node:assert/strict";
-import { openTunnel } from "../lib/client/tunnel.ts";
 import {
   connect,
   decode,
@@ -28,9 +27,7 @@ Deno.test({
     await using app = startApp();
     await using server = await startTestServer();
     await using hop = tcpHop(server.addr.port); // counts the client's connections
-    await using _tunnel = await openTunnel({
-      port: app.addr.port,
-      localHost: HOST,
+    await using _tunnel = await openTestTunnel(server, app.addr.port, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "reuse",
       pool: 2,
