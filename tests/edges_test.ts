@@ -13,6 +13,7 @@ import {
   rawClient,
   rawRequest,
   readAll,
+  serveApp,
   startStack,
   startTestServer,
   T,
@@ -148,10 +149,7 @@ Deno.test({
   name: "localhost reaches an app that listens on ::1 only",
   ...T,
   async fn() {
-    await using app = Deno.serve(
-      { port: 0, hostname: "::1", onListen() {} },
-      () => new Response("v6"),
-    );
+    await using app = serveApp(() => new Response("v6"), { hostname: "::1" });
     await using server = await startTestServer();
     await using _tunnel = await openTestTunnel(server, app.addr.port, {
       subdomain: "six",

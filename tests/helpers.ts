@@ -47,9 +47,18 @@ export async function sha256(bytes: Uint8Array): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** An HTTP app on a free port of 127.0.0.1 (or `hostname`), over TLS with `tls`. */
+export function serveApp(
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  options: { hostname?: string; tls?: { cert: string; key: string } } = {},
+): Deno.HttpServer<Deno.NetAddr> {
+  const where = { port: 0, hostname: options.hostname ?? HOST, onListen() {} };
+  return Deno.serve(options.tls ? { ...where, ...options.tls } : where, handler);
+}
+
 /** A sample app: `/bytes/N`, `POST /sha256`, `/chunked`, `/ws` echo, `/whoami`, `/name`. */
 export function startApp(name = "app"): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req, info) => {
+  return serveApp(async (req, info) => {
     const url = new URL(req.url);
     const [, route, arg] = url.pathname.split("/");
     switch (route) {

@@ -19,6 +19,7 @@ import {
   readFixtureText,
   readUntil,
   recordingTunnel,
+  serveApp,
   startApp,
   startTestServer,
   T,
@@ -128,7 +129,7 @@ Deno.test({
   ...T,
   async fn() {
     let seen = 0;
-    await using app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, () => {
+    await using app = serveApp(() => {
       seen++;
       return new Response("reached");
     });
@@ -243,7 +244,7 @@ Deno.test({
   ...T,
   async fn() {
     let seen = 0;
-    await using app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, () => {
+    await using app = serveApp(() => {
       seen++;
       return new Response("connected?"); // a catch-all app would answer 200
     });

@@ -13,6 +13,7 @@ import {
   rawRequest,
   readAll,
   readFixtureText,
+  serveApp,
   sha256,
   spawnCli,
   startTestServer,
@@ -26,7 +27,7 @@ const text = readFixtureText;
 
 /** An HTTPS app on 127.0.0.1 with the given certificate. */
 function httpsApp(cert: string, key: string): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ port: 0, hostname: HOST, cert, key, onListen() {} }, async (req) => {
+  return serveApp(async (req) => {
     const path = new URL(req.url).pathname;
     if (path === "/sha256") {
       const body = new Uint8Array(await req.arrayBuffer());
@@ -38,7 +39,7 @@ function httpsApp(cert: string, key: string): Deno.HttpServer<Deno.NetAddr> {
       xfp: req.headers.get("x-forwarded-proto"),
       xff: req.headers.get("x-forwarded-for"),
     });
-  });
+  }, { tls: { cert, key } });
 }
 
 const bodyOf = (answer: string): string => answer.slice(answer.indexOf("\r\n\r\n") + 4);
@@ -157,16 +158,10 @@ Deno.test({
   ...T,
   async fn() {
     // The app listens on ::1 only: the dialer must fall back from 127.0.0.1.
-    await using app = Deno.serve(
-      {
-        port: 0,
-        hostname: "::1",
-        cert: text("self-signed.pem"),
-        key: text("self-signed.key"),
-        onListen() {},
-      },
-      () => new Response("over tls\n"),
-    );
+    await using app = serveApp(() => new Response("over tls\n"), {
+      hostname: "::1",
+      tls: { cert: text("self-signed.pem"), key: text("self-signed.key") },
+    });
     const log = logRecorder();
     await using server = await startTestServer({ logger: log });
     await using hop = tcpHop(server.addr.port); // counts the client's connections to the server

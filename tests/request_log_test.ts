@@ -18,6 +18,7 @@ import {
   readAll,
   readUntil,
   recordingTunnel,
+  serveApp,
   sha256,
   spawnCli,
   startApp,
@@ -110,7 +111,7 @@ Deno.test({
   name: "request log: 100-continue shows the final status; 204, 304 and a WebSocket upgrade",
   ...T,
   async fn() {
-    await using app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req) => {
+    await using app = serveApp(async (req) => {
       const path = new URL(req.url).pathname;
       if (path === "/upload") return new Response(`got ${(await req.text()).length}`);
       if (path === "/none") return new Response(null, { status: 204 });
