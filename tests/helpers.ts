@@ -215,6 +215,32 @@ export async function rawRequest(port: number, head: string, body = ""): Promise
   }
 }
 
+/**
+ * Sends the request `head` `count` times on one connection to `port`, each
+ * once the previous answer (a 200 with a Content-Length) has come; returns
+ * their JSON bodies.
+ */
+export async function keepAlive(
+  port: number,
+  head: string,
+  count: number,
+): Promise<Record<string, unknown>[]> {
+  using conn = await connect(port);
+  const complete = (text: string): boolean => {
+    const end = text.indexOf("\r\n\r\n");
+    const length = /\r\ncontent-length: (\d+)\r\n/i.exec(text.slice(0, end + 2))?.[1];
+    return end >= 0 && length !== undefined && text.length >= end + 4 + Number(length);
+  };
+  const bodies: Record<string, unknown>[] = [];
+  for (let i = 0; i < count; i++) {
+    await writeAllTo(conn, encode(head));
+    const answer = await readUntil(conn, complete);
+    if (!answer.startsWith("HTTP/1.1 200 ")) throw new Error(`answer ${i}: ${answer}`);
+    bodies.push(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)));
+  }
+  return bodies;
+}
+
 /** Writes all bytes. */
 export async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
@@ -233,13 +259,18 @@ export async function waitFor(
   }
 }
 
-/** Reads from `conn` until the text received so far (after `seen`) matches `pattern`. */
-export async function readUntil(conn: Deno.Conn, pattern: RegExp, seen = ""): Promise<string> {
+/** Reads from `conn` until the text received so far (after `seen`) matches `until`. */
+export async function readUntil(
+  conn: Deno.Conn,
+  until: RegExp | ((text: string) => boolean),
+  seen = "",
+): Promise<string> {
+  const done = typeof until === "function" ? until : (text: string) => until.test(text);
   const buffer = new Uint8Array(16384);
   let text = seen;
-  while (!pattern.test(text)) {
+  while (!done(text)) {
     const n = await conn.read(buffer);
-    if (n === null) throw new Error(`closed before ${pattern}; got ${JSON.stringify(text)}`);
+    if (n === null) throw new Error(`closed before ${until}; got ${JSON.stringify(text)}`);
     text += decode(buffer.subarray(0, n));
   }
   return text;

@@ -12,6 +12,7 @@ import {
   decode,
   encode,
   HOST,
+  keepAlive,
   openTestTunnel,
   rawApp,
   rawRequest,
@@ -26,31 +27,6 @@ import {
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-/** Sends `count` keep-alive requests on one connection; returns each JSON body. */
-async function keepAlive(
-  port: number,
-  head: string,
-  count: number,
-): Promise<Record<string, string>[]> {
-  using conn = await connect(port);
-  const bodies: Record<string, string>[] = [];
-  const buffer = new Uint8Array(8192);
-  for (let i = 0; i < count; i++) {
-    await writeAllTo(conn, encode(head));
-    let text = "";
-    for (;;) {
-      const n = await conn.read(buffer);
-      assert.notEqual(n, null, `closed at request ${i}`);
-      text += decode(buffer.subarray(0, n!));
-      const end = text.indexOf("\r\n\r\n");
-      const length = /content-length: (\d+)/i.exec(text)?.[1];
-      if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
-    }
-    bodies.push(JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)));
-  }
-  return bodies;
-}
 
 Deno.test({
   name: "Host is rewritten and X-Forwarded-* set on the 1st and the 50th request of one connection",

@@ -7,6 +7,7 @@ import {
   decode,
   encode,
   HOST,
+  keepAlive,
   openTestTunnel,
   patternBytes,
   pingOverTls,
@@ -61,27 +62,9 @@ Deno.test({
   ...T,
   async fn() {
     await using stack = await startStack();
-    using conn = await connect(stack.server.addr.port);
-    const buf = new Uint8Array(4096);
-    const ports = new Set<number>();
-    for (let i = 0; i < 100; i++) {
-      await writeAllTo(
-        conn,
-        encode(`GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`),
-      );
-      let text = "";
-      // Read one response: head, then Content-Length bytes.
-      for (;;) {
-        const n = await conn.read(buf);
-        assert.notEqual(n, null, `connection closed at request ${i}`);
-        text += decode(buf.subarray(0, n!));
-        const end = text.indexOf("\r\n\r\n");
-        const length = /content-length: (\d+)/i.exec(text)?.[1];
-        if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
-      }
-      assert.match(text, /^HTTP\/1\.1 200/);
-      ports.add(JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)).port);
-    }
+    const request = `GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`;
+    const bodies = await keepAlive(stack.server.addr.port, request, 100);
+    const ports = new Set(bodies.map((body) => body.port));
     assert.equal(ports.size, 1, "the app saw more than one connection");
   },
 });
