@@ -30,6 +30,7 @@ import {
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
+import { rawFrame } from "./properties.ts";
 
 /** A server with a probe tunnel; `probe()` asserts the probe still answers. */
 async function withProbe(limits: Partial<ServerLimits> = {}) {
@@ -67,14 +68,6 @@ async function handshake(port: number, payload: Uint8Array): Promise<ServerMessa
   }
 }
 
-const rawFrame = (json: string, size?: number): Uint8Array => {
-  const body = encode(json);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, size ?? body.length);
-  out.set(body, 4);
-  return out;
-};
-
 Deno.test({
   name: "oversized, malformed and wrong-version first frames get an error frame",
   ...T,
@@ -82,7 +75,7 @@ Deno.test({
     await using env = await withProbe();
     const port = env.server.addr.port;
     const cases: [Uint8Array, string][] = [
-      [rawFrame("{}", 1 << 20), "bad-request"], // claims 1 MiB
+      [rawFrame("{}", () => 1 << 20), "bad-request"], // claims 1 MiB
       [rawFrame("{not json"), "bad-request"],
       [rawFrame('{"type":"launch"}'), "bad-request"],
       [rawFrame('{"type":"ping"}'), "bad-request"],

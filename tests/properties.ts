@@ -13,7 +13,7 @@ import {
   StreamDecoder,
   type StreamEnd,
 } from "../lib/protocol.ts";
-import { concatBytes } from "../lib/bytes.ts";
+import { concatBytes, latin1Bytes, latin1Text } from "../lib/bytes.ts";
 import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { type Http1Event, Http1Framer } from "../lib/http/framer.ts";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
@@ -99,19 +99,24 @@ const jsonish = fc.oneof(
   }, { requiredKeys: ["type"] }).map((o) => JSON.stringify(o)),
 );
 
+/**
+ * A control frame holding `json` whatever it says, its header claiming
+ * `size(length)` bytes for the `length` it holds (default: the truth).
+ */
+export function rawFrame(json: string, size = (length: number) => length): Uint8Array {
+  const body = new TextEncoder().encode(json);
+  const out = new Uint8Array(4 + body.length);
+  new DataView(out.buffer).setUint32(0, size(body.length));
+  out.set(body, 4);
+  return out;
+}
+
 /** Frame inputs: valid frames, random bytes, and frames with lying lengths or bodies. */
 export const frameInputs: fc.Arbitrary<Uint8Array> = fc.oneof(
   fc.uint8Array({ maxLength: 64 }),
-  fc.tuple(jsonish, fc.integer({ min: -8, max: 8 })).map(([text, skew]) => {
-    const body = new TextEncoder().encode(text);
-    const out = new Uint8Array(4 + body.length);
-    new DataView(out.buffer).setUint32(
-      0,
-      Math.max(0, Math.min(MAX_FRAME_BYTES + 1, body.length + skew)),
-    );
-    out.set(body, 4);
-    return out;
-  }),
+  fc.tuple(jsonish, fc.integer({ min: -8, max: 8 })).map(([text, skew]) =>
+    rawFrame(text, (length) => Math.max(0, Math.min(MAX_FRAME_BYTES + 1, length + skew)))
+  ),
 );
 
 /** The decoders never throw, and a frame they accept re-encodes to a frame they accept alike. */
@@ -132,22 +137,19 @@ export const frameProperty: fc.IPropertyWithHooks<[Uint8Array, number]> = fc.pro
   },
 );
 
-const bytes = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
-const text = (b: Uint8Array): string => String.fromCharCode(...b);
-
 /** A split-independent summary: heads by first line, body bytes joined per message, ends, raw. */
 export function http1Summary(events: Http1Event[]): string[] {
   const out: string[] = [];
   let body = "";
   for (const e of events) {
     if (e.kind === "body") {
-      body += text(e.bytes);
+      body += latin1Text(e.bytes);
       continue;
     }
     if (body) out.push(`body:${body}`), body = "";
-    if (e.kind === "head") out.push(`head:${text(e.bytes).split("\r\n")[0]}`);
+    if (e.kind === "head") out.push(`head:${latin1Text(e.bytes).split("\r\n")[0]}`);
     else if (e.kind === "end") out.push("end");
-    else if (e.kind === "raw") out.push(`raw:${text(e.bytes)}`);
+    else if (e.kind === "raw") out.push(`raw:${latin1Text(e.bytes)}`);
     else out.push(`error:${e.status}`);
   }
   if (body) out.push(`body:${body}`);
@@ -171,7 +173,7 @@ export function frameHttp1(
   const framer = new Http1Framer(role);
   methods.forEach((m) => framer.expect(m));
   const events: Http1Event[] = [];
-  const data = bytes(input);
+  const data = latin1Bytes(input);
   let from = 0;
   for (const cut of [...cuts, data.length]) {
     events.push(...framer.push(data.subarray(from, cut)));

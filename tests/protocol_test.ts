@@ -23,16 +23,8 @@ import {
 import { concatBytes } from "../lib/bytes.ts";
 import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { backoffDelay } from "../lib/client/tunnel.ts";
-import { decodeStream, streamNoiseProperty, streamProperty } from "./properties.ts";
+import { decodeStream, rawFrame, streamNoiseProperty, streamProperty } from "./properties.ts";
 import { encode } from "./helpers.ts";
-
-const frameOf = (json: string): Uint8Array => {
-  const body = encode(json);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
-};
 
 Deno.test("encodeFrame() and the decoders round-trip every message, at every split", () => {
   const client: ClientMessage[] = [
@@ -90,7 +82,7 @@ Deno.test("the decoders refuse oversized, non-JSON, non-object and ill-typed fra
       '{"type":"attach","version":1,"tunnel":"t"}',
     ]
   ) {
-    assert.equal(decodeClientFrame(frameOf(json)).state, "invalid", json);
+    assert.equal(decodeClientFrame(rawFrame(json)).state, "invalid", json);
   }
   assert.equal(decodeClientFrame(new Uint8Array([0, 0, 0, 2, 0xff, 0xfe])).state, "invalid");
   for (
@@ -102,7 +94,7 @@ Deno.test("the decoders refuse oversized, non-JSON, non-object and ill-typed fra
       '{"type":"welcome","version":1}',
     ]
   ) {
-    assert.equal(decodeServerFrame(frameOf(json)).state, "invalid", json);
+    assert.equal(decodeServerFrame(rawFrame(json)).state, "invalid", json);
   }
   assert.throws(
     () => encodeFrame({ type: "hello", version: 1, subdomain: "x".repeat(MAX_FRAME_BYTES) }),
