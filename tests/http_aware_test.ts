@@ -6,7 +6,7 @@ import { silentLogger } from "../lib/log.ts";
 import { RequestRewriter, rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
 import { Http1Framer } from "../lib/http/framer.ts";
 import type { MessageHead } from "../lib/http/head.ts";
-import { ExchangeTracker } from "../lib/client/exchanges.ts";
+import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
 import {
   connect,
   decode,
@@ -19,9 +19,9 @@ import {
   readAll,
   readFixtureText,
   readUntil,
-  recordingTunnel,
   serveApp,
   startApp,
+  startStack,
   startTestServer,
   T,
   waitFor,
@@ -58,11 +58,9 @@ Deno.test({
     "X-Forwarded-For and Forwarded append the visitor; its own X-Forwarded-Proto is not trusted",
   ...T,
   async fn() {
-    await using app = startApp();
-    await using server = await startTestServer();
-    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "chain" });
+    await using stack = await startStack("chain");
     const [body] = await keepAlive(
-      server.addr.port,
+      stack.server.addr.port,
       "GET /whoami HTTP/1.1\r\nHost: chain.localhost\r\nX-Forwarded-For: 203.0.113.9\r\n" +
         "X-Forwarded-Proto: https\r\nForwarded: for=198.51.100.1\r\n\r\n",
       1,
@@ -190,11 +188,10 @@ Deno.test({
     "an upgrade the app refuses: later requests on the connection are still rewritten and logged",
   ...T,
   async fn() {
-    await using app = startApp(); // /whoami answers 200 and ignores Upgrade
-    await using server = await startTestServer();
-    await using logged = await recordingTunnel(server, app.addr.port, "noup");
-    const records = logged.records;
-    using conn = await connect(server.addr.port);
+    const records: RequestRecord[] = [];
+    // The sample app's /whoami answers 200 and ignores Upgrade.
+    await using stack = await startStack("noup", { onRequest: (r) => records.push(r) });
+    using conn = await connect(stack.server.addr.port);
     const host = "Host: noup.localhost\r\n";
     await writeAllTo(
       conn,

@@ -5,11 +5,11 @@ import { TunnelError } from "../lib/errors.ts";
 import { closeQuietly } from "../lib/io.ts";
 import { decodeServerFrame, encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
-  HOST,
+  logRecorder,
   nextFrame,
   openTestTunnel,
   rawClient,
-  startApp,
+  startStack,
   startTestServer,
   T,
   waitFor,
@@ -54,29 +54,17 @@ Deno.test({
   name: "a throwing onReady callback is logged and the tunnel keeps working",
   ...T,
   async fn() {
-    await using app = startApp();
-    await using server = await startTestServer();
-    const errors: string[] = [];
-    await using _tunnel = await openTestTunnel(server, app.addr.port, {
-      subdomain: "cb",
+    const log = logRecorder();
+    await using stack = await startStack("cb", {
       onReady: () => {
         throw new Error("stdout closed");
       },
-      logger: {
-        debug() {},
-        info() {},
-        warn() {},
-        error: (message) => void errors.push(message),
-      },
+      logger: log,
     });
-    assert.deepEqual(errors, ["onReady callback failed"]);
-    const http = Deno.createHttpClient({ allowHost: true });
-    const res = await fetch(`http://${HOST}:${server.addr.port}/`, {
-      client: http,
-      headers: { host: "cb.localhost" },
-    });
-    assert.equal(await res.text(), "hello from app\n");
-    http.close();
+    assert.deepEqual(log.lines.filter((l) => l.level === "error").map((l) => l.message), [
+      "onReady callback failed",
+    ]);
+    assert.equal(await (await stack.fetch("/")).text(), "hello from app\n");
   },
 });
 

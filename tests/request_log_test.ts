@@ -22,6 +22,7 @@ import {
   sha256,
   spawnCli,
   startApp,
+  startStack,
   startTestServer,
   T,
   waitFor,
@@ -42,12 +43,10 @@ Deno.test({
   name: "request log: pipelined GET, HEAD, chunked and POST on one connection, in order",
   ...T,
   async fn() {
-    await using app = startApp();
-    await using server = await startTestServer();
-    await using logged = await recordingTunnel(server, app.addr.port, "log");
-    const records = logged.records;
+    const records: RequestRecord[] = [];
+    await using stack = await startStack("log", { onRequest: (r) => records.push(r) });
     const host = "Host: log.localhost\r\n";
-    const conn = await connect(server.addr.port);
+    using conn = await connect(stack.server.addr.port);
     await writeAllTo(
       conn,
       encode(
