@@ -559,7 +559,7 @@ export const pongApp = (tls?: { cert: string; key: string }): RawApp =>
     await writeAllTo(conn, encode(`pong:${decode(buffer.subarray(0, n ?? 0))}`));
   }, tls);
 
-/** Speaks TLS to `hostname` over `tcp`, trusting only `caCerts`: sends `ping`, returns the answer. */
+/** TLS to `hostname` over `tcp`, trusting only `caCerts`: sends `ping`, returns the answer. */
 export async function pingOverTls(
   tcp: Deno.TcpConn,
   hostname: string,
