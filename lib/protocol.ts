@@ -75,6 +75,11 @@ export type ServerMessage =
     url: string;
     /** Lets this client reclaim the subdomain after a disconnect. */
     lease: string;
+    /**
+     * How often the server pings each idle proxy connection: one that hears
+     * nothing for three times this long is dead (a NAT dropped it) and is replaced.
+     */
+    proxyPingMs?: number;
   }
   | { type: "error"; code: ErrorCode; message: string; retryAfterMs?: number }
   | { type: "open"; peer: string; proto: "http" | "tls"; scheme?: "http" | "https" }
@@ -200,7 +205,19 @@ function parseServerMessage(v: Record<string, unknown>): ServerMessage | string 
         typeof version !== "number" || !isString(tunnel) || !isString(secret) ||
         !isString(subdomain) || !isString(url) || !isString(lease)
       ) return "welcome with missing fields";
-      return { type: "welcome", version, tunnel, secret, subdomain, url, lease };
+      const welcome: ServerMessage = {
+        type: "welcome",
+        version,
+        tunnel,
+        secret,
+        subdomain,
+        url,
+        lease,
+      };
+      if (typeof v.proxyPingMs === "number" && v.proxyPingMs > 0) {
+        welcome.proxyPingMs = v.proxyPingMs;
+      }
+      return welcome;
     }
     case "error": {
       if (!isString(v.code) || !ERROR_CODES.has(v.code) || !isString(v.message)) {

@@ -10,12 +10,13 @@ import {
   type ServerMessage,
 } from "../lib/protocol.ts";
 import { DEFAULT_SERVER_LIMITS, type ServerLimits } from "../lib/limits.ts";
-import { openTunnel } from "../lib/client/tunnel.ts";
 import {
   connect,
-  cuttableHop,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
+  rawApp,
   rawClient,
   rawRequest,
   readAll,
@@ -23,12 +24,13 @@ import {
   spawnCli,
   startApp,
   startTestServer,
+  streamingApp,
+  T,
+  tcpHop,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
+import { rawFrame } from "./properties.ts";
 
 /** A server with a probe tunnel; `probe()` asserts the probe still answers. */
 async function withProbe(limits: Partial<ServerLimits> = {}) {
@@ -66,14 +68,6 @@ async function handshake(port: number, payload: Uint8Array): Promise<ServerMessa
   }
 }
 
-const rawFrame = (json: string, size?: number): Uint8Array => {
-  const body = encode(json);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, size ?? body.length);
-  out.set(body, 4);
-  return out;
-};
-
 Deno.test({
   name: "oversized, malformed and wrong-version first frames get an error frame",
   ...T,
@@ -81,7 +75,7 @@ Deno.test({
     await using env = await withProbe();
     const port = env.server.addr.port;
     const cases: [Uint8Array, string][] = [
-      [rawFrame("{}", 1 << 20), "bad-request"], // claims 1 MiB
+      [rawFrame("{}", () => 1 << 20), "bad-request"], // claims 1 MiB
       [rawFrame("{not json"), "bad-request"],
       [rawFrame('{"type":"launch"}'), "bad-request"],
       [rawFrame('{"type":"ping"}'), "bad-request"],
@@ -193,71 +187,28 @@ Deno.test({
       heartbeatIntervalMs: fast.intervalMs,
       peerTimeoutMs: fast.peerTimeoutMs,
     });
-    await using hop = cuttableHop(env.server.addr.port);
+    await using hop = tcpHop(env.server.addr.port);
     let ready = 0;
-    const tunnel = await openTunnel({
-      port: 9,
-      localHost: HOST,
+    await using _tunnel = await openTestTunnel(env.server, 9, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "hole",
-      leaseFile: false,
       heartbeat: fast,
       onReady: () => void ready++,
     });
-    try {
-      const started = Date.now();
-      hop.blackhole(); // existing connections go silent, no FIN either way
-      await waitFor(
-        () => env.server.tunnelCount === 1,
-        5_000,
-        "the server to drop the silent session",
-      );
-      const serverNoticed = Date.now() - started;
-      await waitFor(() => ready === 2, 10_000, "the client to come back");
-      assert.ok(serverNoticed < 3 * fast.peerTimeoutMs, `server noticed after ${serverNoticed} ms`);
-      assert.equal(env.server.tunnelCount, 2);
-      await env.probe();
-    } finally {
-      await tunnel.close();
-    }
+    const started = Date.now();
+    hop.blackhole(); // existing connections go silent, no FIN either way
+    await waitFor(
+      () => env.server.tunnelCount === 1,
+      5_000,
+      "the server to drop the silent session",
+    );
+    const serverNoticed = Date.now() - started;
+    await waitFor(() => ready === 2, 10_000, "the client to come back");
+    assert.ok(serverNoticed < 3 * fast.peerTimeoutMs, `server noticed after ${serverNoticed} ms`);
+    assert.equal(env.server.tunnelCount, 2);
+    await env.probe();
   },
 });
-
-/** An app that streams bytes until its writes fail; `written` and `failedAt` tell how it went. */
-function streamingApp(limit = Infinity) {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const state = { written: 0, failedAt: 0 };
-  const tasks: Promise<void>[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        tasks.push((async () => {
-          await conn.read(new Uint8Array(4096));
-          const chunk = new Uint8Array(64 * 1024);
-          try {
-            await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\n\r\n"));
-            while (state.written < limit) {
-              await writeAllTo(conn, chunk);
-              state.written += chunk.length;
-            }
-          } catch {
-            state.failedAt = Date.now();
-          }
-          conn.close();
-        })());
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    state,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      await Promise.all(tasks);
-    },
-  };
-}
 
 Deno.test({
   name: "kill -9 of the client mid-transfer closes every socket of that chain within 1 s",
@@ -302,43 +253,33 @@ Deno.test({
   ...T,
   async fn() {
     await using env = await withProbe();
-    const listener = Deno.listen({ hostname: HOST, port: 0 });
-    const serving = (async () => {
-      for await (const conn of listener) {
-        // Half an answer, then close with the request unread: the kernel sends a reset.
-        await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"));
-        conn.close();
-      }
-    })().catch(() => {});
-    const tunnel = await openTestTunnel(env.server, listener.addr.port, {
+    // Half an answer, then close with the request unread: the kernel sends a reset.
+    await using app = rawApp((conn) =>
+      writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\npartial"))
+    );
+    await using _tunnel = await openTestTunnel(env.server, app.port, {
       subdomain: "flaky",
       raw: true,
     });
-    try {
-      for (let i = 0; i < 5; i++) {
-        const visitor = await connect(env.server.addr.port);
-        await writeAllTo(
-          visitor,
-          encode(`POST / HTTP/1.1\r\nHost: flaky.localhost\r\n\r\n${"x".repeat(200_000)}`).subarray(
-            0,
-            60_000,
-          ),
-        );
-        const started = Date.now();
-        let text = "";
-        try {
-          text = new TextDecoder().decode(await readAll(visitor));
-        } catch { /* reset: also an end */ }
-        visitor.close();
-        assert.ok(Date.now() - started < 2_000);
-        assert.ok(text === "" || text.startsWith("HTTP/1.1 200 OK"), text.slice(0, 40));
-      }
-      await env.probe();
-    } finally {
-      await tunnel.close();
-      listener.close();
-      await serving;
+    for (let i = 0; i < 5; i++) {
+      const visitor = await connect(env.server.addr.port);
+      await writeAllTo(
+        visitor,
+        encode(`POST / HTTP/1.1\r\nHost: flaky.localhost\r\n\r\n${"x".repeat(200_000)}`).subarray(
+          0,
+          60_000,
+        ),
+      );
+      const started = Date.now();
+      let text = "";
+      try {
+        text = decode(await readAll(visitor));
+      } catch { /* reset: also an end */ }
+      visitor.close();
+      assert.ok(Date.now() - started < 2_000);
+      assert.ok(text === "" || text.startsWith("HTTP/1.1 200 OK"), text.slice(0, 40));
     }
+    await env.probe();
   },
 });
 
@@ -348,27 +289,23 @@ Deno.test({
   async fn() {
     await using env = await withProbe();
     await using app = streamingApp(1024 * 1024 * 1024); // 1 GiB, as fast as it may
-    const tunnel = await openTestTunnel(env.server, app.port, { subdomain: "slow" });
-    try {
-      const before = Deno.memoryUsage().rss;
-      const visitor = await connect(env.server.addr.port);
-      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
-      const buffer = new Uint8Array(64 * 1024);
-      let read = 0;
-      const until = Date.now() + 3_000;
-      while (Date.now() < until) {
-        read += (await visitor.read(buffer)) ?? 0;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      const grown = Deno.memoryUsage().rss - before;
-      const inFlight = app.state.written - read;
-      visitor.close();
-      await waitFor(() => app.state.failedAt > 0, 5_000, "the app's stream to end");
-      assert.ok(inFlight < 64 * 1024 * 1024, `${inFlight} bytes in flight for a slow reader`);
-      assert.ok(grown < 100 * 1024 * 1024, `RSS grew ${grown} bytes`);
-      await env.probe();
-    } finally {
-      await tunnel.close();
+    await using _tunnel = await openTestTunnel(env.server, app.port, { subdomain: "slow" });
+    const before = Deno.memoryUsage().rss;
+    const visitor = await connect(env.server.addr.port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
+    const buffer = new Uint8Array(64 * 1024);
+    let read = 0;
+    const until = Date.now() + 3_000;
+    while (Date.now() < until) {
+      read += (await visitor.read(buffer)) ?? 0;
+      await new Promise((r) => setTimeout(r, 10)); // the pace of a slow reader: what is tested
     }
+    const grown = Deno.memoryUsage().rss - before;
+    const inFlight = app.state.written - read;
+    visitor.close();
+    await waitFor(() => app.state.failedAt > 0, 5_000, "the app's stream to end");
+    assert.ok(inFlight < 64 * 1024 * 1024, `${inFlight} bytes in flight for a slow reader`);
+    assert.ok(grown < 100 * 1024 * 1024, `RSS grew ${grown} bytes`);
+    await env.probe();
   },
 });

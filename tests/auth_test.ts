@@ -3,9 +3,8 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import { parseTokensFile } from "../lib/server/auth.ts";
-import { HOST, openTestTunnel, spawnCli, startTestServer } from "./helpers.ts";
+import { HOST, openTestTunnel, spawnCli, startTestServer, T } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
 const ANY = "any-subdomain-token-0123456789";
 const SCOPED = "only-demo-and-docs-0123456789";
 
@@ -76,42 +75,47 @@ Deno.test({
 });
 
 Deno.test({
-  name: "server.ts reads --token and --tokens-file, and refuses bad ones with status 2",
+  name:
+    "server.ts takes tunnels with the tokens of --token and --tokens-file (scoped as the file " +
+    "says), and refuses bad ones with status 2",
   ...T,
   async fn() {
     const file = await Deno.makeTempFile();
+    await Deno.writeTextFile(file, `${SCOPED} demo\n`);
+    const args = ["--port", "0", "--hostname", HOST];
+    const server = spawnCli("server.ts", [...args, "--token", ANY, "--tokens-file", file]);
     try {
-      await Deno.writeTextFile(file, `${SCOPED} demo\n`);
-      const server = spawnCli("server.ts", [
-        "--port",
-        "0",
-        "--hostname",
-        HOST,
-        "--token",
-        ANY,
-        "--tokens-file",
-        file,
-      ]);
-      assert.match(await server.firstLine(), /^http:\/\/localhost:\d+$/);
+      const cli = { addr: { port: Number(new URL(await server.firstLine()).port) } };
+      const demo = await openTestTunnel(cli, 9, { token: SCOPED, subdomain: "demo" });
+      assert.equal(demo.subdomain, "demo");
+      await demo.close();
+      await assert.rejects(
+        openTestTunnel(cli, 9, { token: SCOPED, subdomain: "docs" }),
+        refused(/may only claim "demo", not "docs"/),
+      );
+      const any = await openTestTunnel(cli, 9, { token: ANY, subdomain: "docs" });
+      assert.equal(any.subdomain, "docs");
+      await any.close();
+      await assert.rejects(openTestTunnel(cli, 9), refused(/requires a token/));
       const end = await server.stop("SIGTERM");
       assert.equal(end.code, 0);
       assert.doesNotMatch(end.stderr, /Open server/);
       await Deno.writeTextFile(file, "short demo\n");
       for (
-        const args of [["--token", "short"], ["--tokens-file", file], [
+        const bad of [["--token", "short"], ["--tokens-file", file], [
           "--tokens-file",
           file + ".missing",
         ]]
       ) {
-        const bad = await spawnCli("server.ts", ["--port", "0", "--hostname", HOST, ...args])
-          .exited;
-        assert.equal(bad.code, 2, args.join(" "));
-        assert.match(bad.stderr, /^gotunnel-server: .+\n$/);
+        const end = await spawnCli("server.ts", [...args, ...bad]).exited;
+        assert.equal(end.code, 2, bad.join(" "));
+        assert.match(end.stderr, /^gotunnel-server: .+\n$/);
       }
-      const open = spawnCli("server.ts", ["--port", "0", "--hostname", HOST]);
+      const open = spawnCli("server.ts", args);
       await open.firstLine();
       assert.match((await open.stop("SIGTERM")).stderr, /Open server/);
     } finally {
+      await server.stop();
       await Deno.remove(file);
     }
   },

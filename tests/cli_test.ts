@@ -1,9 +1,9 @@
 // The entrypoints as a user runs them: subprocesses of this Deno, real flags, real exit codes.
 
 import assert from "node:assert/strict";
-import { HOST, spawnCli, startApp, startTestServer } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
+import { CLIENT_FLAGS } from "../lib/client/options.ts";
+import { SERVER_FLAGS } from "../lib/server/options.ts";
+import { HOST, rawApp, spawnCli, startApp, startTestServer, T } from "./helpers.ts";
 
 Deno.test({
   name: "server.ts prints its URL alone on stdout, serves, and exits 0 on SIGTERM",
@@ -25,28 +25,24 @@ Deno.test({
   name: "client.ts prints the tunnel URL, and exits 1 with a clear line when the name is taken",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     const args = [String(app.addr.port), "--server", `http://${HOST}:${server.addr.port}`];
-    try {
-      const first = spawnCli("client.ts", [...args, "--subdomain", "cli", "--local-host", HOST]);
-      assert.equal(await first.firstLine(), `http://cli.localhost:${server.addr.port}`);
-      // Another user (no lease for "cli" in their cache) asks for the same name.
-      const elsewhere = await Deno.makeTempDir();
-      const second = await spawnCli("client.ts", [...args, "--subdomain", "cli"], {
-        XDG_CACHE_HOME: elsewhere,
-      }).exited;
-      await Deno.remove(elsewhere, { recursive: true });
-      assert.equal(second.code, 1);
-      assert.equal(second.stdout, "");
-      assert.match(
-        second.stderr,
-        /^gotunnel-client: Cannot register subdomain "cli": already in use\n$/m,
-      );
-      assert.equal((await first.stop("SIGINT")).code, 0);
-    } finally {
-      await app.shutdown();
-    }
+    const first = spawnCli("client.ts", [...args, "--subdomain", "cli", "--local-host", HOST]);
+    assert.equal(await first.firstLine(), `http://cli.localhost:${server.addr.port}`);
+    // Another user (no lease for "cli" in their cache) asks for the same name.
+    const elsewhere = await Deno.makeTempDir();
+    const second = await spawnCli("client.ts", [...args, "--subdomain", "cli"], {
+      XDG_CACHE_HOME: elsewhere,
+    }).exited;
+    await Deno.remove(elsewhere, { recursive: true });
+    assert.equal(second.code, 1);
+    assert.equal(second.stdout, "");
+    assert.match(
+      second.stderr,
+      /^gotunnel-client: Cannot register subdomain "cli": already in use\n$/m,
+    );
+    assert.equal((await first.stop("SIGINT")).code, 0);
   },
 });
 
@@ -55,48 +51,34 @@ Deno.test({
   ...T,
   async fn() {
     // A listener that closes every connection at once: not a Gotunnel server.
-    const listener = Deno.listen({ hostname: HOST, port: 0 });
-    const closing = (async () => {
-      for await (const conn of listener) conn.close();
-    })();
-    const end = await spawnCli("client.ts", [
-      "3000",
-      "--server",
-      `http://${HOST}:${listener.addr.port}`,
-    ])
+    await using closer = rawApp(() => {});
+    const end = await spawnCli("client.ts", ["3000", "--server", `http://${HOST}:${closer.port}`])
       .exited;
-    listener.close();
-    await closing;
     assert.equal(end.code, 1);
     assert.match(end.stderr, /gotunnel-client: Cannot connect to http:\/\/127\.0\.0\.1:\d+: /);
   },
 });
 
 for (
-  const [script, name] of [["server.ts", "gotunnel-server"], [
-    "client.ts",
-    "gotunnel-client",
-  ]] as const
+  const [script, name, flags] of [
+    ["server.ts", "gotunnel-server", SERVER_FLAGS],
+    ["client.ts", "gotunnel-client", CLIENT_FLAGS],
+  ] as const
 ) {
   Deno.test({
-    name: `${script} --help lists every flag, --version prints the version`,
+    name: `${script} --help lists every flag the parser takes, --version prints the version`,
     ...T,
     async fn() {
       const help = await spawnCli(script, ["--help"]).exited;
       assert.equal(help.code, 0);
       assert.match(help.stdout, /^Usage: /m);
-      const flags = script === "server.ts"
-        ? ["--port", "--hostname", "--domain", "--log-level", "--log-format", "--help", "--version"]
-        : [
-          "--server",
-          "--subdomain",
-          "--local-host",
-          "--pool",
-          "--log-level",
-          "--help",
-          "--version",
-        ];
-      for (const flag of flags) assert.ok(help.stdout.includes(flag), flag);
+      // Each option line starts with its flag (and its short form): `  -h, --help   show...`.
+      const documented = [...help.stdout.matchAll(/^ +(?:-(\w), )?--([\w-]+)/gm)]
+        .map(([, short, flag]) => short ? `-${short}, --${flag}` : `--${flag}`);
+      const taken = Object.entries(flags).map(([flag, spec]) =>
+        "short" in spec ? `-${spec.short}, --${flag}` : `--${flag}`
+      );
+      assert.deepEqual(documented.toSorted(), taken.toSorted());
       assert.match(help.stdout, /Examples:/);
       const version = await spawnCli(script, ["--version"]).exited;
       assert.equal(version.stdout, `${name} 0.1.0\n`);

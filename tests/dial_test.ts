@@ -11,10 +11,7 @@ import { HANDSHAKE_TIMEOUT_MS, LOCAL_DIAL_TIMEOUT_MS } from "../lib/limits.ts";
 import { type Logger, silentLogger } from "../lib/log.ts";
 import { TunnelError } from "../lib/errors.ts";
 import { startServer } from "../lib/server/server.ts";
-import { HOST, readFixtureText, startTestServer, waitFor } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (text: string): Uint8Array => new TextEncoder().encode(text);
+import { encode, HOST, readFixtureText, startTestServer, T, waitFor } from "./helpers.ts";
 
 /**
  * A loopback address whose connects never complete: a listener that never

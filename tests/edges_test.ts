@@ -5,18 +5,22 @@ import assert from "node:assert/strict";
 import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
   openTestTunnel,
+  rawApp,
   rawClient,
   rawRequest,
   readAll,
+  serveApp,
   startStack,
   startTestServer,
+  T,
+  tcpHop,
   waitFor,
+  writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 Deno.test({
   name: "malformed heads get 400, oversized heads 431, and the tunnel keeps serving",
@@ -59,11 +63,11 @@ Deno.test({
       try {
         for (const byte of head) {
           await conn.write(Uint8Array.of(byte));
-          await new Promise((r) => setTimeout(r, 20));
+          await new Promise((r) => setTimeout(r, 20)); // the trickle under test, not a wait
         }
       } catch { /* closed by the server: expected */ }
     })();
-    const answer = new TextDecoder().decode(await readAll(conn));
+    const answer = decode(await readAll(conn));
     const elapsed = Date.now() - started;
     conn.close();
     await trickle;
@@ -76,10 +80,19 @@ Deno.test({
   name: "an idle connection that sends nothing is closed at the deadline, without an answer",
   ...T,
   async fn() {
-    await using server = await startTestServer({ limits: { sniffTimeoutMs: 300 } });
+    const sniffTimeoutMs = 300;
+    await using server = await startTestServer({ limits: { sniffTimeoutMs } });
     const conn = await connect(server.addr.port);
+    const started = performance.now();
     assert.equal((await readAll(conn)).length, 0);
+    const elapsed = performance.now() - started;
     conn.close();
+    // Not before the deadline (the server's clock started at its accept, after ours; timers
+    // round by a millisecond or so), and well within a bound after it.
+    assert.ok(
+      elapsed >= sniffTimeoutMs - 10 && elapsed < sniffTimeoutMs + 2_000,
+      `closed after ${elapsed.toFixed(0)} ms`,
+    );
   },
 });
 
@@ -108,29 +121,27 @@ Deno.test({
   name: "an idle pool holds no connection to the app; each visitor gets one",
   ...T,
   async fn() {
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    let accepted = 0;
-    const serving = (async () => {
-      for await (const conn of app) {
-        accepted++;
-        await readAll(conn).catch(() => {});
-        conn.close();
-      }
-    })();
+    await using app = rawApp((conn) => readAll(conn));
     await using server = await startTestServer();
-    const tunnel = await openTestTunnel(server, app.addr.port, { subdomain: "lazy", pool: 8 });
-    try {
-      await new Promise((r) => setTimeout(r, 200)); // let the pool fill
-      assert.equal(accepted, 0);
-      const conn = await connect(server.addr.port);
-      await conn.write(encode("GET / HTTP/1.1\r\nHost: lazy.localhost\r\n\r\n"));
-      await waitFor(() => accepted === 1, 5_000, "the app to be dialled");
-      conn.close();
-    } finally {
-      await tunnel.close();
-      app.close();
-      await serving.catch(() => {});
-    }
+    await using hop = tcpHop(server.addr.port); // sees the pool's connections to the server
+    await using _t = await openTestTunnel(server, app.port, {
+      server: `http://${HOST}:${hop.port}`,
+      subdomain: "lazy",
+      pool: 8,
+    });
+    // The control connection and 8 proxy connections, each answered by the server.
+    const filled = (connections: number) => () =>
+      hop.connections === connections &&
+      [...Array(connections).keys()].every((i) => hop.turns(i).includes("server"));
+    await waitFor(filled(1 + 8), 5_000, "the pool to fill");
+    assert.equal(app.accepted, 0);
+    const conn = await connect(server.addr.port);
+    await writeAllTo(conn, encode("GET / HTTP/1.1\r\nHost: lazy.localhost\r\n\r\n"));
+    await waitFor(() => app.accepted > 0, 5_000, "the app to be dialled");
+    conn.close();
+    // The pool replaced the busy connection; neither it nor the others dialled the app ahead.
+    await waitFor(filled(1 + 8 + 1), 5_000, "the pool to be topped up");
+    assert.equal(app.accepted, 1);
   },
 });
 
@@ -138,21 +149,16 @@ Deno.test({
   name: "localhost reaches an app that listens on ::1 only",
   ...T,
   async fn() {
-    const app = Deno.serve({ port: 0, hostname: "::1", onListen() {} }, () => new Response("v6"));
+    await using app = serveApp(() => new Response("v6"), { hostname: "::1" });
     await using server = await startTestServer();
-    const tunnel = await openTestTunnel(server, app.addr.port, {
+    await using _tunnel = await openTestTunnel(server, app.addr.port, {
       subdomain: "six",
       localHost: "localhost",
     });
-    try {
-      const answer = await rawRequest(
-        server.addr.port,
-        "GET / HTTP/1.1\r\nHost: six.localhost\r\nConnection: close\r\n\r\n",
-      );
-      assert.match(answer, /^HTTP\/1\.1 200 [^]*v6$/);
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
-    }
+    const answer = await rawRequest(
+      server.addr.port,
+      "GET / HTTP/1.1\r\nHost: six.localhost\r\nConnection: close\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 200 [^]*v6$/);
   },
 });

@@ -7,7 +7,6 @@ import { parseTarget } from "../lib/client/options.ts";
 import { UsageError } from "../lib/cli.ts";
 import { TunnelError } from "../lib/errors.ts";
 import {
-  cuttableHop,
   HOST,
   openTestTunnel,
   rawRequest,
@@ -15,10 +14,10 @@ import {
   spawnCli,
   startApp,
   startTestServer,
+  T,
+  tcpHop,
   waitFor,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
 
 Deno.test({
   name:
@@ -287,7 +286,7 @@ Deno.test({
     await using server = await startTestServer({ leaseMs: 10_000 });
     const app = startApp();
     try {
-      await using hop = cuttableHop(server.addr.port);
+      await using hop = tcpHop(server.addr.port);
       const gone = await openTestTunnel(server, app.addr.port, {
         subdomain: "held",
         server: `http://${HOST}:${hop.port}`,
@@ -324,7 +323,7 @@ Deno.test({
     await using server = await startTestServer();
     const file = await Deno.makeTempFile();
     try {
-      await using hop = cuttableHop(server.addr.port);
+      await using hop = tcpHop(server.addr.port);
       const stale = await openTestTunnel(server, 9, {
         subdomain: "moved",
         server: `http://${HOST}:${hop.port}`,

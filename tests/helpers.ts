@@ -1,8 +1,11 @@
-// Test helpers: a sample app, a server+tunnel stack, deterministic bytes, raw HTTP.
+// Test helpers: a sample app, a server+tunnel stack, deterministic bytes, raw HTTP,
+// hand-written apps, a TCP hop, CLI subprocesses, waits with a deadline.
 
 import { openTunnel, type Tunnel, type TunnelOptions } from "../lib/client/tunnel.ts";
-import { ByteReader, FRAME_READER_CAPACITY } from "../lib/io.ts";
-import { concatBytes } from "../lib/bytes.ts";
+import type { RequestRecord } from "../lib/client/exchanges.ts";
+import { ByteReader, closeQuietly, FRAME_READER_CAPACITY } from "../lib/io.ts";
+import { concatBytes, latin1Bytes, latin1Text } from "../lib/bytes.ts";
+import { isBug, type LogFields, type Logger } from "../lib/log.ts";
 import {
   decodeServerFrame,
   encodeUpgradeRequest,
@@ -13,8 +16,14 @@ import type { ServerLimits } from "../lib/limits.ts";
 import { startServer, type TunnelServer } from "../lib/server/server.ts";
 
 export const HOST = "127.0.0.1";
+/** Options of every network test: sanitizers are on (deno.json), and each gets a deadline. */
+export const T = { timeout: 30_000 };
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** UTF-8 bytes of `text`. */
+export const encode = (text: string): Uint8Array<ArrayBuffer> => encoder.encode(text);
+/** `bytes` as UTF-8 text. */
+export const decode = (bytes: Uint8Array): string => decoder.decode(bytes);
 
 /** Deterministic pseudo-random bytes (xorshift32), so both ends can check a hash. */
 export function patternBytes(length: number, seed = 0x9e3779b9): Uint8Array<ArrayBuffer> {
@@ -38,9 +47,18 @@ export async function sha256(bytes: Uint8Array): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** An HTTP app on a free port of 127.0.0.1 (or `hostname`), over TLS with `tls`. */
+export function serveApp(
+  handler: Deno.ServeHandler<Deno.NetAddr>,
+  options: { hostname?: string; tls?: { cert: string; key: string } } = {},
+): Deno.HttpServer<Deno.NetAddr> {
+  const where = { port: 0, hostname: options.hostname ?? HOST, onListen() {} };
+  return Deno.serve(options.tls ? { ...where, ...options.tls } : where, handler);
+}
+
 /** A sample app: `/bytes/N`, `POST /sha256`, `/chunked`, `/ws` echo, `/whoami`, `/name`. */
 export function startApp(name = "app"): Deno.HttpServer<Deno.NetAddr> {
-  return Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req, info) => {
+  return serveApp(async (req, info) => {
     const url = new URL(req.url);
     const [, route, arg] = url.pathname.split("/");
     switch (route) {
@@ -90,9 +108,9 @@ export function startTestServer(
   return startServer({ port: 0, hostname: HOST, ...extra });
 }
 
-/** A tunnel from `server` to a local port on 127.0.0.1. */
+/** A tunnel from `server` (in this process, or a CLI's port) to a local port on 127.0.0.1. */
 export function openTestTunnel(
-  server: TunnelServer,
+  server: { addr: { port: number } },
   port: number,
   extra: Partial<TunnelOptions> = {},
 ): Promise<Tunnel> {
@@ -103,6 +121,20 @@ export function openTestTunnel(
     leaseFile: false,
     ...extra,
   });
+}
+
+/** A tunnel from `server` to `port` as `subdomain`, keeping the request log's records. */
+export async function recordingTunnel(
+  server: { addr: { port: number } },
+  port: number,
+  subdomain: string,
+): Promise<Tunnel & { records: RequestRecord[] }> {
+  const records: RequestRecord[] = [];
+  const tunnel = await openTestTunnel(server, port, {
+    subdomain,
+    onRequest: (r) => records.push(r),
+  });
+  return Object.assign(tunnel, { records });
 }
 
 /** An app, a server and a tunnel to it, torn down in reverse order. */
@@ -183,18 +215,65 @@ export async function rawRequest(port: number, head: string, body = ""): Promise
   }
 }
 
+/**
+ * Sends the request `head` `count` times on one connection to `port`, each
+ * once the previous answer (a 200 with a Content-Length) has come; returns
+ * their JSON bodies.
+ */
+export async function keepAlive(
+  port: number,
+  head: string,
+  count: number,
+): Promise<Record<string, unknown>[]> {
+  using conn = await connect(port);
+  const complete = (text: string): boolean => {
+    const end = text.indexOf("\r\n\r\n");
+    const length = /\r\ncontent-length: (\d+)\r\n/i.exec(text.slice(0, end + 2))?.[1];
+    return end >= 0 && length !== undefined && text.length >= end + 4 + Number(length);
+  };
+  const bodies: Record<string, unknown>[] = [];
+  for (let i = 0; i < count; i++) {
+    await writeAllTo(conn, encode(head));
+    const answer = await readUntil(conn, complete);
+    if (!answer.startsWith("HTTP/1.1 200 ")) throw new Error(`answer ${i}: ${answer}`);
+    bodies.push(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)));
+  }
+  return bodies;
+}
+
 /** Writes all bytes. */
 export async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
   for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }
 
-/** Resolves when `check` returns true, polling; rejects after `ms`. */
-export async function waitFor(check: () => boolean, ms = 5000, what = "condition"): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+/** Resolves when `check` returns (or resolves with) true, polling; rejects after `ms`. */
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  ms = 5000,
+  what = "condition",
+): Promise<void> {
+  const end = performance.now() + ms;
+  while (!await check()) {
+    if (performance.now() > end) throw new Error(`Timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Reads from `conn` until the text received so far (after `seen`) matches `until`. */
+export async function readUntil(
+  conn: Deno.Conn,
+  until: RegExp | ((text: string) => boolean),
+  seen = "",
+): Promise<string> {
+  const done = typeof until === "function" ? until : (text: string) => until.test(text);
+  const buffer = new Uint8Array(16384);
+  let text = seen;
+  while (!done(text)) {
+    const n = await conn.read(buffer);
+    if (n === null) throw new Error(`closed before ${until}; got ${JSON.stringify(text)}`);
+    text += decode(buffer.subarray(0, n));
+  }
+  return text;
 }
 
 export const readFixture = (name: string): Uint8Array =>
@@ -214,6 +293,8 @@ export interface Cli {
   kill(signal: Deno.Signal): void;
   /** Resolves when the process exits by itself. */
   exited: Promise<{ code: number; stdout: string; stderr: string }>;
+  /** What it has written so far. */
+  output(): { stdout: string; stderr: string };
 }
 
 /** A cache folder for CLI clients' lease files, shared by the CLIs this test process starts. */
@@ -266,101 +347,101 @@ export function spawnCli(script: string, args: string[], env: Record<string, str
       if (running) child.kill(signal);
     },
     exited,
+    output: () => ({ stdout, stderr }),
   };
 }
 
-/** A plain TCP hop on 127.0.0.1 that forwards to `port` and counts the connections it sees. */
-export function countingHop(port: number): {
-  port: number;
+/** Who sent bytes through a {@linkcode Hop}: the side that dialled it, or the side it dials. */
+export type Speaker = "client" | "server";
+
+/** A TCP hop between two ends: the network, as a test can see and break it. */
+export interface Hop {
+  /** The port to dial instead of the far end's. */
+  readonly port: number;
+  /** Connections accepted so far. */
   readonly connections: number;
+  /**
+   * Who spoke on the `index`th connection, in order, repeats merged: after
+   * `["client", "server", "client"]` the client has answered the server's first words.
+   */
+  turns(index: number): Speaker[];
+  /** Closes every connection at once: both ends see it. */
+  cut(): void;
+  /** Stops accepting: new connections are refused. */
+  refuse(): void;
+  /**
+   * Existing connections (those whose index `which` picks, in the order they
+   * were accepted) go silent: bytes are dropped, nothing is closed, no FIN
+   * either way, as when a NAT forgets them.
+   */
+  blackhole(which?: (index: number) => boolean): void;
+  /** Refuses, closes what is open and waits for it. */
   [Symbol.asyncDispose](): Promise<void>;
-} {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const tasks: Promise<void>[] = [];
-  let connections = 0;
-  const close = (c: Deno.Conn) => {
-    if (conns.delete(c)) c.close();
-  };
-  const copy = async (from: Deno.Conn, to: Deno.TcpConn) => {
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      for (let n; (n = await from.read(buffer)) !== null;) {
-        await writeAllTo(to, buffer.subarray(0, n));
-      }
-      await to.closeWrite();
-    } catch {
-      close(from);
-      close(to);
-    }
-  };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        connections++;
-        conn.setNoDelay(true);
-        const upstream = await connect(port);
-        conns.add(conn).add(upstream);
-        tasks.push(
-          Promise.all([copy(conn, upstream), copy(upstream, conn)]).then(() => {
-            close(conn);
-            close(upstream);
-          }),
-        );
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    get connections() {
-      return connections;
-    },
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      for (const c of [...conns]) close(c);
-      await Promise.all(tasks);
-    },
-  };
 }
 
 /**
- * A TCP hop on 127.0.0.1 to `port` whose connections can all be cut at once
- * (`cut()`), and which can stop accepting (`refuse()`): a network failure
- * between a client and its server, as both ends see it.
+ * A TCP hop on 127.0.0.1 that forwards each connection to `port`, half-closes
+ * included, and counts them; `host` replaces the Host header of the first
+ * request head on each connection (what DNS would do for a name Deno cannot
+ * resolve or a client cannot set).
  */
-export function cuttableHop(port: number): {
-  port: number;
-  cut(): void;
-  refuse(): void;
-  blackhole(): void;
-  [Symbol.asyncDispose](): Promise<void>;
-} {
+export function tcpHop(port: number, options: { host?: string } = {}): Hop {
   const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const conns = new Set<Deno.Conn>();
-  const holed = new Set<Deno.Conn>(); // bytes read from these are dropped, nothing is closed
-  const tasks: Promise<unknown>[] = [];
+  const open = new Set<Deno.Conn>();
+  const holed = new Set<Deno.Conn>(); // bytes read from these are dropped
+  const accepted: Deno.Conn[] = [];
+  const upstreams = new Map<Deno.Conn, Deno.Conn>();
+  const tasks: Promise<void>[] = [];
+  const talks: Speaker[][] = [];
   const close = (c: Deno.Conn) => {
-    if (conns.delete(c)) c.close();
+    if (open.delete(c)) closeQuietly(c);
   };
-  const copy = async (from: Deno.Conn, to: Deno.Conn) => {
+  const copy = async (from: Deno.Conn, to: Deno.TcpConn, speaker: Speaker, turns: Speaker[]) => {
     const buffer = new Uint8Array(64 * 1024);
-    try {
-      for (let n; (n = await from.read(buffer)) !== null;) {
-        if (!holed.has(from)) await writeAllTo(to, buffer.subarray(0, n));
+    let head = speaker === "client" && options.host !== undefined ? "" : undefined;
+    for (let n; (n = await from.read(buffer)) !== null;) {
+      if (holed.has(from)) continue;
+      let bytes: Uint8Array = buffer.subarray(0, n);
+      if (head !== undefined) {
+        head += latin1Text(bytes);
+        if (!head.includes("\r\n\r\n")) continue;
+        bytes = latin1Bytes(head.replace(/^host:.*$/im, `host: ${options.host}`));
+        head = undefined;
       }
-    } catch { /* cut */ }
-    close(from);
-    close(to);
+      await writeAllTo(to, bytes);
+      if (turns.at(-1) !== speaker) turns.push(speaker);
+    }
+    if (!holed.has(from)) await to.closeWrite();
+  };
+  const serve = async (conn: Deno.TcpConn, turns: Speaker[]) => {
+    let upstream: Deno.TcpConn;
+    try {
+      upstream = await connect(port);
+    } catch {
+      return close(conn);
+    }
+    open.add(upstream);
+    upstreams.set(conn, upstream);
+    const both = () => {
+      close(conn);
+      close(upstream);
+    };
+    await Promise.all([
+      copy(conn, upstream, "client", turns).catch(both),
+      copy(upstream, conn, "server", turns).catch(both),
+    ]);
+    both();
   };
   let accepting = true;
   const loop = (async () => {
     try {
       for await (const conn of listener) {
         conn.setNoDelay(true);
-        const upstream = await connect(port);
-        conns.add(conn).add(upstream);
-        tasks.push(Promise.all([copy(conn, upstream), copy(upstream, conn)]));
+        open.add(conn);
+        accepted.push(conn);
+        const turns: Speaker[] = [];
+        talks.push(turns);
+        tasks.push(serve(conn, turns));
       }
     } catch { /* closed */ }
   })();
@@ -370,19 +451,165 @@ export function cuttableHop(port: number): {
   };
   return {
     port: listener.addr.port,
+    get connections() {
+      return talks.length;
+    },
+    turns: (index) => [...talks[index] ?? []],
     cut() {
-      for (const c of [...conns]) close(c);
+      for (const c of [...open]) close(c);
     },
     refuse,
-    blackhole() {
-      for (const c of conns) holed.add(c);
+    blackhole(which = () => true) {
+      accepted.forEach((c, i) => {
+        if (!which(i) || !open.has(c)) return;
+        holed.add(c);
+        const upstream = upstreams.get(c);
+        if (upstream) holed.add(upstream);
+      });
     },
     async [Symbol.asyncDispose]() {
       refuse();
       await loop;
-      for (const c of [...conns]) close(c);
+      for (const c of [...open]) close(c);
       await Promise.all(tasks);
     },
+  };
+}
+
+/** A hand-written TCP app: its port, and how many connections it has accepted. */
+export interface RawApp {
+  /** The port it listens on, on 127.0.0.1. */
+  readonly port: number;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Stops listening, aborts the handlers' signal, closes what is open, waits for the handlers. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * A TCP app on 127.0.0.1 (over TLS with `tls`) written by hand: `handle`
+ * serves each connection (`index` counts them from 0; `closing` aborts when
+ * the app is disposed), which is closed when it returns. A disconnect in a
+ * handler ends that connection only; a bug in one (a TypeError, a failed
+ * assertion) is thrown when the app is disposed.
+ */
+export function rawApp(
+  handle: (conn: Deno.Conn, index: number, closing: AbortSignal) => unknown,
+  tls?: { cert: string; key: string },
+): RawApp {
+  const listener = tls
+    ? Deno.listenTls({ hostname: HOST, port: 0, ...tls })
+    : Deno.listen({ hostname: HOST, port: 0 });
+  const open = new Set<Deno.Conn>();
+  const tasks: Promise<void>[] = [];
+  const closing = new AbortController();
+  const bugs: unknown[] = [];
+  let accepted = 0;
+  const serve = async (conn: Deno.Conn, index: number) => {
+    try {
+      await handle(conn, index, closing.signal);
+    } catch (e) {
+      if (isBug(e)) bugs.push(e);
+    } finally {
+      open.delete(conn);
+      closeQuietly(conn);
+    }
+  };
+  const loop = (async () => {
+    try {
+      for await (const conn of listener) {
+        open.add(conn);
+        tasks.push(serve(conn, accepted++));
+      }
+    } catch { /* closed */ }
+  })();
+  return {
+    port: listener.addr.port,
+    get accepted() {
+      return accepted;
+    },
+    async [Symbol.asyncDispose]() {
+      closeQuietly(listener);
+      closing.abort();
+      await loop;
+      for (const c of open) closeQuietly(c);
+      await Promise.all(tasks);
+      if (bugs.length > 0) throw bugs[0];
+    },
+  };
+}
+
+/**
+ * A raw app that answers any request with a head and then streams bytes, up
+ * to `limit`, until its writes fail; `state` says how much it wrote and when
+ * a write failed (0: none did).
+ */
+export function streamingApp(limit = Infinity): RawApp & {
+  state: { written: number; failedAt: number };
+} {
+  const state = { written: 0, failedAt: 0 };
+  const chunk = new Uint8Array(64 * 1024);
+  const app = rawApp(async (conn) => {
+    await conn.read(new Uint8Array(4096));
+    try {
+      await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\n\r\n"));
+      while (state.written < limit) {
+        await writeAllTo(conn, chunk);
+        state.written += chunk.length;
+      }
+    } catch {
+      state.failedAt = Date.now();
+    }
+  });
+  return Object.assign(app, { state });
+}
+
+/** An app that answers the first bytes it reads with `pong:` and them; over TLS with `tls`. */
+export const pongApp = (tls?: { cert: string; key: string }): RawApp =>
+  rawApp(async (conn) => {
+    const buffer = new Uint8Array(64);
+    const n = await conn.read(buffer);
+    await writeAllTo(conn, encode(`pong:${decode(buffer.subarray(0, n ?? 0))}`));
+  }, tls);
+
+/** TLS to `hostname` over `tcp`, trusting only `caCerts`: sends `ping`, returns the answer. */
+export async function pingOverTls(
+  tcp: Deno.TcpConn,
+  hostname: string,
+  caCerts: string[],
+): Promise<string> {
+  const tls = await Deno.startTls(tcp, { hostname, caCerts });
+  try {
+    await writeAllTo(tls, encode("ping"));
+    return decode(await readAll(tls));
+  } finally {
+    tls.close();
+  }
+}
+
+/** One line a {@linkcode logRecorder} was told. */
+export interface LogLine {
+  level: "debug" | "info" | "warn" | "error";
+  message: string;
+  fields: LogFields | undefined;
+}
+
+/** A logger that keeps every line, for tests that wait on what a server or client said. */
+export function logRecorder(): Logger & {
+  readonly lines: LogLine[];
+  /** How many lines said `message`. */
+  count(message: string): number;
+} {
+  const lines: LogLine[] = [];
+  const at = (level: LogLine["level"]) => (message: string, fields?: LogFields) =>
+    void lines.push({ level, message, fields });
+  return {
+    lines,
+    count: (message) => lines.filter((l) => l.message === message).length,
+    debug: at("debug"),
+    info: at("info"),
+    warn: at("warn"),
+    error: at("error"),
   };
 }
 

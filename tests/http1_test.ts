@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4.10.2";
+import { latin1Bytes } from "../lib/bytes.ts";
 import { Http1Framer } from "../lib/http/framer.ts";
 import { frameHttp1 as frame, http1Property, http1Summary } from "./properties.ts";
 
@@ -144,30 +145,36 @@ Deno.test("Http1Framer never throws and agrees with itself on any split (propert
 });
 
 Deno.test("Http1Framer for a proxy: raw after an upgrade request and its body, resume() when refused", () => {
-  const latin1 = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
   const upgrade = new Http1Framer("request", undefined, true);
   assert.deepEqual(
     http1Summary(
       upgrade.push(
-        latin1("POST /up HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nhiRAW"),
+        latin1Bytes(
+          "POST /up HTTP/1.1\r\nHost: x\r\nUpgrade: foo\r\nContent-Length: 2\r\n\r\nhiRAW",
+        ),
       ),
     ),
     ["head:POST /up HTTP/1.1", "body:hi", "end", "raw:RAW"],
   );
   assert.equal(upgrade.raw, true);
   upgrade.resume(); // the app answered 200: what follows is HTTP again
-  assert.deepEqual(http1Summary(upgrade.push(latin1("GET /next HTTP/1.1\r\nHost: x\r\n\r\n"))), [
-    "head:GET /next HTTP/1.1",
-    "end",
-  ]);
+  assert.deepEqual(
+    http1Summary(upgrade.push(latin1Bytes("GET /next HTTP/1.1\r\nHost: x\r\n\r\n"))),
+    [
+      "head:GET /next HTTP/1.1",
+      "end",
+    ],
+  );
   const connect = new Http1Framer("request", undefined, true);
   assert.deepEqual(
-    http1Summary(connect.push(latin1("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03"))),
+    http1Summary(
+      connect.push(latin1Bytes("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n\x16\x03")),
+    ),
     ["head:CONNECT a:443 HTTP/1.1", "end", "raw:\x16\x03"],
   );
   // Framing checks come first: an upgrade request cannot smuggle.
   const smuggle = new Http1Framer("request", undefined, true).push(
-    latin1(
+    latin1Bytes(
       "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: a\r\nContent-Length: 1\r\n" +
         "Transfer-Encoding: chunked\r\n\r\n",
     ),

@@ -9,74 +9,46 @@ import type { MessageHead } from "../lib/http/head.ts";
 import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
+  keepAlive,
   openTestTunnel,
+  rawApp,
   rawRequest,
   readAll,
   readFixtureText,
+  readUntil,
+  serveApp,
   startApp,
+  startStack,
   startTestServer,
+  T,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
-
-/** Sends `count` keep-alive requests on one connection; returns each JSON body. */
-async function keepAlive(
-  port: number,
-  head: string,
-  count: number,
-): Promise<Record<string, string>[]> {
-  const conn = await connect(port);
-  const bodies: Record<string, string>[] = [];
-  const buffer = new Uint8Array(8192);
-  try {
-    for (let i = 0; i < count; i++) {
-      await writeAllTo(conn, encode(head));
-      let text = "";
-      for (;;) {
-        const n = await conn.read(buffer);
-        assert.notEqual(n, null, `closed at request ${i}`);
-        text += new TextDecoder().decode(buffer.subarray(0, n!));
-        const end = text.indexOf("\r\n\r\n");
-        const length = /content-length: (\d+)/i.exec(text)?.[1];
-        if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
-      }
-      bodies.push(JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)));
-    }
-  } finally {
-    conn.close();
-  }
-  return bodies;
-}
 
 Deno.test({
   name: "Host is rewritten and X-Forwarded-* set on the 1st and the 50th request of one connection",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     const local = `localhost:${app.addr.port}`;
     await using _t = await openTestTunnel(server, app.addr.port, {
       subdomain: "dev",
       hostHeader: local,
     });
-    try {
-      const bodies = await keepAlive(
-        server.addr.port,
-        `GET /whoami HTTP/1.1\r\nHost: dev.localhost:${server.addr.port}\r\n\r\n`,
-        50,
-      );
-      for (const i of [0, 49]) {
-        assert.equal(bodies[i]!.host, local, `request ${i + 1}`);
-        assert.equal(bodies[i]!.xfh, `dev.localhost:${server.addr.port}`);
-        assert.equal(bodies[i]!.xff, "127.0.0.1");
-        assert.equal(bodies[i]!.xfp, "http");
-      }
-    } finally {
-      await app.shutdown();
+    const bodies = await keepAlive(
+      server.addr.port,
+      `GET /whoami HTTP/1.1\r\nHost: dev.localhost:${server.addr.port}\r\n\r\n`,
+      50,
+    );
+    for (const i of [0, 49]) {
+      assert.equal(bodies[i]!.host, local, `request ${i + 1}`);
+      assert.equal(bodies[i]!.xfh, `dev.localhost:${server.addr.port}`);
+      assert.equal(bodies[i]!.xff, "127.0.0.1");
+      assert.equal(bodies[i]!.xfp, "http");
     }
   },
 });
@@ -86,26 +58,20 @@ Deno.test({
     "X-Forwarded-For and Forwarded append the visitor; its own X-Forwarded-Proto is not trusted",
   ...T,
   async fn() {
-    const app = startApp();
-    await using server = await startTestServer();
-    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "chain" });
-    try {
-      const [body] = await keepAlive(
-        server.addr.port,
-        "GET /whoami HTTP/1.1\r\nHost: chain.localhost\r\nX-Forwarded-For: 203.0.113.9\r\n" +
-          "X-Forwarded-Proto: https\r\nForwarded: for=198.51.100.1\r\n\r\n",
-        1,
-      );
-      assert.equal(body!.xff, "203.0.113.9, 127.0.0.1");
-      assert.equal(body!.xfp, "http");
-      assert.equal(body!.host, "chain.localhost"); // no hostHeader: Host kept
-      assert.equal(
-        body!.forwarded,
-        'for=198.51.100.1, for=127.0.0.1;host="chain.localhost";proto=http',
-      );
-    } finally {
-      await app.shutdown();
-    }
+    await using stack = await startStack("chain");
+    const [body] = await keepAlive(
+      stack.server.addr.port,
+      "GET /whoami HTTP/1.1\r\nHost: chain.localhost\r\nX-Forwarded-For: 203.0.113.9\r\n" +
+        "X-Forwarded-Proto: https\r\nForwarded: for=198.51.100.1\r\n\r\n",
+      1,
+    );
+    assert.equal(body!.xff, "203.0.113.9, 127.0.0.1");
+    assert.equal(body!.xfp, "http");
+    assert.equal(body!.host, "chain.localhost"); // no hostHeader: Host kept
+    assert.equal(
+      body!.forwarded,
+      'for=198.51.100.1, for=127.0.0.1;host="chain.localhost";proto=http',
+    );
   },
 });
 
@@ -113,7 +79,7 @@ Deno.test({
   name: "visitors on the HTTPS port get X-Forwarded-Proto: https",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer({
       tls: {
         cert: readFixtureText("localhost.pem"),
@@ -122,17 +88,12 @@ Deno.test({
       },
     });
     await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "sec" });
-    const client = Deno.createHttpClient({ caCerts: [readFixtureText("ca.pem")], allowHost: true });
-    try {
-      const res = await fetch(`https://${HOST}:${server.tlsAddr!.port}/whoami`, {
-        client,
-        headers: { host: "sec.localhost" },
-      });
-      assert.equal((await res.json()).xfp, "https");
-    } finally {
-      client.close();
-      await app.shutdown();
-    }
+    using client = Deno.createHttpClient({ caCerts: [readFixtureText("ca.pem")], allowHost: true });
+    const res = await fetch(`https://${HOST}:${server.tlsAddr!.port}/whoami`, {
+      client,
+      headers: { host: "sec.localhost" },
+    });
+    assert.equal((await res.json()).xfp, "https");
   },
 });
 
@@ -142,43 +103,37 @@ Deno.test({
   ...T,
   async fn() {
     let seen = 0;
-    const app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, () => {
+    await using app = serveApp(() => {
       seen++;
       return new Response("reached");
     });
     await using server = await startTestServer();
     const smuggle = "POST / HTTP/1.1\r\nHost: guard.localhost\r\nContent-Length: 4\r\n" +
       "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
-    try {
-      const guarded = await openTestTunnel(server, app.addr.port, { subdomain: "guard" });
-      assert.match(await rawRequest(server.addr.port, smuggle), /^HTTP\/1\.1 400 [^]*smuggling/);
-      assert.equal(seen, 0);
-      await guarded.close();
-    } finally {
-      await app.shutdown();
-    }
+    const guarded = await openTestTunnel(server, app.addr.port, { subdomain: "guard" });
+    assert.match(await rawRequest(server.addr.port, smuggle), /^HTTP\/1\.1 400 [^]*smuggling/);
+    assert.equal(seen, 0);
+    await guarded.close();
     // --raw: the same kind of tunnel relays bytes untouched, adding no header.
-    const whoami = startApp();
-    const raw = await openTestTunnel(server, whoami.addr.port, { subdomain: "bare", raw: true });
-    try {
-      const [body] = await keepAlive(
-        server.addr.port,
-        "GET /whoami HTTP/1.1\r\nHost: bare.localhost\r\n\r\n",
-        1,
-      );
-      assert.equal(body!.xff, null);
-      assert.equal(body!.forwarded, null);
-    } finally {
-      await raw.close();
-      await whoami.shutdown();
-    }
+    await using whoami = startApp();
+    await using _raw = await openTestTunnel(server, whoami.addr.port, {
+      subdomain: "bare",
+      raw: true,
+    });
+    const [body] = await keepAlive(
+      server.addr.port,
+      "GET /whoami HTTP/1.1\r\nHost: bare.localhost\r\n\r\n",
+      1,
+    );
+    assert.equal(body!.xff, null);
+    assert.equal(body!.forwarded, null);
   },
 });
 /** Rewrites the request head `text` and returns the result as text. */
 function rewrite(text: string, info: VisitorInfo): string {
   const event = new Http1Framer("request").push(encode(text))[0]!;
   assert.equal(event.kind, "head");
-  return new TextDecoder().decode(rewriteRequestHead((event as { head: MessageHead }).head, info));
+  return decode(rewriteRequestHead((event as { head: MessageHead }).head, info));
 }
 
 Deno.test("rewriteRequestHead(): exact bytes for IPv6, chains, Host anywhere, no fields", () => {
@@ -233,36 +188,27 @@ Deno.test({
     "an upgrade the app refuses: later requests on the connection are still rewritten and logged",
   ...T,
   async fn() {
-    const app = startApp(); // /whoami answers 200 and ignores Upgrade
-    await using server = await startTestServer();
     const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
-      subdomain: "noup",
-      onRequest: (r) => records.push(r),
-    });
-    const conn = await connect(server.addr.port);
-    try {
-      const host = "Host: noup.localhost\r\n";
-      await writeAllTo(
-        conn,
-        encode(
-          `GET /whoami HTTP/1.1\r\n${host}Upgrade: foo\r\nConnection: Upgrade\r\n\r\n` +
-            `GET /whoami HTTP/1.1\r\n${host}X-Forwarded-For: 10.9.9.9\r\nConnection: close\r\n\r\n`,
-        ),
-      );
-      const text = new TextDecoder().decode(await readAll(conn));
-      const bodies = text.match(/\{[^}]*\}/g)!.map((b) => JSON.parse(b));
-      assert.equal(bodies.length, 2, text);
-      assert.equal(bodies[1].xff, "10.9.9.9, 127.0.0.1");
-      await waitFor(() => records.length === 2, 5000, "two records");
-      assert.deepEqual(records.map((r) => [r.status, r.upgrade]), [[200, undefined], [
-        200,
-        undefined,
-      ]]);
-    } finally {
-      conn.close();
-      await app.shutdown();
-    }
+    // The sample app's /whoami answers 200 and ignores Upgrade.
+    await using stack = await startStack("noup", { onRequest: (r) => records.push(r) });
+    using conn = await connect(stack.server.addr.port);
+    const host = "Host: noup.localhost\r\n";
+    await writeAllTo(
+      conn,
+      encode(
+        `GET /whoami HTTP/1.1\r\n${host}Upgrade: foo\r\nConnection: Upgrade\r\n\r\n` +
+          `GET /whoami HTTP/1.1\r\n${host}X-Forwarded-For: 10.9.9.9\r\nConnection: close\r\n\r\n`,
+      ),
+    );
+    const text = decode(await readAll(conn));
+    const bodies = text.match(/\{[^}]*\}/g)!.map((b) => JSON.parse(b));
+    assert.equal(bodies.length, 2, text);
+    assert.equal(bodies[1].xff, "10.9.9.9, 127.0.0.1");
+    await waitFor(() => records.length === 2, 5000, "two records");
+    assert.deepEqual(records.map((r) => [r.status, r.upgrade]), [[200, undefined], [
+      200,
+      undefined,
+    ]]);
   },
 });
 
@@ -271,22 +217,18 @@ Deno.test({
   ...T,
   async fn() {
     let seen = 0;
-    const app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, () => {
+    await using app = serveApp(() => {
       seen++;
       return new Response("connected?"); // a catch-all app would answer 200
     });
     await using server = await startTestServer();
     await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "conn" });
-    try {
-      const answer = await rawRequest(
-        server.addr.port,
-        "CONNECT conn.localhost:443 HTTP/1.1\r\nHost: conn.localhost\r\n\r\n",
-      );
-      assert.match(answer, /^HTTP\/1\.1 405 Method Not Allowed\r\n[^]*--raw/);
-      assert.equal(seen, 0);
-    } finally {
-      await app.shutdown();
-    }
+    const answer = await rawRequest(
+      server.addr.port,
+      "CONNECT conn.localhost:443 HTTP/1.1\r\nHost: conn.localhost\r\n\r\n",
+    );
+    assert.match(answer, /^HTTP\/1\.1 405 Method Not Allowed\r\n[^]*--raw/);
+    assert.equal(seen, 0);
   },
 });
 
@@ -297,7 +239,7 @@ Deno.test("when the responses cannot be followed, an upgrade request unlocks not
   const exchanges = new ExchangeTracker(undefined);
   const refusals: number[] = [];
   const rewriter = new RequestRewriter({
-    out: { write: (p) => (out += new TextDecoder().decode(p), Promise.resolve(p.length)) },
+    out: { write: (p) => (out += decode(p), Promise.resolve(p.length)) },
     info: { peer: "192.0.2.9:1", scheme: "http", hostHeader: undefined },
     refuse: (_answer, status) => refusals.push(status),
     tracker: exchanges,
@@ -325,58 +267,39 @@ Deno.test({
   ...T,
   async fn() {
     // A raw app: reads the head, switches to an echo protocol, echoes until the visitor ends.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
     let head = "";
     let early = "";
-    const serving = (async () => {
-      for await (const conn of app) {
-        const buffer = new Uint8Array(4096);
-        let text = "";
-        while (!text.includes("\r\n\r\n")) {
-          const n = await conn.read(buffer);
-          if (n === null) break;
-          text += new TextDecoder().decode(buffer.subarray(0, n));
-        }
-        head = text.slice(0, text.indexOf("\r\n\r\n"));
-        await writeAllTo(
-          conn,
-          encode(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n",
-          ),
-        );
-        early = text.slice(text.indexOf("\r\n\r\n") + 4); // bytes before the 101: none expected
-        if (early) await writeAllTo(conn, encode(early));
-        for (;;) {
-          const n = await conn.read(buffer).catch(() => null);
-          if (n === null) break;
-          await writeAllTo(conn, buffer.subarray(0, n));
-        }
-        conn.close();
-      }
-    })();
-    await using server = await startTestServer();
-    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "echo" });
-    const conn = await connect(server.addr.port);
-    try {
-      // Not valid HTTP after the head: it must not be framed, only held until the 101.
-      const raw = "\x00\x01 not a request\r\n\r\n";
+    await using app = rawApp(async (conn) => {
+      const text = await readUntil(conn, /\r\n\r\n/);
+      head = text.slice(0, text.indexOf("\r\n\r\n"));
       await writeAllTo(
         conn,
-        encode(
-          "GET /echo HTTP/1.1\r\nHost: echo.localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n" +
-            raw,
-        ),
+        encode("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n"),
       );
-      await conn.closeWrite();
-      const answer = new TextDecoder().decode(await readAll(conn));
-      assert.match(answer, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
-      assert.ok(answer.endsWith("\r\n\r\n" + raw), JSON.stringify(answer));
-      assert.match(head, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/); // the upgrade request was rewritten
-      assert.equal(early, "", "the bytes after the upgrade request waited for the 101");
-    } finally {
-      conn.close();
-      app.close();
-      await serving.catch(() => {});
-    }
+      early = text.slice(text.indexOf("\r\n\r\n") + 4); // bytes before the 101: none expected
+      if (early) await writeAllTo(conn, encode(early));
+      const buffer = new Uint8Array(4096);
+      for (let n; (n = await conn.read(buffer)) !== null;) {
+        await writeAllTo(conn, buffer.subarray(0, n));
+      }
+    });
+    await using server = await startTestServer();
+    await using _t = await openTestTunnel(server, app.port, { subdomain: "echo" });
+    using conn = await connect(server.addr.port);
+    // Not valid HTTP after the head: it must not be framed, only held until the 101.
+    const raw = "\x00\x01 not a request\r\n\r\n";
+    await writeAllTo(
+      conn,
+      encode(
+        "GET /echo HTTP/1.1\r\nHost: echo.localhost\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n" +
+          raw,
+      ),
+    );
+    await conn.closeWrite();
+    const answer = decode(await readAll(conn));
+    assert.match(answer, /^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    assert.ok(answer.endsWith("\r\n\r\n" + raw), JSON.stringify(answer));
+    assert.match(head, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/); // the upgrade request was rewritten
+    assert.equal(early, "", "the bytes after the upgrade request waited for the 101");
   },
 });

@@ -3,63 +3,68 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
-  cuttableHop,
+  type Hop,
   HOST,
+  logRecorder,
   openTestTunnel,
   rawClient,
   rawRequest,
   spawnCli,
   startApp,
   startTestServer,
+  T,
+  tcpHop,
   waitFor,
 } from "./helpers.ts";
-import { openTunnel } from "../lib/client/tunnel.ts";
 import { LeaseStore } from "../lib/client/lease_store.ts";
 import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 
-const T = { timeout: 30_000 };
 const get = (port: number, host: string) =>
   rawRequest(port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
 const reserved = (e: unknown): boolean =>
   e instanceof TunnelError && e.code === "subdomain-reserved" && (e.retryAfterMs ?? 0) > 0 &&
   /reserved for its previous client for another \d+ s/.test(e.message);
 
+/**
+ * Resolves once the client has answered its welcome through `hop` (its first
+ * connection, the control one): only a client heard from after the welcome has
+ * its name held for it.
+ */
+const welcomeAnswered = (hop: Hop): Promise<void> =>
+  waitFor(
+    () => hop.turns(0).join(" ").startsWith("client server client"),
+    5_000,
+    "the client to answer its welcome",
+  );
+
 Deno.test({
   name:
     "a cut-off client reclaims its name with its lease; meanwhile others are refused and visitors get 502",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
-    await using hop = cuttableHop(server.addr.port);
+    await using hop = tcpHop(server.addr.port);
     let ready = 0;
-    const tunnel = await openTunnel({
-      port: app.addr.port,
-      localHost: HOST,
+    await using tunnel = await openTestTunnel(server, app.addr.port, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "keep",
-      leaseFile: false,
       onReady: () => void ready++,
     });
-    try {
-      await new Promise((r) => setTimeout(r, 100)); // let the client's first frame through the hop
-      hop.cut(); // no bye: the server holds the name for the lease time
-      await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
-      assert.match(
-        await get(server.addr.port, "keep.localhost"),
-        /^HTTP\/1\.1 502 [^]*reconnecting/,
-      );
-      await assert.rejects(openTestTunnel(server, 9, { subdomain: "keep" }), reserved);
-      await waitFor(() => ready === 2, 10_000, "the client to come back");
-      assert.equal(tunnel.subdomain, "keep");
-      assert.match(
-        await get(server.addr.port, "keep.localhost"),
-        /^HTTP\/1\.1 200 [^]*hello from app/,
-      );
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
-    }
+    await welcomeAnswered(hop);
+    hop.cut(); // no bye: the server holds the name for the lease time
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
+    assert.match(
+      await get(server.addr.port, "keep.localhost"),
+      /^HTTP\/1\.1 502 [^]*reconnecting/,
+    );
+    await assert.rejects(openTestTunnel(server, 9, { subdomain: "keep" }), reserved);
+    await waitFor(() => ready === 2, 10_000, "the client to come back");
+    assert.equal(tunnel.subdomain, "keep");
+    assert.match(
+      await get(server.addr.port, "keep.localhost"),
+      /^HTTP\/1\.1 200 [^]*hello from app/,
+    );
   },
 });
 
@@ -68,22 +73,22 @@ Deno.test({
   ...T,
   async fn() {
     await using server = await startTestServer({ leaseMs: 400 });
-    await using hop = cuttableHop(server.addr.port);
-    const gone = await openTunnel({
-      port: 9,
-      localHost: HOST,
+    await using hop = tcpHop(server.addr.port);
+    const gone = await openTestTunnel(server, 9, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "brief",
-      leaseFile: false,
     });
-    await new Promise((r) => setTimeout(r, 100)); // let the client's first frame through the hop
+    await welcomeAnswered(hop);
     hop.refuse(); // it cannot come back
     hop.cut();
     await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
     assert.match(await get(server.addr.port, "brief.localhost"), /^HTTP\/1\.1 502 /);
     await assert.rejects(openTestTunnel(server, 9, { subdomain: "brief" }), reserved);
-    await new Promise((r) => setTimeout(r, 500));
-    assert.match(await get(server.addr.port, "brief.localhost"), /^HTTP\/1\.1 404 /);
+    await waitFor(
+      async () => /^HTTP\/1\.1 404 /.test(await get(server.addr.port, "brief.localhost")),
+      5_000,
+      "the lease to run out and the name to be unknown",
+    );
     const other = await openTestTunnel(server, 9, { subdomain: "brief" });
     await other.close();
     await gone.close();
@@ -202,12 +207,8 @@ Deno.test({
       assert.equal(key.length, 32);
       assert.equal((await Deno.stat(keyFile)).mode! & 0o777, 0o600);
       let ready = 0;
-      const tunnel = await openTunnel({
-        port: 9,
-        localHost: HOST,
-        server: `http://${HOST}:${port}`,
+      const tunnel = await openTestTunnel({ addr: { port: Number(port) } }, 9, {
         subdomain: "stable",
-        leaseFile: false,
         onReady: () => void ready++,
       });
       try {
@@ -281,21 +282,26 @@ Deno.test({
   ...T,
   async fn() {
     await using server = await startTestServer();
-    await using hop = cuttableHop(server.addr.port);
+    await using hop = tcpHop(server.addr.port);
     const file = await Deno.makeTempFile();
     try {
-      const tunnel = await openTunnel({
-        port: 9,
-        localHost: HOST,
+      const log = logRecorder();
+      const tunnel = await openTestTunnel(server, 9, {
         server: `http://${HOST}:${hop.port}`,
         subdomain: "kept",
         leaseFile: file,
+        logger: log,
       });
-      await new Promise((r) => setTimeout(r, 100));
+      await welcomeAnswered(hop);
       hop.refuse();
       hop.cut();
       await waitFor(() => server.tunnelCount === 0, 5_000, "the server to see the cut");
-      await new Promise((r) => setTimeout(r, 100)); // the client notices too
+      // Closed before it noticed, it would send a bye (lost on the way) and forget its lease.
+      await waitFor(
+        () => log.count("Lost connection to server") === 1,
+        5_000,
+        "the client to notice",
+      );
       await tunnel.close();
       assert.match(await Deno.readTextFile(file), /kept/);
     } finally {

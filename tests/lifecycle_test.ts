@@ -1,18 +1,19 @@
 // Starting and stopping: errors reject, shutdown is announced, callbacks cannot break a tunnel.
 
 import assert from "node:assert/strict";
+import { TunnelError } from "../lib/errors.ts";
 import { closeQuietly } from "../lib/io.ts";
 import { decodeServerFrame, encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
-  HOST,
+  logRecorder,
   nextFrame,
   openTestTunnel,
   rawClient,
-  startApp,
+  startStack,
   startTestServer,
+  T,
+  waitFor,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
 
 Deno.test({
   name: "startServer() rejects when the port is taken, and on a bad domain",
@@ -53,34 +54,17 @@ Deno.test({
   name: "a throwing onReady callback is logged and the tunnel keeps working",
   ...T,
   async fn() {
-    const app = startApp();
-    await using server = await startTestServer();
-    const errors: string[] = [];
-    const tunnel = await openTestTunnel(server, app.addr.port, {
-      subdomain: "cb",
+    const log = logRecorder();
+    await using stack = await startStack("cb", {
       onReady: () => {
         throw new Error("stdout closed");
       },
-      logger: {
-        debug() {},
-        info() {},
-        warn() {},
-        error: (message) => void errors.push(message),
-      },
+      logger: log,
     });
-    try {
-      assert.deepEqual(errors, ["onReady callback failed"]);
-      const http = Deno.createHttpClient({ allowHost: true });
-      const res = await fetch(`http://${HOST}:${server.addr.port}/`, {
-        client: http,
-        headers: { host: "cb.localhost" },
-      });
-      assert.equal(await res.text(), "hello from app\n");
-      http.close();
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
-    }
+    assert.deepEqual(log.lines.filter((l) => l.level === "error").map((l) => l.message), [
+      "onReady callback failed",
+    ]);
+    assert.equal(await (await stack.fetch("/")).text(), "hello from app\n");
   },
 });
 
@@ -89,12 +73,16 @@ Deno.test({
   ...T,
   async fn() {
     await using server = await startTestServer();
-    const aborted = AbortSignal.abort();
-    await assert.rejects(openTestTunnel(server, 9, { signal: aborted }));
+    // Already aborted: it gives up before it even connects, saying why.
+    await assert.rejects(
+      openTestTunnel(server, 9, { signal: AbortSignal.abort() }),
+      (e) => e instanceof TunnelError && e.code === "connect" && /: cancelled$/.test(e.message),
+    );
     const stop = new AbortController();
     const tunnel = await openTestTunnel(server, 9, { signal: stop.signal });
     assert.equal(server.tunnelCount, 1);
     stop.abort();
     await tunnel.finished;
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the tunnel to be closed on the server");
   },
 });

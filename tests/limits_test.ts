@@ -16,75 +16,49 @@ import { ipKey } from "../lib/server/admission.ts";
 import { readLimitFlags } from "../lib/server/limit_flags.ts";
 import {
   connect,
-  HOST,
+  encode,
+  logRecorder,
   openTestTunnel,
+  rawApp,
   rawClient,
   rawRequest,
   readAll,
   startApp,
   startTestServer,
+  T,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
-
 /** An app that accepts connections, answers nothing, and closes each when its peer does. */
-function holdApp(): {
-  port: number;
-  accepted: () => number;
-  [Symbol.asyncDispose](): Promise<void>;
-} {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const held: Deno.Conn[] = [];
-  const reading: Promise<void>[] = [];
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        held.push(conn);
-        reading.push(readAll(conn).then(() => conn.close(), () => {}));
-      }
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    accepted: () => held.length,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      for (const conn of held) {
-        try {
-          conn.close();
-        } catch { /* closed already */ }
-      }
-      await Promise.all(reading);
-    },
-  };
-}
+const holdApp = () => rawApp((conn) => readAll(conn));
 
 Deno.test({
   name: "a tunnel at its stream limit answers 503, and serves again once a stream ends",
   ...T,
   async fn() {
     await using app = holdApp();
-    await using server = await startTestServer({ limits: { maxStreamsPerTunnel: 2 } });
+    const log = logRecorder();
+    await using server = await startTestServer({
+      limits: { maxStreamsPerTunnel: 2 },
+      logger: log,
+    });
     await using _tunnel = await openTestTunnel(server, app.port, { subdomain: "busy" });
     const head = encode("GET / HTTP/1.1\r\nHost: busy.localhost\r\n\r\n");
     const first = await connect(server.addr.port);
     const second = await connect(server.addr.port);
     await writeAllTo(first, head);
     await writeAllTo(second, head);
-    await waitFor(() => app.accepted() === 2, 5_000, "two held streams");
+    await waitFor(() => app.accepted === 2, 5_000, "two held streams");
     assert.match(
       await rawRequest(server.addr.port, "GET / HTTP/1.1\r\nHost: busy.localhost\r\n\r\n"),
       /^HTTP\/1\.1 503 /,
     );
     first.close(); // the app sees the end and closes: that stream is over...
-    await new Promise((r) => setTimeout(r, 300)); // ...once the close has crossed the tunnel
+    await waitFor(() => log.count("Stream done") === 1, 5_000, "the end to cross the tunnel");
     const third = await connect(server.addr.port);
     await writeAllTo(third, head);
-    await waitFor(() => app.accepted() === 3, 5_000, "a third stream once one ended");
+    await waitFor(() => app.accepted === 3, 5_000, "a third stream once one ended");
     second.close();
     third.close();
   },
@@ -120,16 +94,19 @@ Deno.test({
   name: "connections from one IP still being routed are limited; more are closed at once",
   ...T,
   async fn() {
-    await using server = await startTestServer({ limits: { maxSniffingPerIp: 3 } });
+    const log = logRecorder();
+    await using server = await startTestServer({ limits: { maxSniffingPerIp: 3 }, logger: log });
     const silent = await Promise.all([1, 2, 3].map(() => connect(server.addr.port)));
-    await new Promise((r) => setTimeout(r, 100)); // let the server accept them
+    // Connected after them, the fourth is behind them in the listener's queue: the server,
+    // which accepts one at a time, has counted them by the time it takes it.
     const fourth = await connect(server.addr.port);
-    const started = Date.now();
+    const started = performance.now();
     assert.equal((await readAll(fourth)).length, 0);
-    assert.ok(Date.now() - started < 2_000, "the fourth was not closed at once");
+    assert.ok(performance.now() - started < 2_000, "the fourth was not closed at once");
+    assert.equal(log.count("Over the limit of connections being routed"), 1);
     fourth.close();
     silent.forEach((c) => c.close());
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor(() => log.count("Closed before routing") === 3, 5_000, "the three to be gone");
     const status = await rawRequest(
       server.addr.port,
       "GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -152,21 +129,17 @@ Deno.test({
     const elapsed = Date.now() - started;
     assert.ok(elapsed >= 250 && elapsed < 3_000, `closed after ${elapsed} ms`);
     visitor.close();
-    const web = startApp();
-    try {
-      // A new tunnel to a real app on the same server still works after the abort.
-      const tunnel = await openTestTunnel(server, web.addr.port, { subdomain: "web" });
-      assert.match(
-        await rawRequest(
-          server.addr.port,
-          "GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n",
-        ),
-        /^HTTP\/1\.1 200 /,
-      );
-      await tunnel.close();
-    } finally {
-      await web.shutdown();
-    }
+    await using web = startApp();
+    // A new tunnel to a real app on the same server still works after the abort.
+    const tunnel = await openTestTunnel(server, web.addr.port, { subdomain: "web" });
+    assert.match(
+      await rawRequest(
+        server.addr.port,
+        "GET / HTTP/1.1\r\nHost: web.localhost\r\nConnection: close\r\n\r\n",
+      ),
+      /^HTTP\/1\.1 200 /,
+    );
+    await tunnel.close();
   },
 });
 

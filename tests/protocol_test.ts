@@ -1,6 +1,7 @@
-// Frames, names and hosts: the pure parts of the protocol.
+// Frames, stream frames, names and hosts: the pure parts of the protocol.
 
 import assert from "node:assert/strict";
+import fc from "npm:fast-check@4.10.2";
 import {
   checkSubdomain,
   normalizeHost,
@@ -11,21 +12,19 @@ import {
 } from "../lib/names.ts";
 import {
   type ClientMessage,
+  dataFrame,
   decodeClientFrame,
   decodeServerFrame,
   encodeFrame,
+  END_FRAME,
   type ServerMessage,
+  StreamDecoder,
 } from "../lib/protocol.ts";
+import { concatBytes } from "../lib/bytes.ts";
 import { MAX_FRAME_BYTES } from "../lib/limits.ts";
 import { backoffDelay } from "../lib/client/tunnel.ts";
-
-const frameOf = (json: string): Uint8Array => {
-  const body = new TextEncoder().encode(json);
-  const out = new Uint8Array(4 + body.length);
-  new DataView(out.buffer).setUint32(0, body.length);
-  out.set(body, 4);
-  return out;
-};
+import { decodeStream, rawFrame, streamNoiseProperty, streamProperty } from "./properties.ts";
+import { encode } from "./helpers.ts";
 
 Deno.test("encodeFrame() and the decoders round-trip every message, at every split", () => {
   const client: ClientMessage[] = [
@@ -83,7 +82,7 @@ Deno.test("the decoders refuse oversized, non-JSON, non-object and ill-typed fra
       '{"type":"attach","version":1,"tunnel":"t"}',
     ]
   ) {
-    assert.equal(decodeClientFrame(frameOf(json)).state, "invalid", json);
+    assert.equal(decodeClientFrame(rawFrame(json)).state, "invalid", json);
   }
   assert.equal(decodeClientFrame(new Uint8Array([0, 0, 0, 2, 0xff, 0xfe])).state, "invalid");
   for (
@@ -95,7 +94,7 @@ Deno.test("the decoders refuse oversized, non-JSON, non-object and ill-typed fra
       '{"type":"welcome","version":1}',
     ]
   ) {
-    assert.equal(decodeServerFrame(frameOf(json)).state, "invalid", json);
+    assert.equal(decodeServerFrame(rawFrame(json)).state, "invalid", json);
   }
   assert.throws(
     () => encodeFrame({ type: "hello", version: 1, subdomain: "x".repeat(MAX_FRAME_BYTES) }),
@@ -154,4 +153,39 @@ Deno.test("backoffDelay() doubles from 1 s to 30 s with jitter in the upper half
   assert.equal(backoffDelay(3, 1), 8000);
   assert.equal(backoffDelay(10, 1), 30_000);
   assert.equal(backoffDelay(10, 0), 15_000);
+});
+
+Deno.test("StreamDecoder gives back payload, end and what follows: whole, byte by byte, split anywhere", () => {
+  const stream = concatBytes(
+    dataFrame(encode("hello, ")),
+    dataFrame(encode("world")),
+    END_FRAME,
+    encode("NEXT"),
+  );
+  const expected = {
+    payload: encode("hello, world"),
+    end: "end",
+    after: encode("NEXT"),
+    invalid: undefined,
+  };
+  assert.deepEqual(decodeStream(stream, []), expected, "whole");
+  const bytes = Array.from({ length: stream.length }, (_, i) => i);
+  assert.deepEqual(decodeStream(stream, bytes), expected, "byte by byte");
+  for (let cut = 0; cut <= stream.length; cut++) {
+    assert.deepEqual(decodeStream(stream, [cut]), expected, `split at ${cut}`);
+  }
+});
+
+Deno.test("StreamDecoder refuses what is not a stream frame: empty DATA, long END, JSON, kind 4", () => {
+  for (
+    const header of [[1, 0, 0, 0], [2, 0, 0, 1], [3, 1, 0, 0], [0, 0, 0, 2], [4, 0, 0, 0]]
+  ) {
+    const result = new StreamDecoder().decode(Uint8Array.from([...header, 0x7b, 0x7d]));
+    assert.equal(result.state, "invalid", `${header}`);
+  }
+});
+
+Deno.test("StreamDecoder decodes any stream split anywhere, and never throws (property)", () => {
+  fc.assert(streamProperty, { numRuns: 3000 });
+  fc.assert(streamNoiseProperty, { numRuns: 3000 });
 });

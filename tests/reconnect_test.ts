@@ -11,26 +11,25 @@ import {
   UPGRADE_RESPONSE,
 } from "../lib/protocol.ts";
 import {
+  decode,
   HOST,
   openTestTunnel,
+  rawApp,
   rawClient,
+  readAll,
   spawnCli,
   startApp,
   startTestServer,
+  T,
   waitFor,
 } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
 const FAST = { intervalMs: 50, peerTimeoutMs: 300 };
 
 async function get(port: number, host: string, path = "/"): Promise<string> {
-  const http = Deno.createHttpClient({ allowHost: true });
-  try {
-    const res = await fetch(`http://${HOST}:${port}${path}`, { client: http, headers: { host } });
-    return `${res.status} ${await res.text()}`;
-  } finally {
-    http.close();
-  }
+  using http = Deno.createHttpClient({ allowHost: true });
+  const res = await fetch(`http://${HOST}:${port}${path}`, { client: http, headers: { host } });
+  return `${res.status} ${await res.text()}`;
 }
 
 Deno.test({
@@ -64,7 +63,7 @@ Deno.test({
   name: "a client killed with SIGKILL can be restarted at once with the same subdomain",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
     const args = [
       String(app.addr.port),
@@ -76,21 +75,17 @@ Deno.test({
       HOST,
     ];
     const host = `phoenix.localhost:${server.addr.port}`;
-    try {
-      const first = spawnCli("client.ts", args);
-      assert.equal(await first.firstLine(), `http://${host}`);
-      assert.equal(await get(server.addr.port, host), "200 hello from app\n");
-      assert.equal((await first.stop("SIGKILL")).code, 137);
-      await waitFor(() => server.tunnelCount === 0, 5_000, "the server to drop the session");
-      const second = spawnCli("client.ts", args);
-      assert.equal(await second.firstLine(), `http://${host}`);
-      assert.equal(await get(server.addr.port, host), "200 hello from app\n");
-      const end = await second.stop("SIGINT");
-      assert.equal(end.code, 0, end.stderr);
-      await waitFor(() => server.tunnelCount === 0, 5_000, "the name to be freed");
-    } finally {
-      await app.shutdown();
-    }
+    const first = spawnCli("client.ts", args);
+    assert.equal(await first.firstLine(), `http://${host}`);
+    assert.equal(await get(server.addr.port, host), "200 hello from app\n");
+    assert.equal((await first.stop("SIGKILL")).code, 137);
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the server to drop the session");
+    const second = spawnCli("client.ts", args);
+    assert.equal(await second.firstLine(), `http://${host}`);
+    assert.equal(await get(server.addr.port, host), "200 hello from app\n");
+    const end = await second.stop("SIGINT");
+    assert.equal(end.code, 0, end.stderr);
+    await waitFor(() => server.tunnelCount === 0, 5_000, "the name to be freed");
   },
 });
 
@@ -132,55 +127,38 @@ Deno.test({
   ...T,
   async fn() {
     // A fake server that welcomes every hello and then says nothing at all.
-    const listener = Deno.listen({ hostname: HOST, port: 0 });
     const hellos: number[] = [];
-    const conns: Deno.Conn[] = [];
-    const serving = (async () => {
-      for await (const conn of listener) {
-        conns.push(conn);
-        (async () => {
-          const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
-          let text = "";
-          while (!text.includes("\r\n\r\n")) {
-            if (!await reader.fill()) return;
-            text = new TextDecoder().decode(reader.buffered);
-          }
-          reader.consume(text.indexOf("\r\n\r\n") + 4);
-          const first = await reader.readFrame(decodeClientFrame);
-          if (first?.type !== "hello") return; // proxy connections just hang
-          hellos.push(Date.now());
-          await writeAll(
-            conn,
-            concatBytes(
-              UPGRADE_RESPONSE,
-              encodeFrame({
-                type: "welcome",
-                version: PROTOCOL_VERSION,
-                tunnel: "t",
-                secret: "s",
-                subdomain: "quiet",
-                url: "http://quiet.localhost",
-                lease: "v1.quiet.n.mac",
-              }),
-            ),
-          );
-        })().catch(() => {});
+    await using fake = rawApp(async (conn) => {
+      const reader = new ByteReader(conn, FRAME_READER_CAPACITY);
+      let text = "";
+      while (!text.includes("\r\n\r\n")) {
+        if (!await reader.fill()) return;
+        text = decode(reader.buffered);
       }
-    })().catch(() => {});
-    const tunnel = await openTestTunnel(
-      { addr: listener.addr } as Parameters<typeof openTestTunnel>[0],
+      reader.consume(text.indexOf("\r\n\r\n") + 4);
+      const first = await reader.readFrame(decodeClientFrame);
+      if (first?.type === "hello") {
+        hellos.push(Date.now());
+        const welcome = encodeFrame({
+          type: "welcome",
+          version: PROTOCOL_VERSION,
+          tunnel: "t",
+          secret: "s",
+          subdomain: "quiet",
+          url: "http://quiet.localhost",
+          lease: "v1.quiet.n.mac",
+        });
+        await writeAll(conn, concatBytes(UPGRADE_RESPONSE, welcome));
+      }
+      await readAll(conn); // and then nothing at all (proxy connections just hang) until it goes
+    });
+    await using _tunnel = await openTestTunnel(
+      { addr: { port: fake.port } },
       9,
       { heartbeat: FAST, pool: 1 },
     );
-    try {
-      await waitFor(() => hellos.length >= 2, 5_000, "a second hello");
-      const gap = hellos[1]! - hellos[0]!;
-      assert.ok(gap >= FAST.peerTimeoutMs, `reconnected after ${gap} ms`);
-    } finally {
-      await tunnel.close();
-      listener.close();
-      await serving;
-      conns.forEach(closeQuietly);
-    }
+    await waitFor(() => hellos.length >= 2, 5_000, "a second hello");
+    const gap = hellos[1]! - hellos[0]!;
+    assert.ok(gap >= FAST.peerTimeoutMs, `reconnected after ${gap} ms`);
   },
 });

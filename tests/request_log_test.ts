@@ -10,114 +10,64 @@ import { Http1Framer } from "../lib/http/framer.ts";
 import type { MessageHead } from "../lib/http/head.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
-  openTestTunnel,
+  rawApp,
   rawRequest,
   readAll,
+  readUntil,
+  recordingTunnel,
+  serveApp,
+  sha256,
   spawnCli,
   startApp,
+  startStack,
   startTestServer,
+  T,
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
-const decode = (b: Uint8Array): string => new TextDecoder().decode(b);
-
-/** Reads from `conn` until the text received so far matches `pattern`. */
-async function readUntil(conn: Deno.Conn, pattern: RegExp, seen = ""): Promise<string> {
-  const buffer = new Uint8Array(16384);
-  let text = seen;
-  while (!pattern.test(text)) {
-    const n = await conn.read(buffer);
-    if (n === null) throw new Error(`closed before ${pattern}; got ${JSON.stringify(text)}`);
-    text += decode(buffer.subarray(0, n));
-  }
-  return text;
-}
-
-/** The fields a test can check exactly (durations vary). */
-const brief = (r: RequestRecord) => ({
-  method: r.method,
-  target: r.target,
-  status: r.status,
-  bytes: r.bytes,
-  upgrade: r.upgrade,
-  problem: r.problem,
-});
+/** A record's fields a test can check exactly (not its duration), in order. */
+const brief = (r: RequestRecord) => [r.method, r.target, r.status, r.bytes, r.upgrade, r.problem];
 
 Deno.test({
   name: "request log: pipelined GET, HEAD, chunked and POST on one connection, in order",
   ...T,
   async fn() {
-    const app = startApp();
-    await using server = await startTestServer();
     const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
-      subdomain: "log",
-      onRequest: (r) => records.push(r),
-    });
-    try {
-      const host = "Host: log.localhost\r\n";
-      const conn = await connect(server.addr.port);
-      await writeAllTo(
-        conn,
-        encode(
-          `GET /bytes/1234 HTTP/1.1\r\n${host}\r\n` +
-            `HEAD /bytes/10 HTTP/1.1\r\n${host}\r\n` +
-            `GET /chunked?x=1 HTTP/1.1\r\n${host}\r\n` +
-            `POST /sha256 HTTP/1.1\r\n${host}Content-Length: 5\r\nConnection: close\r\n\r\nhello`,
-        ),
-      );
-      const text = decode(await readAll(conn));
-      conn.close();
-      assert.equal(text.match(/HTTP\/1\.1 200/g)?.length, 4);
-      await waitFor(() => records.length === 4, 5000, "four records");
-      const chunked = text.slice(text.indexOf("transfer-encoding: chunked"));
-      const chunkedBody = chunked.slice(
-        chunked.indexOf("\r\n\r\n") + 4,
-        chunked.indexOf("0\r\n\r\n") + 5,
-      );
-      assert.deepEqual(records.map(brief), [
-        {
-          method: "GET",
-          target: "/bytes/1234",
-          status: 200,
-          bytes: 1234,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "HEAD",
-          target: "/bytes/10",
-          status: 200,
-          bytes: 0,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/chunked?x=1",
-          status: 200,
-          bytes: chunkedBody.length,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "POST",
-          target: "/sha256",
-          status: 200,
-          bytes: records[3]!.bytes,
-          upgrade: undefined,
-          problem: undefined,
-        },
-      ]);
-      assert.ok(records[3]!.bytes > 60, "the JSON body was counted");
-      for (const r of records) assert.ok(r.durationMs >= 0 && r.durationMs < 5000);
-    } finally {
-      await app.shutdown();
-    }
+    await using stack = await startStack("log", { onRequest: (r) => records.push(r) });
+    const host = "Host: log.localhost\r\n";
+    using conn = await connect(stack.server.addr.port);
+    await writeAllTo(
+      conn,
+      encode(
+        `GET /bytes/1234 HTTP/1.1\r\n${host}\r\n` +
+          `HEAD /bytes/10 HTTP/1.1\r\n${host}\r\n` +
+          `GET /chunked?x=1 HTTP/1.1\r\n${host}\r\n` +
+          `POST /sha256 HTTP/1.1\r\n${host}Content-Length: 5\r\nConnection: close\r\n\r\nhello`,
+      ),
+    );
+    const text = decode(await readAll(conn));
+    conn.close();
+    assert.equal(text.match(/HTTP\/1\.1 200/g)?.length, 4);
+    await waitFor(() => records.length === 4, 5000, "four records");
+    const chunked = text.slice(text.indexOf("transfer-encoding: chunked"));
+    const chunkedBody = chunked.slice(
+      chunked.indexOf("\r\n\r\n") + 4,
+      chunked.indexOf("0\r\n\r\n") + 5,
+    );
+    // What the app's /sha256 answers, as JSON: its body bytes are what the log counts.
+    const posted = JSON.stringify({ length: 5, sha256: await sha256(encode("hello")) });
+    assert.ok(text.endsWith(`\r\n\r\n${posted}`), "the app answered the POST");
+    assert.deepEqual(records.map(brief), [
+      ["GET", "/bytes/1234", 200, 1234, undefined, undefined],
+      ["HEAD", "/bytes/10", 200, 0, undefined, undefined],
+      ["GET", "/chunked?x=1", 200, chunkedBody.length, undefined, undefined],
+      ["POST", "/sha256", 200, posted.length, undefined, undefined],
+    ]);
+    for (const r of records) assert.ok(r.durationMs >= 0 && r.durationMs < 5000);
   },
 });
 
@@ -125,7 +75,7 @@ Deno.test({
   name: "request log: 100-continue shows the final status; 204, 304 and a WebSocket upgrade",
   ...T,
   async fn() {
-    const app = Deno.serve({ port: 0, hostname: HOST, onListen() {} }, async (req) => {
+    await using app = serveApp(async (req) => {
       const path = new URL(req.url).pathname;
       if (path === "/upload") return new Response(`got ${(await req.text()).length}`);
       if (path === "/none") return new Response(null, { status: 204 });
@@ -135,73 +85,37 @@ Deno.test({
       return response;
     });
     await using server = await startTestServer();
-    const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
-      subdomain: "codes",
-      onRequest: (r) => records.push(r),
-    });
+    await using logged = await recordingTunnel(server, app.addr.port, "codes");
+    const records = logged.records;
     const host = "Host: codes.localhost\r\n";
-    const conn = await connect(server.addr.port);
-    try {
-      await writeAllTo(
-        conn,
-        encode(`POST /upload HTTP/1.1\r\n${host}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`),
-      );
-      let text = await readUntil(conn, /100 Continue\r\n\r\n/);
-      await writeAllTo(conn, encode("hello"));
-      text = await readUntil(conn, /got 5/, text);
-      await writeAllTo(
-        conn,
-        encode(`GET /none HTTP/1.1\r\n${host}\r\nGET /same HTTP/1.1\r\n${host}\r\n`),
-      );
-      text = await readUntil(conn, /304[^]*\r\n\r\n/, text);
-      await writeAllTo(
-        conn,
-        encode(
-          `GET /ws HTTP/1.1\r\n${host}Upgrade: websocket\r\nConnection: Upgrade\r\n` +
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        ),
-      );
-      await readUntil(conn, /101 Switching Protocols[^]*\r\n\r\n/, text);
-      await waitFor(() => records.length === 4, 5000, "four records");
-      assert.deepEqual(records.map(brief), [
-        {
-          method: "POST",
-          target: "/upload",
-          status: 200,
-          bytes: 5,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/none",
-          status: 204,
-          bytes: 0,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/same",
-          status: 304,
-          bytes: 0,
-          upgrade: undefined,
-          problem: undefined,
-        },
-        {
-          method: "GET",
-          target: "/ws",
-          status: 101,
-          bytes: 0,
-          upgrade: "websocket",
-          problem: undefined,
-        },
-      ]);
-    } finally {
-      conn.close();
-      await app.shutdown();
-    }
+    using conn = await connect(server.addr.port);
+    await writeAllTo(
+      conn,
+      encode(`POST /upload HTTP/1.1\r\n${host}Content-Length: 5\r\nExpect: 100-continue\r\n\r\n`),
+    );
+    let text = await readUntil(conn, /100 Continue\r\n\r\n/);
+    await writeAllTo(conn, encode("hello"));
+    text = await readUntil(conn, /got 5/, text);
+    await writeAllTo(
+      conn,
+      encode(`GET /none HTTP/1.1\r\n${host}\r\nGET /same HTTP/1.1\r\n${host}\r\n`),
+    );
+    text = await readUntil(conn, /304[^]*\r\n\r\n/, text);
+    await writeAllTo(
+      conn,
+      encode(
+        `GET /ws HTTP/1.1\r\n${host}Upgrade: websocket\r\nConnection: Upgrade\r\n` +
+          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      ),
+    );
+    await readUntil(conn, /101 Switching Protocols[^]*\r\n\r\n/, text);
+    await waitFor(() => records.length === 4, 5000, "four records");
+    assert.deepEqual(records.map(brief), [
+      ["POST", "/upload", 200, 5, undefined, undefined],
+      ["GET", "/none", 204, 0, undefined, undefined],
+      ["GET", "/same", 304, 0, undefined, undefined],
+      ["GET", "/ws", 101, 0, "websocket", undefined],
+    ]);
   },
 });
 
@@ -211,65 +125,31 @@ Deno.test({
   async fn() {
     // A raw app: answers the first request with 3 of 100 promised bytes, then closes;
     // on its second connection closes without answering.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    const serving = (async () => {
-      let count = 0;
-      for await (const conn of app) {
-        await readUntil(conn, /\r\n\r\n/).catch(() => "");
-        if (count++ === 0) {
-          await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"));
-        }
-        conn.close();
+    await using app = rawApp(async (conn, index) => {
+      await readUntil(conn, /\r\n\r\n/);
+      if (index === 0) {
+        await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc"));
       }
-    })();
-    await using server = await startTestServer();
-    const records: RequestRecord[] = [];
-    await using _t = await openTestTunnel(server, app.addr.port, {
-      subdomain: "cut",
-      onRequest: (r) => records.push(r),
     });
-    try {
-      const host = "Host: cut.localhost\r\n";
-      await rawRequest(server.addr.port, `GET /partial HTTP/1.1\r\n${host}\r\n`);
-      await waitFor(() => records.length === 1, 5000, "the first record");
-      await rawRequest(server.addr.port, `GET /silent HTTP/1.1\r\n${host}\r\n`);
-      await waitFor(() => records.length === 2, 5000, "the second record");
-      const refused = await rawRequest(
-        server.addr.port,
-        `POST /x HTTP/1.1\r\n${host}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
-      );
-      assert.match(refused, /^HTTP\/1\.1 400/);
-      await waitFor(() => records.length === 3, 5000, "the third record");
-      assert.deepEqual(records.map(brief), [
-        {
-          method: "GET",
-          target: "/partial",
-          status: 200,
-          bytes: 3,
-          upgrade: undefined,
-          problem: "cut short",
-        },
-        {
-          method: "GET",
-          target: "/silent",
-          status: undefined,
-          bytes: 0,
-          upgrade: undefined,
-          problem: "no response",
-        },
-        {
-          method: "-",
-          target: "-",
-          status: 400,
-          bytes: 0,
-          upgrade: undefined,
-          problem: "conflicting Content-Length",
-        },
-      ]);
-    } finally {
-      app.close();
-      await serving.catch(() => {});
-    }
+    await using server = await startTestServer();
+    await using logged = await recordingTunnel(server, app.port, "cut");
+    const records = logged.records;
+    const host = "Host: cut.localhost\r\n";
+    await rawRequest(server.addr.port, `GET /partial HTTP/1.1\r\n${host}\r\n`);
+    await waitFor(() => records.length === 1, 5000, "the first record");
+    await rawRequest(server.addr.port, `GET /silent HTTP/1.1\r\n${host}\r\n`);
+    await waitFor(() => records.length === 2, 5000, "the second record");
+    const refused = await rawRequest(
+      server.addr.port,
+      `POST /x HTTP/1.1\r\n${host}Content-Length: 1\r\nContent-Length: 2\r\n\r\nab`,
+    );
+    assert.match(refused, /^HTTP\/1\.1 400/);
+    await waitFor(() => records.length === 3, 5000, "the third record");
+    assert.deepEqual(records.map(brief), [
+      ["GET", "/partial", 200, 3, undefined, "cut short"],
+      ["GET", "/silent", undefined, 0, undefined, "no response"],
+      ["-", "-", 400, 0, undefined, "conflicting Content-Length"],
+    ]);
   },
 });
 
@@ -419,7 +299,7 @@ Deno.test("requestPrinter() batches lines and sums up what is over its lines a s
   });
   printer.log(record({ target: "/1" }));
   printer.log(record({ target: "/2" }));
-  await new Promise((r) => setTimeout(r, 50)); // the batch timer writes the first two
+  await waitFor(() => writes.length > 0, 2_000, "the batch timer"); // it writes the first two
   assert.deepEqual(writes, ["GET /1 → 200 12.3 ms 1.2 KB\nGET /2 → 200 12.3 ms 1.2 KB\n"]);
   for (let i = 3; i <= 10; i++) printer.log(record({ target: `/${i}`, status: i > 8 ? 404 : 200 }));
   printer.log(record({ status: undefined, problem: "no response" }));

@@ -1,51 +1,49 @@
 // Proxy connections carry one stream after another; a failed stream does not leak.
 
 import assert from "node:assert/strict";
-import { openTunnel } from "../lib/client/tunnel.ts";
 import {
   connect,
-  countingHop,
+  decode,
+  encode,
   HOST,
+  openTestTunnel,
+  rawApp,
   rawRequest,
   readAll,
+  readUntil,
   startApp,
   startTestServer,
+  streamingApp,
+  T,
+  tcpHop,
+  waitFor,
   writeAllTo,
 } from "./helpers.ts";
-
-const T = { timeout: 30_000 };
 
 Deno.test({
   name: "100 sequential visitors reuse the pooled proxy connections instead of dialling new ones",
   ...T,
   async fn() {
-    const app = startApp();
+    await using app = startApp();
     await using server = await startTestServer();
-    await using hop = countingHop(server.addr.port); // counts the client's connections
-    const tunnel = await openTunnel({
-      port: app.addr.port,
-      localHost: HOST,
+    await using hop = tcpHop(server.addr.port); // counts the client's connections
+    await using _tunnel = await openTestTunnel(server, app.addr.port, {
       server: `http://${HOST}:${hop.port}`,
       subdomain: "reuse",
       pool: 2,
     });
-    try {
-      for (let i = 0; i < 100; i++) {
-        const answer = await rawRequest(
-          server.addr.port,
-          `GET /bytes/${i * 100} HTTP/1.1\r\nHost: reuse.localhost\r\nConnection: close\r\n\r\n`,
-        );
-        assert.match(
-          answer,
-          new RegExp(`^HTTP/1\\.1 200 [^]*content-length: ${i * 100}\\r\\n`, "i"),
-        );
-      }
-      // One control connection, the pool, and at most a couple of top-ups.
-      assert.ok(hop.connections <= 1 + 2 + 2, `${hop.connections} connections for 100 visitors`);
-    } finally {
-      await tunnel.close();
-      await app.shutdown();
+    for (let i = 0; i < 100; i++) {
+      const answer = await rawRequest(
+        server.addr.port,
+        `GET /bytes/${i * 100} HTTP/1.1\r\nHost: reuse.localhost\r\nConnection: close\r\n\r\n`,
+      );
+      assert.match(
+        answer,
+        new RegExp(`^HTTP/1\\.1 200 [^]*content-length: ${i * 100}\\r\\n`, "i"),
+      );
     }
+    // One control connection, the pool, and at most a couple of top-ups.
+    assert.ok(hop.connections <= 1 + 2 + 2, `${hop.connections} connections for 100 visitors`);
   },
 });
 
@@ -54,60 +52,21 @@ Deno.test({
     "a visitor that disappears mid-download closes the app's connection, and the tunnel goes on",
   ...T,
   async fn() {
-    // A raw app that streams until its writes fail, then reports how it ended.
-    const appListener = Deno.listen({ hostname: HOST, port: 0 });
-    const ended = Promise.withResolvers<string>();
-    const serving = (async () => {
-      for await (const conn of appListener) {
-        (async () => {
-          const head = new Uint8Array(1024);
-          await conn.read(head);
-          await writeAllTo(conn, new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n"));
-          const chunk = new Uint8Array(64 * 1024);
-          let i = 0;
-          try {
-            for (; i < 10_000; i++) await writeAllTo(conn, chunk);
-            ended.resolve(`wrote everything (${i})`);
-          } catch (e) {
-            ended.resolve(`write failed after ${i} chunks: ${(e as Error).name}`);
-          } finally {
-            conn.close();
-          }
-        })();
-      }
-    })().catch(() => {});
+    await using app = streamingApp();
     await using server = await startTestServer();
-    const tunnel = await openTunnel({
-      port: appListener.addr.port,
-      localHost: HOST,
-      server: `http://${HOST}:${server.addr.port}`,
-      subdomain: "gone",
-    });
-    try {
-      const visitor = await connect(server.addr.port);
-      await writeAllTo(
-        visitor,
-        new TextEncoder().encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
-      );
-      const buffer = new Uint8Array(256 * 1024);
-      let got = 0;
-      while (got < 1024 * 1024) got += (await visitor.read(buffer)) ?? 0;
-      visitor.close();
-      assert.match(await ended.promise, /^write failed/);
-      // The tunnel still serves the next visitor (the app answers it too).
-      const next = await connect(server.addr.port);
-      await writeAllTo(
-        next,
-        new TextEncoder().encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"),
-      );
-      const n = await next.read(buffer);
-      assert.match(new TextDecoder().decode(buffer.subarray(0, n!)), /^HTTP\/1\.1 200 OK/);
-      next.close();
-    } finally {
-      await tunnel.close();
-      appListener.close();
-      await serving;
-    }
+    await using _t = await openTestTunnel(server, app.port, { subdomain: "gone" });
+    const visitor = await connect(server.addr.port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"));
+    const buffer = new Uint8Array(256 * 1024);
+    let got = 0;
+    while (got < 1024 * 1024) got += (await visitor.read(buffer)) ?? 0;
+    visitor.close();
+    await waitFor(() => app.state.failedAt > 0, 5_000, "the app's writes to fail");
+    // The tunnel still serves the next visitor (the app answers it too).
+    const next = await connect(server.addr.port);
+    await writeAllTo(next, encode("GET / HTTP/1.1\r\nHost: gone.localhost\r\n\r\n"));
+    assert.match(await readUntil(next, /\r\n\r\n/), /^HTTP\/1\.1 200 OK/);
+    next.close();
   },
 });
 
@@ -116,38 +75,20 @@ Deno.test({
   ...T,
   async fn() {
     // An app that echoes everything it read once the visitor has finished sending.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    const serving = (async () => {
-      for await (const conn of app) {
-        (async () => {
-          const got = await readAll(conn);
-          await writeAllTo(conn, got);
-          conn.close();
-        })();
-      }
-    })().catch(() => {});
+    await using app = rawApp(async (conn) => await writeAllTo(conn, await readAll(conn)));
     await using server = await startTestServer();
-    const tunnel = await openTunnel({
-      port: app.addr.port,
-      localHost: HOST,
-      server: `http://${HOST}:${server.addr.port}`,
+    await using _t = await openTestTunnel(server, app.port, {
       subdomain: "echo",
       pool: 1,
       raw: true, // the visitors send bytes, not HTTP requests with lengths
     });
-    try {
-      for (let i = 0; i < 20; i++) {
-        const visitor = await connect(server.addr.port);
-        const body = `POST / HTTP/1.1\r\nHost: echo.localhost\r\n\r\n${"z".repeat(i * 5000)}`;
-        await writeAllTo(visitor, new TextEncoder().encode(body));
-        await visitor.closeWrite();
-        assert.equal(new TextDecoder().decode(await readAll(visitor)), body);
-        visitor.close();
-      }
-    } finally {
-      await tunnel.close();
-      app.close();
-      await serving;
+    for (let i = 0; i < 20; i++) {
+      const visitor = await connect(server.addr.port);
+      const body = `POST / HTTP/1.1\r\nHost: echo.localhost\r\n\r\n${"z".repeat(i * 5000)}`;
+      await writeAllTo(visitor, encode(body));
+      await visitor.closeWrite();
+      assert.equal(decode(await readAll(visitor)), body);
+      visitor.close();
     }
   },
 });

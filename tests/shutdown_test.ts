@@ -4,44 +4,29 @@ import assert from "node:assert/strict";
 import { sleep } from "../lib/io.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
+  logRecorder,
   openTestTunnel,
+  rawApp,
   readAll,
+  readUntil,
   spawnCli,
   startTestServer,
+  T,
+  waitFor,
   writeAllTo,
 } from "./helpers.ts";
 
-const T = { timeout: 30_000 };
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
-
 /** An app that answers each request slowly: the head at once, the body after `ms`. */
-function slowApp(ms: number): { port: number; [Symbol.asyncDispose](): Promise<void> } {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const tasks: Promise<void>[] = [];
-  const stop = new AbortController();
-  const answer = async (conn: Deno.Conn): Promise<void> => {
+const slowApp = (ms: number) =>
+  rawApp(async (conn, _index, closing) => {
     await conn.read(new Uint8Array(1024));
     await writeAllTo(conn, encode("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n"));
-    await sleep(ms, stop.signal);
-    await writeAllTo(conn, encode("done")).catch(() => {});
-    conn.close();
-  };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) tasks.push(answer(conn).catch(() => {}));
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      stop.abort();
-      await accepting;
-      await Promise.all(tasks);
-    },
-  };
-}
+    await sleep(ms, closing);
+    await writeAllTo(conn, encode("done"));
+  });
 
 /** Whether a new connection to `port` is refused, or accepted and closed without an answer. */
 async function notServing(port: number): Promise<boolean> {
@@ -65,11 +50,11 @@ Deno.test({
     try {
       const visitor = await connect(server.addr.port);
       await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: slow.localhost\r\n\r\n"));
-      await new Promise((r) => setTimeout(r, 100)); // the request is on its way to the app
+      const head = await readUntil(visitor, /\r\n\r\n/); // the app is in the middle of its answer
       const started = Date.now();
       const stopping = server.shutdown(10_000);
       assert.ok(await notServing(server.addr.port));
-      const answer = new TextDecoder().decode(await readAll(visitor));
+      const answer = head + decode(await readAll(visitor));
       visitor.close();
       assert.match(answer, /^HTTP\/1\.1 200 OK[^]*done$/);
       await stopping;
@@ -93,21 +78,21 @@ Deno.test({
 
     await using app = slowApp(20_000);
     const server = await startTestServer();
-    const tunnel = await openTestTunnel(server, app.port, { subdomain: "long" });
-    const visitor = await connect(server.addr.port);
-    try {
-      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: long.localhost\r\n\r\n"));
-      await new Promise((r) => setTimeout(r, 100));
-      const stopping = server.shutdown(30_000);
-      await new Promise((r) => setTimeout(r, 200));
-      const cut = Date.now();
-      await server.close();
-      await stopping;
-      assert.ok(Date.now() - cut < 1_000);
-    } finally {
-      visitor.close();
-      await tunnel.close();
-    }
+    const log = logRecorder();
+    await using _tunnel = await openTestTunnel(server, app.port, {
+      subdomain: "long",
+      logger: log,
+    });
+    using visitor = await connect(server.addr.port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: long.localhost\r\n\r\n"));
+    await readUntil(visitor, /\r\n\r\n/); // the app is in the middle of its answer
+    const stopping = server.shutdown(30_000);
+    // Clients are told once the server has stopped accepting; then it waits for the stream.
+    await waitFor(() => log.count("Server says") === 1, 5_000, "the client to be told");
+    const cut = Date.now();
+    await server.close();
+    await stopping;
+    assert.ok(Date.now() - cut < 1_000);
   },
 });
 
@@ -118,23 +103,19 @@ Deno.test({
     await using app = slowApp(20_000);
     const server = spawnCli("server.ts", ["--port", "0", "--hostname", HOST]);
     const port = Number(new URL(await server.firstLine()).port);
-    const target = { addr: { port } } as Parameters<typeof openTestTunnel>[0];
-    const tunnel = await openTestTunnel(target, app.port, { subdomain: "drain" });
-    const visitor = await connect(port);
-    try {
-      await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: drain.localhost\r\n\r\n"));
-      await new Promise((r) => setTimeout(r, 200)); // the stream is held open by the app
-      server.kill("SIGTERM");
-      await new Promise((r) => setTimeout(r, 300));
-      assert.ok(await notServing(port)); // no longer accepting
-      const started = Date.now();
-      const end = await server.stop("SIGTERM"); // the second signal: at once
-      assert.equal(end.code, 0);
-      assert.ok(Date.now() - started < 3_000);
-      assert.match(end.stderr, /Draining/);
-    } finally {
-      visitor.close();
-      await tunnel.close();
-    }
+    const target = { addr: { port } };
+    await using _tunnel = await openTestTunnel(target, app.port, { subdomain: "drain" });
+    using visitor = await connect(port);
+    await writeAllTo(visitor, encode("GET / HTTP/1.1\r\nHost: drain.localhost\r\n\r\n"));
+    await readUntil(visitor, /\r\n\r\n/); // the stream is held open by the app
+    server.kill("SIGTERM");
+    // It closes its listener in the same turn as it says so.
+    await waitFor(() => server.output().stderr.includes("Draining"), 5_000, "the drain to start");
+    assert.ok(await notServing(port)); // no longer accepting
+    const started = Date.now();
+    const end = await server.stop("SIGTERM"); // the second signal: at once
+    assert.equal(end.code, 0);
+    assert.ok(Date.now() - started < 3_000);
+    assert.match(end.stderr, /Draining/);
   },
 });

@@ -3,24 +3,12 @@
 import assert from "node:assert/strict";
 import fc from "npm:fast-check@4.10.2";
 import { sniff, type SniffResult } from "../lib/sniff.ts";
-import { readFixture } from "./helpers.ts";
-import { frameProperty, sniffProperty } from "./properties.ts";
-
-const encode = (s: string): Uint8Array => new TextEncoder().encode(s);
+import { decode, encode, readFixture } from "./helpers.ts";
+import { feedSniff, frameProperty, sniffProperty } from "./properties.ts";
 
 const captures: Record<string, { host?: string; sni?: string | null; bytes: number }> = JSON.parse(
-  new TextDecoder().decode(readFixture("captures.json")),
+  decode(readFixture("captures.json")),
 );
-
-/** Feeds `bytes` in pieces ending at `cuts`, as a socket would; sniffs after each piece. */
-function feed(bytes: Uint8Array, cuts: number[]): { result: SniffResult; used: number } {
-  let result: SniffResult = { state: "need-more" };
-  for (const end of [...cuts, bytes.length]) {
-    result = sniff(bytes.subarray(0, end));
-    if (result.state !== "need-more") return { result, used: end };
-  }
-  return { result, used: bytes.length };
-}
 
 function expectedOf(name: string): Partial<SniffResult> {
   const c = captures[name]!;
@@ -42,12 +30,12 @@ for (const name of Object.keys(captures)) {
     const whole = sniff(bytes);
     assertMatches(whole, expected, "whole");
     // Byte by byte: every prefix before the end of the head is need-more, then the same answer.
-    const oneByOne = feed(bytes, Array.from({ length: bytes.length }, (_, i) => i + 1));
+    const oneByOne = feedSniff(bytes, Array.from({ length: bytes.length }, (_, i) => i + 1));
     assert.deepEqual(oneByOne.result, whole);
     const complete = whole.state === "http" ? whole.headLength : bytes.length;
     assert.equal(oneByOne.used, complete);
     for (let cut = 1; cut < bytes.length; cut++) {
-      assert.deepEqual(feed(bytes, [cut]).result, whole, `split at ${cut}`);
+      assert.deepEqual(feedSniff(bytes, [cut]).result, whole, `split at ${cut}`);
     }
   });
 
@@ -80,7 +68,11 @@ for (const name of ["chromium-clienthello.bin", "openssl-clienthello.bin"]) {
       const records = rewrap(bytes, size);
       assert.deepEqual(sniff(records), { state: "tls", serverName: "demo.localhost" }, `${size}`);
       for (const cut of [1, 3, 5, 6, 9, Math.floor(records.length / 2), records.length - 1]) {
-        assert.deepEqual(feed(records, [cut]).result, sniff(records), `size ${size} cut ${cut}`);
+        assert.deepEqual(
+          feedSniff(records, [cut]).result,
+          sniff(records),
+          `size ${size} cut ${cut}`,
+        );
       }
     }
   });

@@ -4,9 +4,15 @@ import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
   connect,
+  decode,
+  encode,
   HOST,
+  keepAlive,
   openTestTunnel,
   patternBytes,
+  pingOverTls,
+  pongApp,
+  rawApp,
   rawRequest,
   readAll,
   readFixture,
@@ -15,11 +21,11 @@ import {
   startApp,
   startStack,
   startTestServer,
+  T,
+  tcpHop,
   writeAllTo,
 } from "./helpers.ts";
 
-/** Sanitizers are on for every test (deno.json); network tests also get a deadline. */
-const T = { timeout: 30_000 };
 const MiB = 1024 * 1024;
 
 for (const size of [0, MiB, 64 * MiB]) {
@@ -56,31 +62,9 @@ Deno.test({
   ...T,
   async fn() {
     await using stack = await startStack();
-    const conn = await connect(stack.server.addr.port);
-    const buf = new Uint8Array(4096);
-    const ports = new Set<number>();
-    try {
-      for (let i = 0; i < 100; i++) {
-        await writeAllTo(
-          conn,
-          new TextEncoder().encode(`GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`),
-        );
-        let text = "";
-        // Read one response: head, then Content-Length bytes.
-        for (;;) {
-          const n = await conn.read(buf);
-          assert.notEqual(n, null, `connection closed at request ${i}`);
-          text += new TextDecoder().decode(buf.subarray(0, n!));
-          const end = text.indexOf("\r\n\r\n");
-          const length = /content-length: (\d+)/i.exec(text)?.[1];
-          if (end >= 0 && length && text.length >= end + 4 + Number(length)) break;
-        }
-        assert.match(text, /^HTTP\/1\.1 200/);
-        ports.add(JSON.parse(text.slice(text.indexOf("\r\n\r\n") + 4)).port);
-      }
-    } finally {
-      conn.close();
-    }
+    const request = `GET /whoami HTTP/1.1\r\nHost: ${stack.host}\r\n\r\n`;
+    const bodies = await keepAlive(stack.server.addr.port, request, 100);
+    const ports = new Set(bodies.map((body) => body.port));
     assert.equal(ports.size, 1, "the app saw more than one connection");
   },
 });
@@ -92,7 +76,7 @@ Deno.test({
     await using stack = await startStack("ws");
     // Deno cannot resolve *.localhost nor set Host on a WebSocket, so a hop on
     // 127.0.0.1 puts the tunnel's Host in the upgrade request, like DNS would.
-    await using hop = hostRewritingHop(stack.server.addr.port, stack.host);
+    await using hop = tcpHop(stack.server.addr.port, { host: stack.host });
     const ws = new WebSocket(`ws://${HOST}:${hop.port}/ws`);
     const messages: string[] = [];
     const done = Promise.withResolvers<void>();
@@ -108,48 +92,6 @@ Deno.test({
   },
 });
 
-/** Listens on 127.0.0.1 and forwards each connection to `port`, rewriting the first Host header. */
-function hostRewritingHop(port: number, host: string) {
-  const listener = Deno.listen({ hostname: HOST, port: 0 });
-  const tasks: Promise<void>[] = [];
-  const conns = new Set<Deno.Conn>();
-  const serve = async (conn: Deno.Conn) => {
-    const upstream = await connect(port);
-    conns.add(conn).add(upstream);
-    const buf = new Uint8Array(16 * 1024);
-    let head = "";
-    while (!head.includes("\r\n\r\n")) {
-      const n = await conn.read(buf);
-      if (n === null) return;
-      head += new TextDecoder("latin1").decode(buf.subarray(0, n));
-    }
-    const rewritten = head.replace(/^host:.*$/im, `host: ${host}`);
-    await writeAllTo(upstream, Uint8Array.from(rewritten, (c) => c.charCodeAt(0)));
-    const copy = async (from: Deno.Conn, to: Deno.Conn) => {
-      const b = new Uint8Array(64 * 1024);
-      try {
-        for (let n; (n = await from.read(b)) !== null;) await writeAllTo(to, b.subarray(0, n));
-      } catch { /* closed */ }
-      for (const c of [conn, upstream]) conns.delete(c) && c.close();
-    };
-    await Promise.all([copy(conn, upstream), copy(upstream, conn)]);
-  };
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) tasks.push(serve(conn).catch(() => {}));
-    } catch { /* closed */ }
-  })();
-  return {
-    port: listener.addr.port,
-    async [Symbol.asyncDispose]() {
-      listener.close();
-      await accepting;
-      for (const c of conns) c.close();
-      await Promise.all(tasks);
-    },
-  };
-}
-
 Deno.test({
   name: "TLS is relayed end to end by SNI: the app's certificate, not the server's",
   ...T,
@@ -157,34 +99,14 @@ Deno.test({
     const cert = readFixtureText("localhost.pem");
     const key = readFixtureText("localhost.key");
     const ca = readFixtureText("ca.pem");
-    const tlsApp = Deno.listenTls({ hostname: HOST, port: 0, cert, key });
-    const appTask = (async () => {
-      for await (const conn of tlsApp) {
-        const buf = new Uint8Array(64);
-        const n = await conn.read(buf);
-        await conn.write(
-          new TextEncoder().encode(`pong:${new TextDecoder().decode(buf.subarray(0, n!))}`),
-        );
-        conn.close();
-      }
-    })().catch(() => {});
+    await using tlsApp = pongApp({ cert, key });
     await using server = await startTestServer();
-    await using _tunnel = await openTestTunnel(server, tlsApp.addr.port, { subdomain: "tls" });
-    try {
-      // Sent whole, then with the ClientHello trickled a byte per write (several TCP segments).
-      for (const trickle of [false, true]) {
-        const tcp = await connect(server.addr.port);
-        const conn = await Deno.startTls(trickle ? trickling(tcp) : tcp, {
-          hostname: "tls.localhost",
-          caCerts: [ca],
-        });
-        await conn.write(new TextEncoder().encode("ping"));
-        assert.equal(new TextDecoder().decode(await readAll(conn)), "pong:ping");
-        conn.close();
-      }
-    } finally {
-      tlsApp.close();
-      await appTask;
+    await using _tunnel = await openTestTunnel(server, tlsApp.port, { subdomain: "tls" });
+    // Sent whole, then with the ClientHello trickled a byte per write (several TCP segments).
+    for (const trickle of [false, true]) {
+      const tcp = await connect(server.addr.port);
+      const answer = await pingOverTls(trickle ? trickling(tcp) : tcp, "tls.localhost", [ca]);
+      assert.equal(answer, "pong:ping");
     }
   },
 });
@@ -198,7 +120,7 @@ function trickling(conn: Deno.TcpConn): Deno.TcpConn {
     const n = Math.min(p.length, budget);
     for (let i = 0; i < n; i++) {
       await write(p.subarray(i, i + 1));
-      await new Promise((r) => setTimeout(r, 1));
+      await new Promise((r) => setTimeout(r, 1)); // one TCP segment per byte, not a wait
     }
     budget -= n;
     return n;
@@ -217,7 +139,7 @@ Deno.test({
         const conn = await connect(stack.server.addr.port);
         await writeAllTo(
           conn,
-          new TextEncoder().encode(
+          encode(
             `GET /bytes/10000 HTTP/1.1\r\nHost: ${stack.host}\r\nConnection: close\r\n\r\n`,
           ),
         );
@@ -239,30 +161,24 @@ Deno.test({
   name: "two tunnels at once: every answer comes from its own app",
   ...T,
   async fn() {
-    const appA = startApp("a");
-    const appB = startApp("b");
+    await using appA = startApp("a");
+    await using appB = startApp("b");
     // 100 visitors at once from 127.0.0.1: lift the per-IP limit on connections being routed.
     await using server = await startTestServer({ limits: { maxSniffingPerIp: 0 } });
     await using _a = await openTestTunnel(server, appA.addr.port, { subdomain: "alpha" });
     await using _b = await openTestTunnel(server, appB.addr.port, { subdomain: "beta" });
-    const http = Deno.createHttpClient({ allowHost: true });
-    try {
-      const results = await Promise.all(
-        Array.from({ length: 100 }, async (_, i) => {
-          const sub = i % 2 ? "alpha" : "beta";
-          const res = await fetch(`http://${HOST}:${server.addr.port}/whoami`, {
-            client: http,
-            headers: { host: `${sub}.localhost:${server.addr.port}` },
-          });
-          return [sub, (await res.json()).name] as const;
-        }),
-      );
-      for (const [sub, name] of results) assert.equal(name, sub === "alpha" ? "a" : "b");
-    } finally {
-      http.close();
-      await appA.shutdown();
-      await appB.shutdown();
-    }
+    using http = Deno.createHttpClient({ allowHost: true });
+    const results = await Promise.all(
+      Array.from({ length: 100 }, async (_, i) => {
+        const sub = i % 2 ? "alpha" : "beta";
+        const res = await fetch(`http://${HOST}:${server.addr.port}/whoami`, {
+          client: http,
+          headers: { host: `${sub}.localhost:${server.addr.port}` },
+        });
+        return [sub, (await res.json()).name] as const;
+      }),
+    );
+    for (const [sub, name] of results) assert.equal(name, sub === "alpha" ? "a" : "b");
   },
 });
 
@@ -326,12 +242,11 @@ Deno.test({
     );
     assert.match(answer, /^HTTP\/1\.1 502 [^]*cannot reach the local app/);
     // A new app on the same port is reached through the same tunnel.
-    const again = Deno.serve({ port, hostname: HOST, onListen() {} }, () => new Response("back"));
-    try {
-      assert.equal(await (await stack.fetch("/")).text(), "back");
-    } finally {
-      await again.shutdown();
-    }
+    await using _again = Deno.serve(
+      { port, hostname: HOST, onListen() {} },
+      () => new Response("back"),
+    );
+    assert.equal(await (await stack.fetch("/")).text(), "back");
   },
 });
 
@@ -340,29 +255,20 @@ Deno.test({
   ...T,
   async fn() {
     // A raw TCP app that answers only after it has read to end of stream.
-    const app = Deno.listen({ hostname: HOST, port: 0 });
-    const appTask = (async () => {
-      for await (const conn of app) {
-        const got = await readAll(conn);
-        await writeAllTo(conn, new TextEncoder().encode(`got ${got.length} bytes`));
-        conn.close();
-      }
-    })().catch(() => {});
+    await using app = rawApp(async (conn) => {
+      const got = await readAll(conn);
+      await writeAllTo(conn, encode(`got ${got.length} bytes`));
+    });
     await using server = await startTestServer();
-    await using _t = await openTestTunnel(server, app.addr.port, { subdomain: "half", raw: true });
-    try {
-      const conn = await connect(server.addr.port);
-      const request = new TextEncoder().encode(
-        `POST / HTTP/1.1\r\nHost: half.localhost\r\n\r\n${"x".repeat(100_000)}`,
-      );
-      await writeAllTo(conn, request);
-      await conn.closeWrite();
-      assert.equal(new TextDecoder().decode(await readAll(conn)), `got ${request.length} bytes`);
-      conn.close();
-    } finally {
-      app.close();
-      await appTask;
-    }
+    await using _t = await openTestTunnel(server, app.port, { subdomain: "half", raw: true });
+    const conn = await connect(server.addr.port);
+    const request = encode(
+      `POST / HTTP/1.1\r\nHost: half.localhost\r\n\r\n${"x".repeat(100_000)}`,
+    );
+    await writeAllTo(conn, request);
+    await conn.closeWrite();
+    assert.equal(decode(await readAll(conn)), `got ${request.length} bytes`);
+    conn.close();
   },
 });
 
@@ -375,7 +281,7 @@ Deno.test({
       const bytes of [
         readFixture("chromium-clienthello.bin"),
         readFixture("openssl-clienthello-nosni.bin"),
-        new TextEncoder().encode("SSH-2.0-OpenSSH_9.2\r\n"),
+        encode("SSH-2.0-OpenSSH_9.2\r\n"),
         new Uint8Array([0, 1, 2, 3]),
       ]
     ) {

@@ -2,7 +2,13 @@
 // Stops at the first counterexample and prints it (fast-check shrinks it first).
 
 import fc from "npm:fast-check@4.10.2";
-import { frameProperty, http1Property, sniffProperty } from "../tests/properties.ts";
+import {
+  frameProperty,
+  http1Property,
+  sniffProperty,
+  streamNoiseProperty,
+  streamProperty,
+} from "../tests/properties.ts";
 
 const RUNS = Number(Deno.env.get("RUNS") ?? 1_000_000);
 const fixtures = [
@@ -19,6 +25,8 @@ for (
     ["sniff", sniffProperty(fixtures)],
     ["frames", frameProperty],
     ["http1", http1Property],
+    ["stream", streamProperty],
+    ["stream-noise", streamNoiseProperty],
   ] as const
 ) {
   const started = performance.now();

@@ -59,7 +59,7 @@ export class LeaseStore {
   /** The lease saved for `subdomain` on `server`, if any. */
   async get(server: string, subdomain: string): Promise<string | undefined> {
     const { entries, dropped } = await this.#read();
-    if (dropped) await this.#update(() => {}); // rewritten without the bad entries
+    if (dropped) await this.#update(() => {}, false); // rewritten without the bad entries
     return entries[`${server} ${subdomain}`]?.lease;
   }
 
@@ -76,13 +76,13 @@ export class LeaseStore {
   }
 
   // Read, change and write the file under a lock: clients that start together share it.
-  async #update(change: (entries: Entries) => void): Promise<void> {
+  async #update(change: (entries: Entries) => void, warn = true): Promise<void> {
     const dir = this.#path.slice(0, this.#path.lastIndexOf("/"));
     if (dir) await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
     const lock = await Deno.open(`${this.#path}.lock`, { create: true, write: true, mode: 0o600 });
     try {
       await lock.lock(true);
-      const { entries, dropped } = await this.#read();
+      const { entries, dropped } = await this.#read(warn);
       const before = JSON.stringify(entries);
       change(entries);
       if (!dropped && JSON.stringify(entries) === before) return;
@@ -99,18 +99,19 @@ export class LeaseStore {
     }
   }
 
-  async #read(): Promise<{ entries: Entries; dropped: boolean }> {
+  async #read(warn = true): Promise<{ entries: Entries; dropped: boolean }> {
+    const say = warn ? this.#warn : () => {};
     let parsed: unknown;
     try {
       parsed = JSON.parse(await Deno.readTextFile(this.#path));
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return { entries: {}, dropped: false };
       if (!(e instanceof SyntaxError)) throw e;
-      this.#warn(`Lease file ${this.#path} is not JSON: starting it afresh`);
+      say(`Lease file ${this.#path} is not JSON: starting it afresh`);
       return { entries: {}, dropped: true };
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-      this.#warn(`Lease file ${this.#path} does not hold an object: starting it afresh`);
+      say(`Lease file ${this.#path} does not hold an object: starting it afresh`);
       return { entries: {}, dropped: true };
     }
     const entries: Entries = {};
@@ -120,7 +121,7 @@ export class LeaseStore {
       if (why === undefined) entries[key] = value as Entries[string];
       else {
         dropped = true;
-        this.#warn(`Dropped the lease for ${JSON.stringify(key)} from ${this.#path}: ${why}`);
+        say(`Dropped the lease for ${JSON.stringify(key)} from ${this.#path}: ${why}`);
       }
     }
     return { entries, dropped };

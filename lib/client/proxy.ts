@@ -20,6 +20,8 @@ import type { RequestRecord } from "./exchanges.ts";
 import { HttpStream } from "./http_stream.ts";
 import type { LocalDialer } from "./local_dialer.ts";
 
+/** An idle proxy connection that ends younger than this is not replaced (no spinning). */
+const POOL_REFILL_MIN_AGE_MS = 1_000;
 /** Read buffer of a proxy connection's upgrade answer. */
 const PROXY_READER_BYTES = 4096;
 
@@ -35,6 +37,11 @@ export interface ProxyPoolOptions {
   secret: string;
   /** Idle connections to keep ready. */
   size: number;
+  /**
+   * An idle connection that hears nothing (the server's pings included) for
+   * this long is dead and replaced; undefined: never.
+   */
+  idleSilenceMs: number | undefined;
   /** Visitors served at once at most (more are refused with 503 or a close); 0: no limit. */
   maxStreams: number;
   /** Reaches the local app. */
@@ -136,17 +143,26 @@ export class ProxyPool {
     const { conn, reader } = dialed;
     const channel = new ProxyChannel(conn, reader.buffered.slice());
     this.#conns.add(conn);
+    const attachedAt = Date.now();
+    let lostIdle = false;
     try {
       while (!this.#retired) {
         let message: ServerMessage | null = null;
         this.#idle.add(conn);
+        const silent = this.#options.idleSilenceMs;
+        const timer = silent === undefined ? undefined : setTimeout(() => {
+          log.debug("Idle proxy connection silent: replacing it", { ms: silent });
+          closeQuietly(conn); // the read below ends, and the pool is refilled
+        }, silent);
         try {
           message = await channel.readMessage(decodeServerFrame);
         } catch (e) {
           if (!isDisconnect(e)) log.warn("Bad frame on proxy", { error: describeError(e) });
         } finally {
+          clearTimeout(timer);
           this.#idle.delete(conn);
         }
+        lostIdle = message === null;
         if (message?.type === "ping") {
           // The server checks that idle connections are alive: answer at once.
           if (await writeAll(conn, PING_FRAME).then(() => true, () => false)) continue;
@@ -172,6 +188,12 @@ export class ProxyPool {
     } finally {
       this.#conns.delete(conn);
       closeQuietly(conn);
+    }
+    // The server closed it while idle (it found it dead, or a network dropped it):
+    // keep the pool at its size. One that lived less than a second is not replaced,
+    // so a server that closes at once cannot make the pool spin.
+    if (lostIdle && !this.#retired && Date.now() - attachedAt >= POOL_REFILL_MIN_AGE_MS) {
+      this.open(this.#options.size - this.#idle.size - this.#connecting);
     }
   }
 

@@ -360,6 +360,7 @@ class TunnelClient implements Tunnel {
       tunnel: welcome.tunnel,
       secret: welcome.secret,
       size: this.#pool,
+      idleSilenceMs: welcome.proxyPingMs === undefined ? undefined : welcome.proxyPingMs * 3,
       maxStreams: this.#options.maxStreams ?? DEFAULT_CLIENT_MAX_STREAMS,
       dialer: this.#dialer,
       http: this.#options.raw ? undefined : {

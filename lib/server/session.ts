@@ -389,6 +389,7 @@ export async function serveSession(
       subdomain: name,
       url: ctx.url.replace("//", `//${name}.`),
       lease: issued.lease,
+      proxyPingMs: ctx.limits.proxyPingIntervalMs,
     });
     await writeAll(conn, concatBytes(UPGRADE_RESPONSE, welcome));
     // Fresh leases as the session lives: after a restart, a recent one proves its holder.
