@@ -35,7 +35,12 @@ export async function spawnCommand(
     stderr: "piped",
     stdin: "null",
   }).spawn();
-  child.stderr.pipeTo(logFile.writable).catch(() => {});
+  // Each chunk is written as it comes (pipeTo into a file holds it back until the end).
+  (async () => {
+    for await (const chunk of child.stderr) {
+      for (let at = 0; at < chunk.length;) at += await logFile.write(chunk.subarray(at));
+    }
+  })().catch(() => {}).finally(() => logFile.close());
   const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   const readLine = async (): Promise<string> => {
