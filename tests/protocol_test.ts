@@ -22,7 +22,7 @@ import {
 } from "../lib/protocol.ts";
 import { concatBytes } from "../lib/bytes.ts";
 import { MAX_FRAME_BYTES } from "../lib/limits.ts";
-import { backoffDelay } from "../lib/client/tunnel.ts";
+import { backoffDelay } from "../lib/client/reconnect.ts";
 import { decodeStream, rawFrame, streamNoiseProperty, streamProperty } from "./properties.ts";
 import { encode } from "./helpers.ts";
 

@@ -10,8 +10,6 @@ import {
   DEFAULT_CLIENT_MAX_STREAMS,
   DEFAULT_POOL_SIZE,
   MAX_IDLE_PROXIES,
-  PEER_TIMEOUT_MS,
-  RECONNECT_MAX_MS,
   RECONNECT_MIN_MS,
 } from "../limits.ts";
 import {
@@ -25,6 +23,7 @@ import type { RequestRecord } from "./exchanges.ts";
 import { type Established, openControl, type Welcome } from "./handshake.ts";
 import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
 import { LocalDialer } from "./local_dialer.ts";
+import { reconnect, RESERVED_RETRY_MARGIN_MS } from "./reconnect.ts";
 import { ProxyPool } from "./proxy.ts";
 
 /** Options for {@linkcode openTunnel}. */
@@ -122,22 +121,6 @@ export interface Tunnel {
   close(): Promise<void>;
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-/** Refusals after which reconnecting cannot help. */
-const FATAL: ReadonlySet<string> = new Set([
-  "version",
-  "invalid-subdomain",
-  "unauthorized",
-  "replaced",
-]);
-/** Margin added to a reserved name's time left before claiming it again. */
-const RESERVED_RETRY_MARGIN_MS = 250;
-
-/** The delay before reconnect attempt `attempt` (0-based): doubling, capped, with jitter. */
-export function backoffDelay(attempt: number, random: number = Math.random()): number {
-  const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** attempt);
-  return Math.round(base / 2 + (base / 2) * random);
 }
 
 /**
@@ -396,36 +379,7 @@ class TunnelClient implements Tunnel {
     this.#pools.delete(pool);
   }
 
-  async #reconnect(): Promise<Established | undefined> {
-    let takenSince: number | undefined;
-    for (let attempt = 0; !this.#stop.signal.aborted; attempt++) {
-      const delay = backoffDelay(attempt);
-      this.#log.info("Reconnecting", { in_ms: delay, attempt: attempt + 1 });
-      await sleep(delay, this.#stop.signal);
-      if (this.#stop.signal.aborted) return undefined;
-      try {
-        return await this.#establish();
-      } catch (e) {
-        if (e instanceof TunnelError && FATAL.has(e.code)) throw e;
-        if (e instanceof TunnelError && e.code === "subdomain-reserved") {
-          // Held for a lease we do not have (the server lost its key): wait it out.
-          const ms = (e.retryAfterMs ?? RECONNECT_MIN_MS) + RESERVED_RETRY_MARGIN_MS;
-          this.#log.warn("Subdomain reserved, waiting", { ms });
-          await sleep(ms, this.#stop.signal);
-          attempt = -1;
-          continue;
-        }
-        if (e instanceof TunnelError && e.code === "subdomain-taken") {
-          // The server may not have noticed yet that our old session is gone (it
-          // takes up to PEER_TIMEOUT_MS); after that, someone else holds the name.
-          takenSince ??= Date.now();
-          if (Date.now() - takenSince > PEER_TIMEOUT_MS + RECONNECT_MAX_MS) throw e;
-        } else {
-          takenSince = undefined;
-        }
-        this.#log.warn("Reconnect failed", { error: describeError(e) });
-      }
-    }
-    return undefined;
+  #reconnect(): Promise<Established | undefined> {
+    return reconnect(() => this.#establish(), this.#stop.signal, this.#log);
   }
 }

@@ -4,7 +4,7 @@
 
 import { ControlChannel } from "../control.ts";
 import type { ProxyChannel } from "../channel.ts";
-import { type ByteReader, closeQuietly, type Conn, peerOf, writeAll } from "../io.ts";
+import { type ByteReader, type Conn, peerOf, writeAll } from "../io.ts";
 import type { ServerLimits } from "../limits.ts";
 import { SECRET_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
@@ -13,13 +13,13 @@ import {
   type ClientMessage,
   decodeClientFrame,
   encodeFrame,
-  MAX_DEMAND,
   PROTOCOL_VERSION,
   type ServerMessage,
   UPGRADE_RESPONSE,
 } from "../protocol.ts";
 import { concatBytes } from "../bytes.ts";
 import type { Leases } from "./lease.ts";
+import { IdlePool } from "./idle_pool.ts";
 import type { Registry } from "./registry.ts";
 
 /** What a session needs from its server. */
@@ -46,11 +46,6 @@ const REVOKED: ServerMessage = {
   code: "unauthorized",
   message: "This tunnel's token was revoked by the server's operator",
 };
-
-interface Waiter {
-  resolve(proxy: ProxyChannel | undefined): void;
-  timer: ReturnType<typeof setTimeout>;
-}
 
 /** What the server reports about one tunnel. */
 export interface TunnelInfo {
@@ -88,13 +83,10 @@ export class Session {
   #saidBye = false;
   #replaced = false;
   #control: ControlChannel<ClientMessage, ServerMessage>;
-  #idle: ProxyChannel[] = [];
-  #waiters: Waiter[] = [];
-  #demand = 0;
+  #pool: IdlePool;
   #log: Logger;
   #limits: ServerLimits;
   #closed = false;
-  #pinging: ReturnType<typeof setInterval>;
   #revoked = false;
   #cutStreams = new AbortController();
 
@@ -111,7 +103,13 @@ export class Session {
     this.#log = init.log;
     this.#limits = init.limits;
     const { maxFrameBytes, heartbeatIntervalMs, peerTimeoutMs } = init.limits;
-    this.#pinging = setInterval(() => this.#pingIdle(), init.limits.proxyPingIntervalMs);
+    this.#pool = new IdlePool({
+      maxIdle: init.limits.maxIdleProxies,
+      pingIntervalMs: init.limits.proxyPingIntervalMs,
+      demand: (count) => this.send({ type: "demand", count }),
+      log: init.log,
+      name: subdomain,
+    });
     this.#control = new ControlChannel(
       conn,
       reader,
@@ -143,7 +141,7 @@ export class Session {
 
   /** Number of idle proxy connections held now. */
   get idleCount(): number {
-    return this.#idle.length;
+    return this.#pool.size;
   }
 
   /** A snapshot of this tunnel for status pages and tests. */
@@ -154,7 +152,7 @@ export class Session {
       since: this.since,
       answered: this.heardFrom,
       streams: this.#streams,
-      idleProxies: this.#idle.length,
+      idleProxies: this.#pool.size,
     };
   }
 
@@ -234,124 +232,27 @@ export class Session {
     return reason;
   }
 
-  /**
-   * Adds a proxy connection, new or back from a finished stream: hands it to
-   * the oldest waiting visitor, or keeps it idle. False when the session has
-   * ended or the pool is full; the caller then closes it.
-   */
+  /** Adds a proxy connection, new or back from a finished stream (see `IdlePool.add`). */
   addProxy(proxy: ProxyChannel): boolean {
-    if (this.#closed) return false;
-    const waiter = this.#waiters.shift();
-    if (waiter) {
-      clearTimeout(waiter.timer);
-      waiter.resolve(proxy);
-      return true;
-    }
-    const max = this.#limits.maxIdleProxies;
-    if (max > 0 && this.#idle.length >= max) return false;
-    this.#idle.push(proxy);
-    this.#watchIdle(proxy);
-    return true;
+    return !this.#closed && this.#pool.add(proxy);
   }
 
-  // While idle, answers to our pings keep a connection; anything else its watch
-  // read sees (end of stream, an error, stray bytes) retires it.
-  #watchIdle(proxy: ProxyChannel): void {
-    proxy.watch().then(async () => {
-      if (!this.#idle.includes(proxy)) return; // taken: the stream owns the read's bytes
-      if (await proxy.takePongs()) {
-        const at = this.#idle.indexOf(proxy);
-        if (at < 0) return;
-        const waiter = this.#waiters.shift(); // it answered: alive, and someone waits for one
-        if (waiter) {
-          this.#idle.splice(at, 1);
-          clearTimeout(waiter.timer);
-          waiter.resolve(proxy);
-        } else this.#watchIdle(proxy);
-      } else this.#retire(proxy);
-    });
-  }
-
-  /**
-   * A connection of this tunnel failed to accept a stream: ask the client for a
-   * fresh one, and ping the idle ones now rather than at the next interval.
-   */
-  suspectIdle(): void {
-    this.#requestProxy();
-    for (const proxy of this.#idle) if (!proxy.pingOutstanding) proxy.ping();
-  }
-
-  // Every proxyPingIntervalMs: an idle connection that did not answer the last
-  // ping is dead (a NAT or firewall dropped it silently); the others get a ping.
-  #pingIdle(): void {
-    for (const proxy of [...this.#idle]) {
-      if (proxy.pingOutstanding) {
-        this.#log.debug("Idle proxy connection did not answer a ping", {
-          subdomain: this.subdomain,
-        });
-        this.#retire(proxy);
-      } else proxy.ping();
-    }
-  }
-
-  /**
-   * Takes an idle proxy connection for a public connection, waiting up to
-   * `timeoutMs` for one; undefined on timeout, when `signal` aborts, or when the session ends. The
-   * client keeps its pool topped up by itself; a visitor that has to wait asks
-   * it for one more connection, so a burst gets one per waiting visitor.
-   */
+  /** Takes an idle proxy connection for a visitor (see `IdlePool.take`). */
   takeProxy(timeoutMs: number, signal?: AbortSignal): Promise<ProxyChannel | undefined> {
-    if (this.#closed || signal?.aborted) return Promise.resolve(undefined);
-    // Newest first; one with a ping unanswered may be dead: it waits for its answer.
-    const at = this.#idle.findLastIndex((proxy) => !proxy.pingOutstanding);
-    if (at >= 0) return Promise.resolve(this.#idle.splice(at, 1)[0]);
-    this.#requestProxy();
-    return new Promise((resolve) => {
-      const give = (proxy: ProxyChannel | undefined): void => {
-        signal?.removeEventListener("abort", cancel);
-        resolve(proxy);
-      };
-      const cancel = (): void => {
-        clearTimeout(waiter.timer);
-        const at = this.#waiters.indexOf(waiter);
-        if (at >= 0) this.#waiters.splice(at, 1);
-        give(undefined);
-      };
-      const waiter: Waiter = { resolve: give, timer: setTimeout(cancel, timeoutMs) };
-      signal?.addEventListener("abort", cancel, { once: true });
-      this.#waiters.push(waiter);
-    });
+    return this.#closed ? Promise.resolve(undefined) : this.#pool.take(timeoutMs, signal);
+  }
+
+  /** A connection failed to accept a stream (see `IdlePool.suspect`). */
+  suspectIdle(): void {
+    this.#pool.suspect();
   }
 
   /** Closes the control channel and idle proxies; waiting public connections get nothing. */
   close(last?: ServerMessage): void {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#pinging);
     this.#control.close("session closed", last);
-    for (const proxy of this.#idle.splice(0)) closeQuietly(proxy.conn);
-    for (const waiter of this.#waiters.splice(0)) {
-      clearTimeout(waiter.timer);
-      waiter.resolve(undefined);
-    }
-  }
-
-  #retire(proxy: ProxyChannel): void {
-    const at = this.#idle.indexOf(proxy);
-    if (at < 0) return; // taken by a public connection: the relay owns the read now
-    this.#idle.splice(at, 1);
-    closeQuietly(proxy.conn);
-    this.#log.debug("Idle proxy connection ended", { subdomain: this.subdomain });
-  }
-
-  // Demands made in one turn of the event loop go out as one frame.
-  #requestProxy(): void {
-    if (this.#demand++ > 0) return;
-    queueMicrotask(() => {
-      const count = Math.min(this.#demand, MAX_DEMAND);
-      this.#demand = 0;
-      this.send({ type: "demand", count });
-    });
+    this.#pool.close();
   }
 }
 

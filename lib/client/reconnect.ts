@@ -1,0 +1,67 @@
+// How a client gets its tunnel back after a lost connection: backoff with jitter,
+// refusals that end it, names held or taken that are waited out.
+
+import { TunnelError } from "../errors.ts";
+import { sleep } from "../io.ts";
+import { PEER_TIMEOUT_MS, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from "../limits.ts";
+import { describeError, type Logger } from "../log.ts";
+import type { Established } from "./handshake.ts";
+
+/** Refusals after which reconnecting cannot help. */
+const FATAL: ReadonlySet<string> = new Set([
+  "version",
+  "invalid-subdomain",
+  "unauthorized",
+  "replaced",
+]);
+/** Margin added to a reserved name's time left before claiming it again. */
+export const RESERVED_RETRY_MARGIN_MS = 250;
+
+/** The delay before reconnect attempt `attempt` (0-based): doubling, capped, with jitter. */
+export function backoffDelay(attempt: number, random: number = Math.random()): number {
+  const base = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** attempt);
+  return Math.round(base / 2 + (base / 2) * random);
+}
+
+/**
+ * Re-establishes a lost tunnel: `establish` again and again with backoff until
+ * it works, a refusal makes it pointless (thrown), or `signal` aborts
+ * (undefined). A name held for a lease we lack is waited out; a name "taken"
+ * is retried while the server may not have noticed our old session is gone.
+ */
+export async function reconnect(
+  establish: () => Promise<Established>,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<Established | undefined> {
+  let takenSince: number | undefined;
+  for (let attempt = 0; !signal.aborted; attempt++) {
+    const delay = backoffDelay(attempt);
+    log.info("Reconnecting", { in_ms: delay, attempt: attempt + 1 });
+    await sleep(delay, signal);
+    if (signal.aborted) return undefined;
+    try {
+      return await establish();
+    } catch (e) {
+      if (e instanceof TunnelError && FATAL.has(e.code)) throw e;
+      if (e instanceof TunnelError && e.code === "subdomain-reserved") {
+        // Held for a lease we do not have (the server lost its key): wait it out.
+        const ms = (e.retryAfterMs ?? RECONNECT_MIN_MS) + RESERVED_RETRY_MARGIN_MS;
+        log.warn("Subdomain reserved, waiting", { ms });
+        await sleep(ms, signal);
+        attempt = -1;
+        continue;
+      }
+      if (e instanceof TunnelError && e.code === "subdomain-taken") {
+        // The server may not have noticed yet that our old session is gone (it
+        // takes up to PEER_TIMEOUT_MS); after that, someone else holds the name.
+        takenSince ??= Date.now();
+        if (Date.now() - takenSince > PEER_TIMEOUT_MS + RECONNECT_MAX_MS) throw e;
+      } else {
+        takenSince = undefined;
+      }
+      log.warn("Reconnect failed", { error: describeError(e) });
+    }
+  }
+  return undefined;
+}
