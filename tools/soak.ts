@@ -60,6 +60,8 @@ const clientArgs = (sub: string, via = port) => [
   "--log-level=warn",
 ];
 const client = await spawnDeno("client.ts", clientArgs("soak"), `${work}/client.log`);
+await sleep(1_000);
+const idle = { server: rssKiB(server.pid), fds: fdCount(server.pid), client: rssKiB(client.pid) };
 
 /** Waits until the server's log has its HTTPS line; returns the log. */
 async function waitForLog(file: string): Promise<string> {
@@ -284,7 +286,8 @@ const after = { server: rssKiB(server.pid), fds: fdCount(server.pid) };
 const warm = rows[Math.min(1, rows.length - 1)]!;
 say(
   `after the load, 3 s later: server ${mib(after.server)} MiB and ${after.fds} fds ` +
-    `(at ${WINDOW_S * 2} s: ${mib(warm.server)} MiB, ${warm.fds} fds)`,
+    `(idle before it: ${mib(idle.server)} MiB, ${idle.fds} fds; at ${WINDOW_S * 2} s: ` +
+    `${mib(warm.server)} MiB, ${warm.fds} fds)`,
 );
 stuck?.close();
 relay?.close();
