@@ -216,7 +216,7 @@ Deno.test("a bug on the request path is logged at error, a lost app connection a
   };
   for (const failure of [new TypeError("a bug"), new Deno.errors.BrokenPipe("gone")]) {
     lines.length = 0;
-    const tracker = new ExchangeTracker(undefined);
+    const tracker = new ExchangeTracker();
     let writes = 0;
     const rewriter = new RequestRewriter({
       out: {

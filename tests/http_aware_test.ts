@@ -236,7 +236,7 @@ Deno.test("when the responses cannot be followed, an upgrade request unlocks not
   // A response head the log cannot frame (obsolete folding) makes it give up; the next
   // upgrade request must then count as refused, so what follows is still checked.
   let out = "";
-  const exchanges = new ExchangeTracker(undefined);
+  const exchanges = new ExchangeTracker();
   const refusals: number[] = [];
   const rewriter = new RequestRewriter({
     out: { write: (p) => (out += decode(p), Promise.resolve(p.length)) },

@@ -272,7 +272,10 @@ Deno.test("ExchangeTracker pairs pipelined responses however the bytes are split
   fc.assert(
     fc.property(fc.array(fc.integer({ min: 0, max: bytes.length }), { maxLength: 6 }), (cuts) => {
       const records: RequestRecord[] = [];
-      const log = new ExchangeTracker((r) => records.push(r), () => 0);
+      const log = new ExchangeTracker({
+        observer: { exchange: (r) => records.push(r) },
+        now: () => 0,
+      });
       log.request(head("POST /a HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 0"));
       log.request(head("HEAD /b HTTP/1.1"));
       log.request(head("GET /c HTTP/1.1"));

@@ -24,6 +24,38 @@ export interface RequestRecord {
   problem: string | undefined;
 }
 
+/**
+ * Watches the exchanges of one visitor stream (a request log, an inspector); it
+ * never changes them. Calls are synchronous and must return at once: the relay
+ * does not wait for an observer. Views passed in are valid only during the call.
+ */
+export interface ExchangeObserver {
+  /** A request head, as the visitor sent it (before the client's rewrite). */
+  request?(head: MessageHead): void;
+  /** Bytes of the current request's body, framing included, as they pass. */
+  requestBody?(bytes: Uint8Array): void;
+  /** A response head from the app (an interim 1xx too), in request order. */
+  response?(head: MessageHead): void;
+  /** Bytes of the current response's body, framing included, as they pass. */
+  responseBody?(bytes: Uint8Array): void;
+  /** An exchange is over (answered, cut short, or refused): its record. */
+  exchange?(record: RequestRecord): void;
+  /** After a switch (101): the other protocol's bytes, from the visitor or from the app. */
+  raw?(from: "visitor" | "app", bytes: Uint8Array): void;
+  /** The stream is over. */
+  close?(): void;
+}
+
+/** What an {@linkcode ExchangeTracker} works with. */
+export interface TrackerOptions {
+  /** Who watches (none: it only pairs). */
+  observer?: ExchangeObserver | undefined;
+  /** The clock, in ms. @default {performance.now} */
+  now?: () => number;
+  /** Changes response heads on their way (see `response()`). */
+  rewriteHead?: ((head: MessageHead) => Uint8Array | undefined) | undefined;
+}
+
 interface Pending {
   method: string;
   target: string;
@@ -46,23 +78,20 @@ export class ExchangeTracker {
   #switched = false; // the current response switched protocols
   #bytes = 0;
   #done = false;
-  #report: ((record: RequestRecord) => void) | undefined;
+  #observer: ExchangeObserver | undefined;
+  #records: boolean;
+  #raw = false; // switched: what follows is another protocol's bytes
+  #closed = false;
   #now: () => number;
   #switch: PromiseWithResolvers<boolean> | undefined;
   #rewriteHead: ((head: MessageHead) => Uint8Array | undefined) | undefined;
 
-  /**
-   * Reports through `report` (none: it only pairs); `now` is the clock (ms).
-   * With `rewriteHead`, response heads may be changed on their way (see `response()`).
-   */
-  constructor(
-    report: ((record: RequestRecord) => void) | undefined,
-    now: () => number = () => performance.now(),
-    rewriteHead?: (head: MessageHead) => Uint8Array | undefined,
-  ) {
-    this.#report = report;
-    this.#now = now;
-    this.#rewriteHead = rewriteHead;
+  /** A tracker for one stream; see {@linkcode TrackerOptions}. */
+  constructor(options: TrackerOptions = {}) {
+    this.#observer = options.observer;
+    this.#records = options.observer?.exchange !== undefined;
+    this.#now = options.now ?? (() => performance.now());
+    this.#rewriteHead = options.rewriteHead;
   }
 
   /**
@@ -77,6 +106,7 @@ export class ExchangeTracker {
 
   /** The visitor sent a request with this head. */
   request(head: MessageHead): void {
+    this.#observer?.request?.(head);
     const method = head.method ?? "?";
     const upgrade = method === "CONNECT" ? "connect" : head.get("upgrade")?.toLowerCase();
     if (upgrade !== undefined) {
@@ -84,8 +114,8 @@ export class ExchangeTracker {
       if (this.#done) this.#switch.resolve(false); // responses no longer followed: no switch
     }
     if (this.#done) return;
-    // Without a report, nothing is kept that only a report would need.
-    const report = this.#report !== undefined;
+    // Without a record to make, nothing is kept that only a record would need.
+    const report = this.#records;
     this.#pending.push({
       method,
       target: report ? head.target ?? "?" : "",
@@ -95,11 +125,21 @@ export class ExchangeTracker {
     this.#framer.expect(method);
   }
 
+  /** Bytes of the current request's body, on their way to the app. */
+  requestBody(bytes: Uint8Array): void {
+    this.#observer?.requestBody?.(bytes);
+  }
+
+  /** After a switch: the visitor's bytes, on their way to the app as they are. */
+  visitorRaw(bytes: Uint8Array): void {
+    this.#observer?.raw?.("visitor", bytes);
+  }
+
   /** The client refused the visitor's next request itself (it could not be framed). */
   refused(status: number, reason: string): void {
     if (this.#done) return;
     this.#done = true;
-    this.#report?.({
+    this.#observer?.exchange?.({
       method: "-",
       target: "-",
       status,
@@ -116,6 +156,7 @@ export class ExchangeTracker {
    * head as `rewriteHead` made it, and a head not complete yet held back until it is.
    */
   response(bytes: Uint8Array): Uint8Array | undefined {
+    if (this.#raw) this.#observer?.raw?.("app", bytes);
     if (this.#done) return undefined;
     let held = this.#framer.pendingHead.length; // a head's first bytes, held back before
     const out: Uint8Array[] = [];
@@ -134,6 +175,7 @@ export class ExchangeTracker {
             this.#switched = switchesProtocols(request.method, event.head);
             if (request.upgrade !== undefined) this.#switch?.resolve(this.#switched);
           }
+          this.#observer?.response?.(event.head);
           if (this.#rewriteHead) {
             const rewritten = this.#rewriteHead(event.head);
             if (rewritten) changed = true;
@@ -145,6 +187,7 @@ export class ExchangeTracker {
         }
         case "body":
           this.#bytes += event.bytes.length;
+          this.#observer?.responseBody?.(event.bytes);
           out.push(event.bytes);
           pos += event.bytes.length;
           break;
@@ -153,6 +196,8 @@ export class ExchangeTracker {
           break;
         case "raw": // switched protocols: nothing more to pair
           this.#done = true;
+          this.#raw = true;
+          this.#observer?.raw?.("app", event.bytes);
           out.push(event.bytes);
           pos += event.bytes.length;
           break;
@@ -178,8 +223,10 @@ export class ExchangeTracker {
     return this.#rewriteHead && held.length > 0 ? held.slice() : undefined;
   }
 
-  /** The stream is over: report what is still open. */
+  /** The app's side is over: report what is still open. */
   close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
     if (!this.#done) {
       for (const event of this.#framer.end()) {
         if (event.kind === "end" && this.#status !== undefined) this.#finish(undefined);
@@ -190,13 +237,14 @@ export class ExchangeTracker {
       this.#finish(this.#status === undefined ? "no response" : "cut short");
     }
     this.#switch?.resolve(false);
+    this.#observer?.close?.();
   }
 
   #finish(problem: string | undefined): void {
     const request = this.#pending.shift();
     if (!request) return;
     const switched = problem === undefined && this.#switched;
-    this.#report?.({
+    this.#observer?.exchange?.({
       method: request.method,
       target: request.target,
       status: this.#status,

@@ -223,11 +223,14 @@ export class RequestRewriter implements Writer {
         // what goes on ends every line with CRLF.
         await writeAll(this.#out, this.#rewrite(withCrlf(event.head, "request")));
       } else if (event.kind === "body") {
+        this.#exchanges.requestBody(event.bytes);
         await writeAll(this.#out, event.bytes);
       } else if (event.kind === "raw") {
         // Bytes after an upgrade request (always the last event).
-        if (this.#switched) await writeAll(this.#out, event.bytes);
-        else this.#enqueue(event.bytes.slice(), true); // before anything queued after them
+        if (this.#switched) {
+          this.#exchanges.visitorRaw(event.bytes);
+          await writeAll(this.#out, event.bytes);
+        } else this.#enqueue(event.bytes.slice(), true); // before anything queued after them
       } else if (event.kind === "error") {
         return this.#fail(event.status, event.reason);
       }
@@ -255,8 +258,10 @@ export class RequestRewriter implements Writer {
         }
         const bytes = this.#queue.shift()!;
         this.#queuedBytes -= bytes.length;
-        if (this.#switched) await writeAll(this.#out, bytes);
-        else await this.#frame(bytes);
+        if (this.#switched) {
+          this.#exchanges.visitorRaw(bytes);
+          await writeAll(this.#out, bytes);
+        } else await this.#frame(bytes);
       }
     } catch (e) {
       // The app's connection failed (the relay sees it on its side too), or a bug.

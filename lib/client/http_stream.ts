@@ -6,7 +6,7 @@ import type { Writer } from "../channel.ts";
 import type { Logger } from "../log.ts";
 import type { StreamAdapter } from "../relay.ts";
 import { isolateCookies } from "./cookies.ts";
-import { ExchangeTracker, type RequestRecord } from "./exchanges.ts";
+import { type ExchangeObserver, ExchangeTracker } from "./exchanges.ts";
 import { RequestRewriter, type VisitorInfo } from "./forwarded.ts";
 
 /**
@@ -25,26 +25,25 @@ export class HttpStream implements StreamAdapter {
   #refusal: Uint8Array | undefined;
 
   /**
-   * The adapter for one visitor, in front of `local`; records go to
-   * `onRequest`. With `isolateCookiesFor` (the tunnel's public host), Set-Cookie
+   * The adapter for one visitor, in front of `local`; `observer` watches its
+   * exchanges. With `isolateCookiesFor` (the tunnel's public host), Set-Cookie
    * Domain attributes naming a parent of it are dropped.
    */
   constructor(
     local: Writer,
     info: VisitorInfo,
-    onRequest: ((record: RequestRecord) => void) | undefined,
+    observer: ExchangeObserver | undefined,
     log: Logger,
     isolateCookiesFor?: string,
   ) {
     const refuse = new AbortController();
     this.refused = refuse.signal;
-    this.#tracker = new ExchangeTracker(
-      onRequest,
-      undefined,
-      isolateCookiesFor === undefined
+    this.#tracker = new ExchangeTracker({
+      observer,
+      rewriteHead: isolateCookiesFor === undefined
         ? undefined
         : (head) => isolateCookies(head, isolateCookiesFor),
-    );
+    });
     this.inbound = new RequestRewriter({
       out: local,
       info,

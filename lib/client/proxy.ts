@@ -16,7 +16,8 @@ import {
 } from "../protocol.ts";
 import { type Duplex, logStream, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
-import type { RequestRecord } from "./exchanges.ts";
+import type { ExchangeObserver } from "./exchanges.ts";
+import type { VisitorInfo } from "./forwarded.ts";
 import { HttpStream } from "./http_stream.ts";
 import type { LocalDialer } from "./local_dialer.ts";
 
@@ -58,8 +59,8 @@ export interface ProxyPoolOptions {
 export interface HttpAwareness {
   /** Host header for the local app instead of the public one. */
   hostHeader: string | undefined;
-  /** Gets one record per request, once its response is complete. */
-  onRequest: ((record: RequestRecord) => void) | undefined;
+  /** Watches a visitor's exchanges (the request log, an inspector); none: nothing watches. */
+  observe: ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined;
   /** The tunnel's public host, when Set-Cookie Domain attributes above it are dropped. */
   isolateCookiesFor: string | undefined;
 }
@@ -222,19 +223,15 @@ export class ProxyPool {
     }
     this.#conns.add(local);
     const http = open.proto === "http" ? this.#options.http : undefined;
-    const stream = http
-      ? new HttpStream(
-        local,
-        {
-          peer: open.peer,
-          scheme: open.scheme ?? "http",
-          hostHeader: http.hostHeader,
-        },
-        http.onRequest,
-        log,
-        http.isolateCookiesFor,
-      )
-      : undefined;
+    let stream: HttpStream | undefined;
+    if (http) {
+      const visitor: VisitorInfo = {
+        peer: open.peer,
+        scheme: open.scheme ?? "http",
+        hostHeader: http.hostHeader,
+      };
+      stream = new HttpStream(local, visitor, http.observe?.(visitor), log, http.isolateCookiesFor);
+    }
     try {
       const result = await relayStream(local, channel, {
         ...(stream ? { adapter: stream, signal: stream.refused } : {}),

@@ -19,7 +19,8 @@ import {
   type ServerMessage,
 } from "../protocol.ts";
 import { parseServerUrl, type ServerTarget } from "./dial.ts";
-import type { RequestRecord } from "./exchanges.ts";
+import type { ExchangeObserver, RequestRecord } from "./exchanges.ts";
+import type { VisitorInfo } from "./forwarded.ts";
 import { type Established, openControl, type Welcome } from "./handshake.ts";
 import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
 import { LocalDialer } from "./local_dialer.ts";
@@ -74,6 +75,12 @@ export interface TunnelOptions {
    */
   onRequest?: (record: RequestRecord) => void;
   /**
+   * Called for each HTTP visitor stream (not with `raw`): an observer that sees
+   * its request and response heads and bodies as they pass (an inspector).
+   * Observers only watch: they are called synchronously and never delay bytes.
+   */
+  observe?: (visitor: VisitorInfo) => ExchangeObserver | undefined;
+  /**
    * The local app speaks TLS: HTTP visitors reach it over TLS, the certificate
    * checked against `localHost` and `ca`. Visitors whose own TLS goes to the
    * app end to end are relayed as they are. @default {false}
@@ -121,6 +128,26 @@ export interface Tunnel {
   close(): Promise<void>;
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The observer factory for a tunnel's streams: the request log's records and `observe`'s own. */
+function observers(
+  onRequest: ((record: RequestRecord) => void) | undefined,
+  observe: ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined,
+): ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined {
+  if (!onRequest) return observe;
+  if (!observe) return () => ({ exchange: onRequest });
+  return (visitor) => {
+    const watcher = observe(visitor);
+    if (!watcher) return { exchange: onRequest };
+    return {
+      ...watcher,
+      exchange(record) {
+        onRequest(record);
+        watcher.exchange?.(record);
+      },
+    };
+  };
 }
 
 /**
@@ -348,7 +375,7 @@ class TunnelClient implements Tunnel {
       dialer: this.#dialer,
       http: this.#options.raw ? undefined : {
         hostHeader: this.#options.hostHeader,
-        onRequest: this.#options.onRequest,
+        observe: observers(this.#options.onRequest, this.#options.observe),
         isolateCookiesFor: this.#options.isolateCookies ? new URL(welcome.url).hostname : undefined,
       },
       log: this.#log,
