@@ -639,3 +639,34 @@ export async function nextFrame(reader: ByteReader): Promise<ServerMessage | nul
     if (frame?.type !== "ping") return frame;
   }
 }
+
+/**
+ * For a test that drives a program (chromium, pebble, redis-server, sshd):
+ * `ignore` when it is missing on a developer machine, with the reason printed
+ * once; in CI (GOTUNNEL_CI set) a missing program is never ignored, so the
+ * test fails. Use as `Deno.test({ ...needs("chromium"), ... })`.
+ */
+export function needs(...commands: string[]): { ignore: boolean } {
+  const missing = commands.filter((command) => !onPath(command));
+  if (missing.length === 0 || Deno.env.get("GOTUNNEL_CI")) return { ignore: false };
+  const key = missing.join(", ");
+  if (!reported.has(key)) {
+    reported.add(key);
+    // deno-lint-ignore no-console -- the visible reason for an ignored test
+    console.error(`Ignoring tests that need ${key}: not installed (apt-get install -y ...)`);
+  }
+  return { ignore: true };
+}
+const reported = new Set<string>();
+
+/** Whether `command` is a file on PATH (or an absolute path that exists). */
+export function onPath(command: string): boolean {
+  const dirs = command.startsWith("/") ? [""] : (Deno.env.get("PATH") ?? "").split(":");
+  return dirs.some((dir) => {
+    try {
+      return Deno.statSync(dir ? `${dir}/${command}` : command).isFile;
+    } catch {
+      return false;
+    }
+  });
+}
