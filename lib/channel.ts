@@ -55,6 +55,8 @@ export class ProxyChannel {
   #writing: Promise<void> = Promise.resolve();
   /** Whether a ping went out on this idle channel with no answer yet. */
   pingOutstanding = false;
+  /** When bytes last came in (ms since the epoch): a channel heard lately is alive. */
+  heardAt: number = Date.now();
 
   /** Wraps `conn`; `leftover` holds bytes already read from it. */
   constructor(conn: Conn, leftover?: Uint8Array) {
@@ -94,6 +96,7 @@ export class ProxyChannel {
     }
     this.#pending = undefined;
     this.pingOutstanding = false;
+    this.heardAt = Date.now();
     return true;
   }
 
@@ -153,10 +156,14 @@ export class ProxyChannel {
     if (pending) {
       this.#pending = undefined;
       const n = await pending.result;
-      return n === null ? null : pending.buffer.subarray(0, n);
+      if (n === null) return null;
+      this.heardAt = Date.now();
+      return pending.buffer.subarray(0, n);
     }
     const n = await this.conn.read(buffer);
-    return n === null ? null : buffer.subarray(0, n);
+    if (n === null) return null;
+    this.heardAt = Date.now();
+    return buffer.subarray(0, n);
   }
 
   /** Reads one JSON message between streams; null at a clean end of stream. */

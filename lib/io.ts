@@ -236,6 +236,6 @@ export function withFirstRead(conn: Duplex, first: Promise<Uint8Array | null>): 
     },
     write: (p) => conn.write(p),
     closeWrite: () => conn.closeWrite(),
-    close: () => conn.close(),
+    close: () => closeQuietly(conn), // the one close of `conn`, known to closeQuietly
   };
 }

@@ -17,6 +17,11 @@ export const PEER_TIMEOUT_MS = 30_000;
  * next is closed. They also keep NAT mappings alive.
  */
 export const PROXY_PING_INTERVAL_MS = 20_000;
+/**
+ * A proxy connection heard from within this long is taken as alive: its next
+ * stream starts at once. A quieter one must ACCEPT its stream first.
+ */
+export const ACCEPT_AFTER_QUIET_MS = 2_000;
 /** How long the server waits for the client's ACCEPT of a stream before trying another connection. */
 export const STREAM_ACCEPT_TIMEOUT_MS = 5_000;
 /** How long a public connection waits for an idle proxy connection (then 504). */
@@ -101,6 +106,8 @@ export interface ServerLimits {
   proxyPingIntervalMs: number;
   /** How long the client has to accept a stream before the visitor moves to another connection. */
   streamAcceptTimeoutMs: number;
+  /** A proxy connection quiet for longer must accept its next stream first (0: always). */
+  acceptAfterQuietMs: number;
   /** A relayed connection idle both ways for this long is closed. */
   streamIdleTimeoutMs: number;
   /** Concurrent public connections per tunnel (then 503). */
@@ -142,6 +149,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
   proxyWaitTimeoutMs: PROXY_WAIT_TIMEOUT_MS,
   proxyPingIntervalMs: PROXY_PING_INTERVAL_MS,
   streamAcceptTimeoutMs: STREAM_ACCEPT_TIMEOUT_MS,
+  acceptAfterQuietMs: ACCEPT_AFTER_QUIET_MS,
   streamIdleTimeoutMs: STREAM_IDLE_TIMEOUT_MS,
   maxStreamsPerTunnel: MAX_STREAMS_PER_TUNNEL,
   maxIdleProxies: MAX_IDLE_PROXIES,
@@ -172,6 +180,7 @@ export const LIMIT_RANGES: Readonly<Record<keyof ServerLimits, readonly [number,
   proxyWaitTimeoutMs: [100, 10 * MINUTE],
   proxyPingIntervalMs: [SECOND, 10 * MINUTE],
   streamAcceptTimeoutMs: [100, MINUTE],
+  acceptAfterQuietMs: [0, 10 * MINUTE],
   streamIdleTimeoutMs: [SECOND, 24 * HOUR],
   maxStreamsPerTunnel: COUNT,
   maxIdleProxies: COUNT,
@@ -190,7 +199,7 @@ export const LIBRARY_LIMIT_RANGES: Readonly<Record<keyof ServerLimits, readonly 
   Object.fromEntries(
     Object.entries(LIMIT_RANGES).map((
       [key, [min, max]],
-    ) => [key, [key.endsWith("Ms") ? 1 : min, max]]),
+    ) => [key, [key.endsWith("Ms") ? Math.min(min, 1) : min, max]]),
   ) as unknown as Record<keyof ServerLimits, readonly [number, number]>;
 
 /** The least and greatest lease time as a flag: renewals go out every half lease. */

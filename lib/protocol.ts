@@ -82,7 +82,17 @@ export type ServerMessage =
     proxyPingMs?: number;
   }
   | { type: "error"; code: ErrorCode; message: string; retryAfterMs?: number }
-  | { type: "open"; peer: string; proto: "http" | "tls"; scheme?: "http" | "https" }
+  | {
+    type: "open";
+    peer: string;
+    proto: "http" | "tls";
+    scheme?: "http" | "https";
+    /**
+     * The connection was quiet for a while (a NAT may have dropped it): the
+     * client answers ACCEPT first, before anything else of the stream.
+     */
+    accept?: true;
+  }
   | { type: "demand"; count: number }
   | { type: "lease"; lease: string }
   /** A heartbeat; with `echo`, the client answers with a ping at once (a liveness probe). */
@@ -236,9 +246,12 @@ function parseServerMessage(v: Record<string, unknown>): ServerMessage | string 
       if (v.scheme !== undefined && v.scheme !== "http" && v.scheme !== "https") {
         return "open frame with a bad scheme";
       }
-      return v.scheme === undefined
-        ? { type: "open", peer: v.peer, proto: v.proto }
-        : { type: "open", peer: v.peer, proto: v.proto, scheme: v.scheme };
+      {
+        const open: ServerMessage = { type: "open", peer: v.peer, proto: v.proto };
+        if (v.scheme !== undefined) open.scheme = v.scheme;
+        if (v.accept === true) open.accept = true;
+        return open;
+      }
     case "demand":
       if (!isCount(v.count)) return "demand frame with bad count";
       return { type: "demand", count: v.count };
@@ -270,8 +283,9 @@ export const UPGRADE_RESPONSE: Uint8Array = encoder.encode(
 // frame (kind 0) is a control frame unchanged (they are at most 16 KiB, so their
 // first byte is 0). Between streams the server may send `ping` on an idle proxy
 // connection and the client answers `ping` (a dead one is found and closed). A
-// stream starts with the server's `open` and the client's ACCEPT (it has the
-// stream: until then, a visitor can be moved to another connection); then DATA
+// stream starts with the server's `open`; on a connection quiet for a while the
+// `open` asks for the client's ACCEPT first (until it comes, a visitor can be
+// moved to another connection, as a NAT may have dropped this one); then DATA
 // frames ending, per direction, in one END (half-close) or ABORT (the stream
 // failed). Once both directions have ended, the connection carries the next
 // `open`: proxy connections are reused, not redialled.

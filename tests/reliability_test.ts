@@ -119,7 +119,12 @@ Deno.test({
   async fn() {
     const app = startApp();
     await using server = await startTestServer({
-      limits: { proxyPingIntervalMs: 400, streamAcceptTimeoutMs: 300, proxyWaitTimeoutMs: 8_000 },
+      limits: {
+        proxyPingIntervalMs: 400,
+        streamAcceptTimeoutMs: 300,
+        proxyWaitTimeoutMs: 8_000,
+        acceptAfterQuietMs: 0, // every stream is accepted first, as after a quiet spell
+      },
     });
     await using hop = tcpHop(server.addr.port);
     const tunnel = await openTestTunnel(server, app.addr.port, {

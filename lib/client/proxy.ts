@@ -169,7 +169,7 @@ export class ProxyPool {
           if (await writeAll(conn, PING_FRAME).then(() => true, () => false)) continue;
         } else if (message?.type === "open") {
           log.debug("Visitor arrived", { peer: message.peer, proto: message.proto });
-          if (!await channel.sendAccept().then(() => true, () => false)) break;
+          if (message.accept && !await channel.sendAccept().then(() => true, () => false)) break;
           // Keep `size` connections ready: replace this one while it is busy.
           this.open(this.#options.size - this.#idle.size - this.#connecting);
           this.#busy++;

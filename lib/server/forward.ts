@@ -103,9 +103,7 @@ export async function forward(
   let proxy: ProxyChannel | undefined;
   let reused = false;
   try {
-    const open: ServerMessage = carried === "tls"
-      ? { type: "open", peer: peerOf(conn), proto: "tls" }
-      : { type: "open", peer: peerOf(conn), proto: "http", scheme: carried };
+    const peer = peerOf(conn);
     const deadline = Date.now() + ctx.limits.proxyWaitTimeoutMs;
     // A proxy connection a NAT dropped silently looks idle until it fails to
     // accept; nothing of the visitor's went anywhere yet, so the next one gets it.
@@ -113,8 +111,15 @@ export async function forward(
       proxy = await session.takeProxy(Math.max(0, deadline - Date.now()), left.signal);
       if (!proxy) break;
       ctx.conns.add(proxy.conn);
+      // A connection heard from lately is alive: the stream starts at once. One quiet
+      // for longer may be dead, and the client must take the stream first.
+      const quiet = Date.now() - proxy.heardAt >= ctx.limits.acceptAfterQuietMs;
+      const open: ServerMessage = carried === "tls"
+        ? { type: "open", peer, proto: "tls" }
+        : { type: "open", peer, proto: "http", scheme: carried };
+      if (quiet) open.accept = true;
       await proxy.sendStart(encodeStreamStart(open, watch.prefix()));
-      if (await proxy.readAccept(ctx.limits.streamAcceptTimeoutMs)) break;
+      if (!quiet || await proxy.readAccept(ctx.limits.streamAcceptTimeoutMs)) break;
       ctx.log.debug("Proxy connection did not accept a stream: trying another", where);
       session.suspectIdle(); // its neighbours went through the same NAT: check them now
       ctx.conns.delete(proxy.conn);

@@ -72,6 +72,12 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     help: "wait for a client to take a visitor (then the next connection)",
   },
   {
+    flag: "accept-after-quiet",
+    key: "acceptAfterQuietMs",
+    kind: "duration",
+    help: "a connection quiet this long must take a visitor first (0: always)",
+  },
+  {
     flag: "idle-timeout",
     key: "streamIdleTimeoutMs",
     kind: "duration",
