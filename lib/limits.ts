@@ -62,6 +62,16 @@ export const MAX_TUNNELS_PER_IP = 10;
 export const MAX_SESSIONS_PER_IP_PER_MINUTE = 30;
 /** Missing or wrong tokens one IP address may send per minute (then `limit`). */
 export const MAX_AUTH_FAILURES_PER_IP_PER_MINUTE = 30;
+/**
+ * How long the client keeps an idle connection to the local app for the next
+ * visitor: below the keep-alive timeouts of common app servers (Node.js and
+ * uvicorn 5 s, Apache 5 s, nginx 75 s), so that the app rarely closes one first.
+ */
+export const APP_POOL_IDLE_MS = 2_000;
+/** Idle connections to the local app the client keeps at most. */
+export const APP_POOL_MAX_IDLE = 32;
+/** A request sent on a reused app connection is kept (to send again) up to this size. */
+export const APP_REPLAY_MAX_BYTES = 64 * 1024;
 /** Visitors a client serves at once by default (each is a connection to the local app). */
 export const DEFAULT_CLIENT_MAX_STREAMS = 256;
 /** Proxy connections a client keeps idle or opening at most, whatever the server asks. */

@@ -2,8 +2,7 @@
 // (`Domain=tunnel.example`), which every other tunnel then receives. This drops such
 // a Domain attribute from Set-Cookie, so the cookie stays with the tunnel's own host.
 
-import { latin1Bytes, latin1Text } from "../bytes.ts";
-import type { MessageHead } from "../http/head.ts";
+import { type MessageHead, rebuildHead } from "../http/head.ts";
 
 /**
  * Whether a cookie's `Domain` value (as the app wrote it) names a parent of
@@ -32,17 +31,12 @@ export function isolateCookie(value: string, host: string): string {
  */
 export function isolateCookies(head: MessageHead, host: string): Uint8Array | undefined {
   let changed = false;
-  const lines: string[] = [];
-  for (let i = 0; i < head.fieldCount; i++) {
-    let value = head.value(i);
-    if (head.nameIs(i, "set-cookie")) {
-      const isolated = isolateCookie(value, host);
-      if (isolated !== value) [changed, value] = [true, isolated];
-    }
-    lines.push(`${head.name(i)}: ${value}\r\n`);
-  }
-  if (!changed) return undefined;
-  const bytes = head.bytes;
-  const startLine = latin1Text(bytes.subarray(0, bytes.indexOf(0x0a))).replace(/\r$/, "");
-  return latin1Bytes(`${startLine}\r\n${lines.join("")}\r\n`);
+  const bytes = rebuildHead(head, (i) => {
+    const value = head.value(i);
+    if (!head.nameIs(i, "set-cookie")) return value;
+    const isolated = isolateCookie(value, host);
+    if (isolated !== value) changed = true;
+    return isolated;
+  });
+  return changed ? bytes : undefined;
 }

@@ -56,6 +56,11 @@ export interface TrackerOptions {
   rewriteHead?: ((head: MessageHead) => Uint8Array | undefined) | undefined;
 }
 
+/** Methods that may be sent again when their connection failed before any answer (RFC 9110 9.2.1). */
+const SAFE_METHODS: ReadonlySet<string> = new Set(["GET", "HEAD", "OPTIONS", "TRACE"]);
+/** A `Connection` value with the `close` option. */
+const CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i;
+
 interface Pending {
   method: string;
   target: string;
@@ -81,6 +86,8 @@ export class ExchangeTracker {
   #observer: ExchangeObserver | undefined;
   #records: boolean;
   #raw = false; // switched: what follows is another protocol's bytes
+  #appCloses = false; // a response said the app closes the connection after it
+  #answered = false; // a response byte has come since the last request was sent
   #closed = false;
   #now: () => number;
   #switch: PromiseWithResolvers<boolean> | undefined;
@@ -104,6 +111,30 @@ export class ExchangeTracker {
     return this.#switch?.promise ?? Promise.resolve(false);
   }
 
+  /** Every request has its whole response, and the app keeps its connection open. */
+  get settled(): boolean {
+    return this.#pending.length === 0 && this.#framer.idle && !this.#done;
+  }
+
+  /** Whether the app's connection can carry more requests (no switch, no close, no failure). */
+  get reusable(): boolean {
+    return !this.#done && !this.#appCloses;
+  }
+
+  /**
+   * Whether the one request in flight could be sent again on another
+   * connection: a safe method, and no byte of an answer came.
+   */
+  get replayable(): boolean {
+    const only = this.#pending.length === 1 ? this.#pending[0]! : undefined;
+    return only !== undefined && !this.#answered && SAFE_METHODS.has(only.method);
+  }
+
+  /** Whether a request was sent and not one byte of its answer has come. */
+  get awaitingAnswer(): boolean {
+    return this.#pending.length > 0 && !this.#answered;
+  }
+
   /** The visitor sent a request with this head. */
   request(head: MessageHead): void {
     this.#observer?.request?.(head);
@@ -123,6 +154,7 @@ export class ExchangeTracker {
       start: report ? this.#now() : 0,
     });
     this.#framer.expect(method);
+    this.#answered = false;
   }
 
   /** Bytes of the current request's body, on their way to the app. */
@@ -156,6 +188,7 @@ export class ExchangeTracker {
    * head as `rewriteHead` made it, and a head not complete yet held back until it is.
    */
   response(bytes: Uint8Array): Uint8Array | undefined {
+    this.#answered = true;
     if (this.#raw) this.#observer?.raw?.("app", bytes);
     if (this.#done) return undefined;
     let held = this.#framer.pendingHead.length; // a head's first bytes, held back before
@@ -176,6 +209,9 @@ export class ExchangeTracker {
             if (request.upgrade !== undefined) this.#switch?.resolve(this.#switched);
           }
           this.#observer?.response?.(event.head);
+          if (event.head.version !== "HTTP/1.1" || CLOSE.test(event.head.get("connection") ?? "")) {
+            this.#appCloses = true;
+          }
           if (this.#rewriteHead) {
             const rewritten = this.#rewriteHead(event.head);
             if (rewritten) changed = true;

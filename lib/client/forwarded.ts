@@ -22,6 +22,11 @@ export interface VisitorInfo {
   scheme: "http" | "https";
   /** Host header for the local app, when it must not see the public one. */
   hostHeader: string | undefined;
+  /**
+   * The app's connection may go back to a pool: a visitor's `Connection: close`
+   * is kept from the app (the client ends the visitor's stream itself).
+   */
+  keepAppAlive?: boolean;
 }
 
 // RFC 7239 section 4: elements of token=value pairs, a value a token or a quoted-string.
@@ -83,6 +88,8 @@ export function rewriteRequestHead(
     } else if (head.nameIs(i, "x-forwarded-for")) {
       const value = head.value(i);
       forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`;
+    } else if (info.keepAppAlive && head.nameIs(i, "connection") && isClose(head.value(i))) {
+      keep = false; // the visitor's close is the client's business, not the app's
     } else if (head.nameIs(i, "forwarded")) {
       // Kept only if it parses: an open quote would swallow the element appended after it.
       const value = head.value(i);
@@ -129,6 +136,14 @@ export function rewriteRequestHead(
   return out;
 }
 
+/** Whether a `Connection` value is exactly `close`. */
+function isClose(value: string): boolean {
+  return value.length === 5 && value.toLowerCase() === "close";
+}
+
+/** A `Connection` value with the `close` option among others. */
+const HAS_CLOSE = /(?:^|,)\s*close\s*(?:,|$)/i;
+
 /** The fields {@linkcode rewriteRequestHead} appended last, and the Host they were for. */
 export interface RewriteCache {
   /** The Host value the fields were made for; undefined before the first request. */
@@ -170,7 +185,6 @@ export interface RewriterParts {
  */
 export class RequestRewriter implements Writer {
   #out: Writer;
-  #info: VisitorInfo;
   #visitor: { ip: string; node: string };
   #scratch: Uint8Array = new Uint8Array(REWRITE_BUFFER_BYTES);
   #cache: RewriteCache = { host: undefined, added: new Uint8Array(0) };
@@ -180,6 +194,10 @@ export class RequestRewriter implements Writer {
   #log: Logger;
   #switched = false;
   #failed = false;
+  #visitorClosing = false;
+  #keepsApp: boolean; // false once a request rules out reusing the app's connection
+  #plainInfo: VisitorInfo;
+  #keepInfo: VisitorInfo;
   // After an upgrade request: copies of what the visitor sent next, in order, and the
   // task that passes them on once the answer is known (and whatever comes meanwhile).
   #queue: Uint8Array[] = [];
@@ -190,11 +208,29 @@ export class RequestRewriter implements Writer {
   /** A rewriter in front of `parts.out`; see {@linkcode RewriterParts}. */
   constructor(parts: RewriterParts) {
     this.#out = parts.out;
-    this.#info = parts.info;
+
     this.#visitor = visitorNode(parts.info.peer);
     this.#refuse = parts.refuse;
     this.#exchanges = parts.tracker;
     this.#log = parts.log;
+    this.#keepsApp = parts.info.keepAppAlive === true;
+    this.#plainInfo = { ...parts.info, keepAppAlive: false };
+    this.#keepInfo = { ...parts.info, keepAppAlive: true };
+  }
+
+  /** Whether no request is half forwarded (nothing held, nothing failed). */
+  get settled(): boolean {
+    return this.#framer.idle && !this.#pumping && !this.#failed;
+  }
+
+  /** Whether every request so far lets the app's connection carry another. */
+  get reusable(): boolean {
+    return this.#keepsApp && !this.#failed && !this.#switched;
+  }
+
+  /** Whether the visitor asked for its connection to end (its `Connection: close` was kept from the app). */
+  get visitorClosing(): boolean {
+    return this.#visitorClosing;
   }
 
   /** Frames `p` and writes it on, rewritten; always takes all of it. */
@@ -216,6 +252,7 @@ export class RequestRewriter implements Writer {
     for (const event of this.#framer.push(p)) {
       if (event.kind === "head") {
         this.#exchanges.request(event.head);
+        if (this.#keepsApp) this.#noteConnection(event.head);
         if (event.head.method === "CONNECT") {
           return this.#fail(405, "CONNECT is not relayed to an app (use --raw for a proxy)");
         }
@@ -273,6 +310,16 @@ export class RequestRewriter implements Writer {
     this.#pumping = false;
   }
 
+  // With a pooled app connection: a visitor's `Connection: close` is kept from the
+  // app (the stream ends after its answer); HTTP/1.0, an upgrade, or a close among
+  // other options means the app closes, and its connection is not reused.
+  #noteConnection(head: MessageHead): void {
+    const values = head.values("connection");
+    if (head.version !== "HTTP/1.1" || head.get("upgrade") !== undefined) this.#keepsApp = false;
+    else if (values.length > 0 && values.every(isClose)) this.#visitorClosing = true;
+    else if (values.some((v) => HAS_CLOSE.test(v))) this.#keepsApp = false;
+  }
+
   #fail(status: number, reason: string): void {
     this.#failed = true;
     const answer = httpError(status, `Bad request: ${reason}`);
@@ -280,8 +327,11 @@ export class RequestRewriter implements Writer {
   }
 
   // The rewritten head, in a buffer kept for the next one (each is written before the next).
+  // A visitor's `Connection: close` is kept from the app only when the client ends the
+  // stream itself after the answer (the app's connection then goes back to the pool).
   #rewrite(head: MessageHead): Uint8Array {
-    const out = rewriteRequestHead(head, this.#info, this.#visitor, this.#scratch, this.#cache);
+    const info = this.#keepsApp && this.#visitorClosing ? this.#keepInfo : this.#plainInfo;
+    const out = rewriteRequestHead(head, info, this.#visitor, this.#scratch, this.#cache);
     if (out.buffer !== this.#scratch.buffer) this.#scratch = out; // grown: keep the larger one
     return out;
   }

@@ -2,10 +2,13 @@
 // rewritten on their way to the app, responses paired with them on their way
 // back, and a refusal answered in place of the app.
 
+import type { LinkState } from "./app_pool.ts";
+import { type MessageHead, rebuildHead } from "../http/head.ts";
 import type { Writer } from "../channel.ts";
+import { httpError } from "../http/response.ts";
 import type { Logger } from "../log.ts";
 import type { StreamAdapter } from "../relay.ts";
-import { isolateCookies } from "./cookies.ts";
+import { isolateCookie, isolateCookies } from "./cookies.ts";
 import { type ExchangeObserver, ExchangeTracker } from "./exchanges.ts";
 import { RequestRewriter, type VisitorInfo } from "./forwarded.ts";
 
@@ -16,12 +19,13 @@ import { RequestRewriter, type VisitorInfo } from "./forwarded.ts";
  * aborts (the relay then closes the app's side) and the refusal is the stream's
  * last word if nothing went to the visitor yet.
  */
-export class HttpStream implements StreamAdapter {
+export class HttpStream implements StreamAdapter, LinkState {
   /** Where the relay writes inbound bytes: the request rewriter. */
   readonly inbound: Writer;
   /** Aborted when a request is refused: closes the app's side through the relay. */
   readonly refused: AbortSignal;
   #tracker: ExchangeTracker;
+  #rewriter: RequestRewriter;
   #refusal: Uint8Array | undefined;
 
   /**
@@ -40,11 +44,11 @@ export class HttpStream implements StreamAdapter {
     this.refused = refuse.signal;
     this.#tracker = new ExchangeTracker({
       observer,
-      rewriteHead: isolateCookiesFor === undefined
+      rewriteHead: isolateCookiesFor === undefined && !info.keepAppAlive
         ? undefined
-        : (head) => isolateCookies(head, isolateCookiesFor),
+        : (head) => this.#rewriteResponse(head, isolateCookiesFor),
     });
-    this.inbound = new RequestRewriter({
+    this.inbound = this.#rewriter = new RequestRewriter({
       out: local,
       info,
       tracker: this.#tracker,
@@ -55,6 +59,46 @@ export class HttpStream implements StreamAdapter {
       },
       log,
     });
+  }
+
+  // A response head on its way to the visitor: cookies kept to the tunnel's host, and,
+  // when the visitor's `Connection: close` was kept from the app, said back to it (the
+  // client closes the visitor's connection after this answer, RFC 9112 9.6).
+  #rewriteResponse(
+    head: MessageHead,
+    isolateCookiesFor: string | undefined,
+  ): Uint8Array | undefined {
+    const closing = (head.status ?? 0) >= 200 && this.#rewriter.visitorClosing;
+    if (!closing) {
+      return isolateCookiesFor === undefined ? undefined : isolateCookies(head, isolateCookiesFor);
+    }
+    return rebuildHead(head, (i) => {
+      if (head.nameIs(i, "connection")) return undefined; // the app's keep-alive is not the visitor's
+      const value = head.value(i);
+      return isolateCookiesFor !== undefined && head.nameIs(i, "set-cookie")
+        ? isolateCookie(value, isolateCookiesFor)
+        : value;
+    }, ["Connection: close"]);
+  }
+
+  /** Every request has its whole answer, and none is half forwarded. */
+  get settled(): boolean {
+    return this.#rewriter.settled && this.#tracker.settled;
+  }
+
+  /** Whether the app's connection could carry another request. */
+  get reusable(): boolean {
+    return this.#rewriter.reusable && this.#tracker.reusable;
+  }
+
+  /** Whether the visitor asked its connection to end after the answer. */
+  get visitorClosing(): boolean {
+    return this.#rewriter.visitorClosing;
+  }
+
+  /** Whether the one request in flight may be sent again on another connection. */
+  get replayable(): boolean {
+    return this.#rewriter.settled && this.#tracker.replayable;
   }
 
   /** A response chunk from the app, on its way to the visitor (see `ExchangeTracker.response`). */
@@ -72,9 +116,14 @@ export class HttpStream implements StreamAdapter {
     this.#tracker.close();
   }
 
-  /** The refusal to send in place of an ABORT, if a request was refused. */
+  /**
+   * What to send in place of an ABORT: the refusal, if a request was refused,
+   * or a 502 when the app failed before any byte of its answer.
+   */
   lastWord(): Uint8Array | undefined {
-    return this.#refusal;
+    if (this.#refusal) return this.#refusal;
+    if (!this.#tracker.awaitingAnswer) return undefined;
+    return httpError(502, "The local app closed the connection without answering.");
   }
 
   /** The stream is over: reports what is still open. */

@@ -20,6 +20,7 @@ import type { ExchangeObserver } from "./exchanges.ts";
 import type { VisitorInfo } from "./forwarded.ts";
 import { HttpStream } from "./http_stream.ts";
 import type { LocalDialer } from "./local_dialer.ts";
+import { AppLink, type AppPool } from "./app_pool.ts";
 
 /** An idle proxy connection that ends younger than this is not replaced (no spinning). */
 const POOL_REFILL_MIN_AGE_MS = 1_000;
@@ -47,6 +48,8 @@ export interface ProxyPoolOptions {
   maxStreams: number;
   /** Reaches the local app. */
   dialer: LocalDialer;
+  /** Keep-alive connections to the app, shared by HTTP visitors. */
+  appPool: AppPool;
   /** HTTP awareness: rewrite each request head (undefined: a plain TCP relay). */
   http: HttpAwareness | undefined;
   /** Where logs go. */
@@ -214,23 +217,29 @@ export class ProxyPool {
         log,
       );
     }
+    const http = open.proto === "http" ? this.#options.http : undefined;
     let local: Duplex;
+    let link: AppLink | undefined;
     try {
-      local = await dialer.dial(open.proto === "tls", this.#stop.signal);
+      // HTTP visitors share keep-alive connections to the app; TLS ones (end to end,
+      // opaque) get their own.
+      if (http) local = link = await AppLink.open(this.#options.appPool, this.#stop.signal);
+      else local = await dialer.dial(open.proto === "tls", this.#stop.signal);
     } catch (e) {
       log.warn("Cannot reach local app", { local: dialer.where, error: describeError(e) });
       return await refuseVisitor(channel, open, 502, unreachable(dialer.where, e, log), log);
     }
     this.#conns.add(local);
-    const http = open.proto === "http" ? this.#options.http : undefined;
     let stream: HttpStream | undefined;
     if (http) {
       const visitor: VisitorInfo = {
         peer: open.peer,
         scheme: open.scheme ?? "http",
         hostHeader: http.hostHeader,
+        keepAppAlive: true,
       };
       stream = new HttpStream(local, visitor, http.observe?.(visitor), log, http.isolateCookiesFor);
+      link?.watch(stream);
     }
     try {
       const result = await relayStream(local, channel, {

@@ -24,6 +24,7 @@ import type { VisitorInfo } from "./forwarded.ts";
 import { type Established, openControl, type Welcome } from "./handshake.ts";
 import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
 import { LocalDialer } from "./local_dialer.ts";
+import { AppPool } from "./app_pool.ts";
 import { reconnect, RESERVED_RETRY_MARGIN_MS } from "./reconnect.ts";
 import { ProxyPool } from "./proxy.ts";
 
@@ -178,6 +179,7 @@ class TunnelClient implements Tunnel {
   #options: TunnelOptions;
   #localHost: string;
   #dialer: LocalDialer;
+  #appPool: AppPool;
   #target: ServerTarget;
   #log: Logger & { close(): void };
   #pool: number;
@@ -214,6 +216,7 @@ class TunnelClient implements Tunnel {
         }
         : undefined,
     );
+    this.#appPool = new AppPool(this.#dialer);
     this.#pool = Math.min(options.pool ?? DEFAULT_POOL_SIZE, MAX_IDLE_PROXIES);
     const leaseFile = options.leaseFile === false
       ? undefined
@@ -292,6 +295,7 @@ class TunnelClient implements Tunnel {
       const byeSent = this.#control !== undefined && !this.#control.closed;
       this.#control?.close("client closing", { type: "bye" });
       for (const pool of this.#pools) pool.close();
+      this.#appPool.close();
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
       if (this.#welcome && byeSent && !this.#replaced) {
         await this.#leases.save(this.#welcome.subdomain, undefined);
@@ -373,6 +377,7 @@ class TunnelClient implements Tunnel {
       idleSilenceMs: welcome.proxyPingMs === undefined ? undefined : welcome.proxyPingMs * 3,
       maxStreams: this.#options.maxStreams ?? DEFAULT_CLIENT_MAX_STREAMS,
       dialer: this.#dialer,
+      appPool: this.#appPool,
       http: this.#options.raw ? undefined : {
         hostHeader: this.#options.hostHeader,
         observe: observers(this.#options.onRequest, this.#options.observe),

@@ -85,6 +85,11 @@ export class Http1Framer {
     this.#methods.push(method);
   }
 
+  /** Whether it stands between messages: nothing pending, not raw, not failed. */
+  get idle(): boolean {
+    return this.#body === undefined && this.#pendingLength === 0 && !this.#raw && !this.#failed;
+  }
+
   /** The bytes of a head not complete yet (a view, valid until the next push). */
   get pendingHead(): Uint8Array {
     return this.#pending.subarray(0, this.#pendingLength);

@@ -2,7 +2,7 @@
 // the sniffer, the framer and the rewriter share. Fields are kept as offsets and
 // decoded only when asked for.
 
-import { latin1Text } from "../bytes.ts";
+import { latin1Bytes, latin1Text } from "../bytes.ts";
 
 /**
  * A parsed message head: the bytes as they arrived and where each field is.
@@ -276,4 +276,23 @@ export function withCrlf(head: MessageHead, role: "request" | "response"): Messa
   // A head that parsed with bare LFs parses with CRLFs: same fields, same start line.
   if (!(again instanceof MessageHead)) throw new TypeError("Head stopped parsing with CRLF");
   return again;
+}
+
+/**
+ * `head` as new bytes (CRLF line ends): its start line, each field `i` with the
+ * value `value(i)` gives (undefined drops the field), then the `extra` lines.
+ */
+export function rebuildHead(
+  head: MessageHead,
+  value: (i: number) => string | undefined,
+  extra: readonly string[] = [],
+): Uint8Array {
+  const bytes = head.bytes;
+  let text = latin1Text(bytes.subarray(0, bytes.indexOf(0x0a))).replace(/\r$/, "") + "\r\n";
+  for (let i = 0; i < head.fieldCount; i++) {
+    const v = value(i);
+    if (v !== undefined) text += `${head.name(i)}: ${v}\r\n`;
+  }
+  for (const line of extra) text += line + "\r\n";
+  return latin1Bytes(text + "\r\n");
 }
