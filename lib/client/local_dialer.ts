@@ -5,7 +5,7 @@ import { closeQuietly } from "../io.ts";
 import { LOCAL_DIAL_TIMEOUT_MS } from "../limits.ts";
 import { hostWithPort } from "../names.ts";
 import type { Duplex } from "../relay.ts";
-import { connectLocalTls, type LocalTls } from "./local_tls.ts";
+import type { LocalTls } from "./local_tls.ts";
 
 /**
  * Connects to the local app. `localhost` means either loopback address: dev
@@ -66,7 +66,11 @@ async function dialOnce(
   signal?.addEventListener("abort", cancel, { once: true });
   if (signal?.aborted) cancel();
   try {
-    if (tls) return await connectLocalTls(hostname, port, tls, stop.signal);
+    if (tls) {
+      // Loaded only for --local-https: node:tls costs a client ~5 MiB of RSS.
+      const { connectLocalTls } = await import("./local_tls.ts");
+      return await connectLocalTls(hostname, port, tls, stop.signal);
+    }
     const tcp = await Deno.connect({ hostname, port, signal: stop.signal }).catch((e) => {
       throw stop.signal.aborted ? stop.signal.reason : e;
     });

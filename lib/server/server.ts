@@ -25,7 +25,7 @@ import { Leases } from "./lease.ts";
 import { Registry } from "./registry.ts";
 import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
-import { TlsPort } from "./tls_port.ts";
+import type { TlsPort } from "./tls_port.ts";
 import type { Session, TunnelInfo } from "./session.ts";
 
 /** Options for {@linkcode startServer}. */
@@ -237,6 +237,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   try {
     if (options.tls) {
       const { cert, key, port = DEFAULT_TLS_PORT } = options.tls;
+      // Loaded only for a TLS port: node:tls costs a plain server ~5 MiB of RSS.
+      const { TlsPort } = await import("./tls_port.ts");
       tlsPort = await TlsPort.open({
         hostname,
         port,
