@@ -77,6 +77,8 @@ export const LEASE_MS = 60_000;
 export const SECRET_BYTES = 32;
 /** Length of a random subdomain. */
 export const RANDOM_SUBDOMAIN_LENGTH = 10;
+/** The window of a tunnel's streams-a-second figure (dashboard, `/api/tunnels`), in seconds. */
+export const RATE_WINDOW_S = 60;
 
 /**
  * The server's limits and timeouts; each is a server option and a CLI flag.
