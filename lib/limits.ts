@@ -79,6 +79,20 @@ export const SECRET_BYTES = 32;
 export const RANDOM_SUBDOMAIN_LENGTH = 10;
 /** The window of a tunnel's streams-a-second figure (dashboard, `/api/tunnels`), in seconds. */
 export const RATE_WINDOW_S = 60;
+/** Upper bounds (seconds) of the buckets of the proxy-wait histogram: 0 is the common case. */
+export const PROXY_WAIT_BUCKETS_S: readonly number[] = [
+  0.001,
+  0.005,
+  0.025,
+  0.1,
+  0.25,
+  1,
+  2.5,
+  5,
+  10,
+];
+/** Upper bounds (seconds) of the buckets of the sniff-duration histogram. */
+export const SNIFF_BUCKETS_S: readonly number[] = [0.001, 0.005, 0.025, 0.1, 0.25, 1, 2.5, 10];
 
 /**
  * The server's limits and timeouts; each is a server option and a CLI flag.

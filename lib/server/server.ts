@@ -27,6 +27,7 @@ import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
 import { TlsPort } from "./tls_port.ts";
 import type { Session, TunnelInfo } from "./session.ts";
+import { ServerMetrics } from "./server_metrics.ts";
 
 /** Options for {@linkcode startServer}. */
 export interface ServerOptions {
@@ -192,6 +193,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const addr = listener.addr;
   const registry = new Registry<Session>();
   const admission = new Admission(limits);
+  const metrics = new ServerMetrics({
+    tunnels: () => [...registry.sessions()].map((session) => session.info()),
+    heldNames: () => leases.heldCount,
+  });
   const conns = new Set<Conn>();
   const controlConns = new Set<Conn>(); // closed by their sessions, after a last frame
   const tasks = new Set<Promise<void>>();
@@ -224,6 +229,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const admitPlain = (conn: Deno.Conn): void => {
     const ip = ipOf(conn);
     if (!admission.enterSniffing(ip)) {
+      metrics.connection("limit");
       log.debug("Over the limit of connections being routed", { ip });
       return closeQuietly(conn);
     }
@@ -243,10 +249,17 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
         cert,
         key,
         handshakeTimeoutMs: limits.sniffTimeoutMs,
-        admit: (ip) => admission.enterSniffing(ip),
+        admit: (ip) => {
+          const admitted = admission.enterSniffing(ip);
+          if (!admitted) metrics.connection("limit");
+          return admitted;
+        },
         release: (ip) => admission.leaveSniffing(ip),
         onConnection: (conn, routed) => handle(conn, true, routed),
-        onHandshakeError: (e) => log.debug("TLS handshake failed", { error: describeError(e) }),
+        onHandshakeError: (e) => {
+          metrics.connection("tls_error");
+          log.debug("TLS handshake failed", { error: describeError(e) });
+        },
       }).catch((e) => {
         throw explainListenError(e, `${hostname}:${port} (TLS port)`, true);
       });
@@ -273,6 +286,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     registry,
     conns,
     controlConns,
+    metrics,
     get closing() {
       return closing;
     },
