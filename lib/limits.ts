@@ -93,6 +93,14 @@ export const PROXY_WAIT_BUCKETS_S: readonly number[] = [
 ];
 /** Upper bounds (seconds) of the buckets of the sniff-duration histogram. */
 export const SNIFF_BUCKETS_S: readonly number[] = [0.001, 0.005, 0.025, 0.1, 0.25, 1, 2.5, 10];
+/** Shortest admin token (`--admin-token`), as for tunnel tokens. */
+export const MIN_ADMIN_TOKEN_LENGTH = 16;
+/** Admin connections open at once; more are closed at accept (a scraper and a few dashboards). */
+export const MAX_ADMIN_CONNECTIONS = 32;
+/** How often the dashboard asks for `/api/tunnels`. */
+export const DASHBOARD_POLL_MS = 2_000;
+/** How long the dashboard waits for one answer before it says the server is unreachable. */
+export const DASHBOARD_FETCH_TIMEOUT_MS = 5_000;
 
 /**
  * The server's limits and timeouts; each is a server option and a CLI flag.
