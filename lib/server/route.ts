@@ -83,6 +83,7 @@ export async function routeConnection(
       }
     }
   } catch (e) {
+    if (!timer.expired) ctx.metrics.connection("closed"); // reset while its first bytes came
     if (!timer.expired) throw e;
   } finally {
     timer.clear();
