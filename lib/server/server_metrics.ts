@@ -18,41 +18,13 @@ import { MinuteRate, type TunnelStats } from "./tunnel_stats.ts";
  * route: closed before a head, not HTTP, TLS for no tunnel), `tls_error` (a
  * failed TLS handshake on the TLS port).
  */
-export type ConnectionOutcome =
-  | "routed"
-  | "client"
-  | "page"
-  | "redirect"
-  | "400"
-  | "404"
-  | "408"
-  | "431"
-  | "502"
-  | "503"
-  | "504"
-  | "limit"
-  | "abandoned"
-  | "closed"
-  | "tls_error";
+export type ConnectionOutcome = typeof CONNECTION_OUTCOMES[number];
 
 /** Every outcome, so that each series exists (at 0) from the start. */
-export const CONNECTION_OUTCOMES: readonly ConnectionOutcome[] = [
-  "routed",
-  "client",
-  "page",
-  "redirect",
-  "400",
-  "404",
-  "408",
-  "431",
-  "502",
-  "503",
-  "504",
-  "limit",
-  "abandoned",
-  "closed",
-  "tls_error",
-];
+export const CONNECTION_OUTCOMES = [
+  ...["routed", "client", "page", "redirect", "400", "404", "408", "431", "502", "503", "504"],
+  ...["limit", "abandoned", "closed", "tls_error"],
+] as const;
 
 /**
  * Where a client's handshake was refused: before a `hello` or `attach` could be
@@ -63,12 +35,7 @@ export type HandshakeStage = "first" | "hello" | "attach";
 /** Why a client's connection ended without a first frame to refuse. */
 export type HandshakeFailure = "timeout" | "closed";
 
-const HANDSHAKE_FAILURES: readonly string[] = [
-  "timeout",
-  "closed",
-  "bad-request",
-  "version",
-];
+const HANDSHAKE_FAILURES = ["timeout", "closed", "bad-request", "version"] as const;
 const REGISTRATION_RESULTS = [
   "registered",
   "invalid-subdomain",
@@ -125,7 +92,7 @@ export interface MetricCounts {
   registrations: CountsBy;
   /** Attaches by result. */
   attaches: CountsBy;
-  /** Bytes from visitors to tunnels, and back. */
+  /** Bytes from visitors to tunnels. */
   bytesIn: number;
   /** Bytes from tunnels to visitors. */
   bytesOut: number;
