@@ -28,6 +28,7 @@
 export { startServer } from "./lib/server/server.ts";
 export type { ServerOptions, ServerTls, TunnelServer } from "./lib/server/server.ts";
 export type { TunnelInfo } from "./lib/server/session.ts";
+export type { AdminOptions } from "./lib/server/admin.ts";
 export type { TokenRules, TokenScope } from "./lib/server/auth.ts";
 export { DEFAULT_SERVER_LIMITS } from "./lib/limits.ts";
 export type { ServerLimits } from "./lib/limits.ts";

@@ -28,6 +28,14 @@ const printError = (text: string): void => {
   Deno.stderr.writeSync(encoder.encode(`gotunnel-server: ${text}\n`));
 };
 
+function env(name: string): string | undefined {
+  try {
+    return Deno.env.get(name) || undefined;
+  } catch {
+    return undefined; // no env permission: no admin token from the environment
+  }
+}
+
 /**
  * Runs the server CLI with `args` until SIGINT or SIGTERM; returns the exit status.
  *
@@ -43,7 +51,7 @@ const printError = (text: string): void => {
 export async function main(args: string[]): Promise<number> {
   let command;
   try {
-    command = await readServerCommand(args);
+    command = await readServerCommand(args, env);
   } catch (e) {
     if (!(e instanceof UsageError)) throw e;
     printError(`${e.message} (see --help)`);

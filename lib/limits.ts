@@ -92,6 +92,30 @@ export const LEASE_MS = 60_000;
 export const SECRET_BYTES = 32;
 /** Length of a random subdomain. */
 export const RANDOM_SUBDOMAIN_LENGTH = 10;
+/** The window of a tunnel's streams-a-second figure (dashboard, `/api/tunnels`), in seconds. */
+export const RATE_WINDOW_S = 60;
+/** Upper bounds (seconds) of the buckets of the proxy-wait histogram: 0 is the common case. */
+export const PROXY_WAIT_BUCKETS_S: readonly number[] = [
+  0.001,
+  0.005,
+  0.025,
+  0.1,
+  0.25,
+  1,
+  2.5,
+  5,
+  10,
+];
+/** Upper bounds (seconds) of the buckets of the sniff-duration histogram. */
+export const SNIFF_BUCKETS_S: readonly number[] = [0.001, 0.005, 0.025, 0.1, 0.25, 1, 2.5, 10];
+/** Shortest admin token (`--admin-token`), as for tunnel tokens. */
+export const MIN_ADMIN_TOKEN_LENGTH = 16;
+/** Admin connections open at once; more are closed at accept (a scraper and a few dashboards). */
+export const MAX_ADMIN_CONNECTIONS = 32;
+/** How often the dashboard asks for `/api/tunnels`. */
+export const DASHBOARD_POLL_MS = 2_000;
+/** How long the dashboard waits for one answer before it says the server is unreachable. */
+export const DASHBOARD_FETCH_TIMEOUT_MS = 5_000;
 
 /**
  * The server's limits and timeouts; each is a server option and a CLI flag.

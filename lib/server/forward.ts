@@ -56,6 +56,11 @@ class VisitorWatch {
     });
   }
 
+  /** Bytes that went out with `open` (for the metrics). */
+  get prefixLength(): number {
+    return this.#sent;
+  }
+
   /** The bytes read so far, which go out with `open`; later ones come from `rest()`. */
   prefix(): Uint8Array {
     const bytes = this.#reader.buffered;
@@ -92,6 +97,7 @@ export async function forward(
   const where = { conn: id, subdomain: session.subdomain };
   if (!session.enterStream()) {
     ctx.log.warn("Tunnel at its stream limit", { ...where, max: ctx.limits.maxStreamsPerTunnel });
+    ctx.metrics.connection(503);
     if (carried !== "tls") {
       await answerAndLinger(conn, httpError(503, "Tunnel is busy, try again"));
     }
@@ -105,6 +111,7 @@ export async function forward(
   try {
     const peer = peerOf(conn);
     const deadline = Date.now() + ctx.limits.proxyWaitTimeoutMs;
+    const waitStarted = performance.now(); // for the metrics
     // A proxy connection a NAT dropped silently looks idle until it fails to
     // accept; nothing of the visitor's went anywhere yet, so the next one gets it.
     for (;;) {
@@ -126,21 +133,25 @@ export async function forward(
       closeQuietly(proxy.conn);
       proxy = undefined;
     }
+    if (proxy) ctx.metrics.proxyWaited(performance.now() - waitStarted);
     if (left.signal.aborted && !proxy) {
+      ctx.metrics.connection("abandoned");
       return ctx.log.debug("Visitor left while waiting for the tunnel: nothing forwarded", where);
     }
     if (!proxy) {
       ctx.log.warn("No proxy connection in time", where);
+      ctx.metrics.connection(504);
       if (carried !== "tls") {
         await answerAndLinger(conn, httpError(504, "Tunnel did not answer in time"));
       }
       return;
     }
     const rest = watch.rest();
-    const result = await relayStream(rest ? withFirstRead(conn, rest) : conn, proxy, {
+    const relaying = relayStream(rest ? withFirstRead(conn, rest) : conn, proxy, {
       idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
       signal: session.streamSignal,
     });
+    const result = await ctx.metrics.relayed(session.stats, watch.prefixLength, relaying);
     logStream(ctx.log, result, where);
     ctx.conns.delete(proxy.conn);
     reused = result.reusable && !ctx.closing && session.addProxy(proxy);

@@ -25,6 +25,7 @@ import {
 } from "../protocol.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import { serveSession } from "./session.ts";
+import type { HandshakeStage } from "./server_metrics.ts";
 
 /**
  * Reads the first frame of an upgraded connection and serves it as a control or
@@ -45,20 +46,28 @@ export async function handleClient(
   try {
     first = await reader.readFrame((bytes) => decodeClientFrame(bytes, ctx.limits.maxFrameBytes));
   } catch (e) {
+    if (timer.expired) ctx.metrics.handshakeFailed("timeout");
     if (timer.expired) return ctx.log.debug("Handshake timed out", { conn: id });
     if (!(e instanceof SyntaxError)) throw e;
-    return await refuse(ctx, conn, "bad-request", `Cannot read first frame: ${e.message}`);
+    return await refuse(ctx, conn, "first", "bad-request", `Cannot read first frame: ${e.message}`);
   } finally {
     timer.clear();
   }
-  if (first === null) return;
+  if (first === null) return ctx.metrics.handshakeFailed("closed");
   if (first.type !== "hello" && first.type !== "attach") {
-    return await refuse(ctx, conn, "bad-request", `Expected hello or attach, got ${first.type}`);
+    return await refuse(
+      ctx,
+      conn,
+      "first",
+      "bad-request",
+      `Expected hello or attach, got ${first.type}`,
+    );
   }
   if (first.version !== PROTOCOL_VERSION) {
     return await refuse(
       ctx,
       conn,
+      "first",
       "version",
       `Cannot open tunnel: this server speaks Gotunnel protocol ${PROTOCOL_VERSION} and the ` +
         `client ${first.version}; upgrade the client`,
@@ -68,7 +77,7 @@ export async function handleClient(
   const ip = ipOf(conn);
   // The tunnel slot is taken now, before any await, so parallel hellos cannot overshoot it.
   const overLimit = ctx.admission.reserveTunnel(ip);
-  if (overLimit) return await refuse(ctx, conn, "limit", overLimit);
+  if (overLimit) return await refuse(ctx, conn, "hello", "limit", overLimit);
   try {
     return await claim(ctx, conn, reader, first, id, authenticated);
   } finally {
@@ -85,16 +94,23 @@ async function attach(
 ): Promise<Outcome> {
   const session = ctx.registry.byId(message.tunnel);
   if (!session || !timingSafeEqual(message.secret, session.secret)) {
-    return await refuse(ctx, conn, "unauthorized", "Cannot attach: unknown tunnel or wrong secret");
+    return await refuse(
+      ctx,
+      conn,
+      "attach",
+      "unauthorized",
+      "Cannot attach: unknown tunnel or wrong secret",
+    );
   }
   authenticated();
   if (reader.buffered.length > 0) {
-    return await refuse(ctx, conn, "bad-request", "Unexpected bytes after attach");
+    return await refuse(ctx, conn, "attach", "bad-request", "Unexpected bytes after attach");
   }
   await writeAll(conn, UPGRADE_RESPONSE);
   if (!session.addProxy(new ProxyChannel(conn))) {
-    return await refuse(ctx, conn, "pool-full", "Too many idle proxy connections", false);
+    return await refuse(ctx, conn, "attach", "pool-full", "Too many idle proxy connections", false);
   }
+  ctx.metrics.attached();
   return "kept"; // the session owns it now, then each stream that takes it
 }
 
@@ -112,19 +128,25 @@ async function claim(
   let requested: string | undefined;
   if (message.subdomain !== undefined) {
     const checked = checkSubdomain(message.subdomain);
-    if (!checked.ok) return await refuse(ctx, conn, "invalid-subdomain", checked.reason);
+    if (!checked.ok) return await refuse(ctx, conn, "hello", "invalid-subdomain", checked.reason);
     requested = checked.name;
   }
   const auth = await ctx.auth.check(message.token, requested);
   if (!auth.ok) {
     if (auth.badToken && !ctx.admission.countAuthFailure(ipOf(conn))) {
       const ip = ipOf(conn);
-      return await refuse(ctx, conn, "limit", `Too many failed tokens from ${ip}: wait a minute`);
+      return await refuse(
+        ctx,
+        conn,
+        "hello",
+        "limit",
+        `Too many failed tokens from ${ip}: wait a minute`,
+      );
     }
-    return await refuse(ctx, conn, "unauthorized", `Cannot open tunnel: ${auth.reason}`);
+    return await refuse(ctx, conn, "hello", "unauthorized", `Cannot open tunnel: ${auth.reason}`);
   }
   const rate = ctx.admission.countNewTunnel(ipOf(conn));
-  if (rate) return await refuse(ctx, conn, "limit", rate);
+  if (rate) return await refuse(ctx, conn, "hello", "limit", rate);
   authenticated();
   // Everything asynchronous happens before the name is checked: from the check to
   // the registration below there is no await, so two claims cannot both win.
@@ -147,6 +169,7 @@ async function claim(
             return await refuse(
               ctx,
               conn,
+              "hello",
               "subdomain-taken",
               `Cannot register subdomain "${name}": already online from this machine ` +
                 `(use --replace to take it over)`,
@@ -161,6 +184,7 @@ async function claim(
         return await refuse(
           ctx,
           conn,
+          "hello",
           "subdomain-taken",
           `Cannot register subdomain "${name}": already in use`,
         );
@@ -171,12 +195,14 @@ async function claim(
           return await refuse(
             ctx,
             conn,
+            "hello",
             "subdomain-reserved",
             `Cannot register subdomain "${name}": reserved for its previous client for another ${seconds} s`,
             true,
             hold.leftMs,
           );
         }
+        if (hold) ctx.metrics.leaseReclaimed();
         ctx.leases.release(name);
       }
       break;
@@ -189,7 +215,7 @@ async function claim(
       if (!ctx.registry.get(candidate) && !ctx.leases.isHeld(candidate)) name = candidate;
     }
     if (name === undefined) {
-      return await refuse(ctx, conn, "bad-request", "Cannot pick a free random subdomain");
+      return await refuse(ctx, conn, "hello", "bad-request", "Cannot pick a free random subdomain");
     }
   }
   return await serveSession(
@@ -201,16 +227,18 @@ async function claim(
   );
 }
 
-/** Answers a client with an error frame (after the 101, unless already sent). */
+/** Answers a client with an error frame (after the 101, unless already sent), and counts it. */
 async function refuse(
   ctx: ServerContext,
   conn: Conn,
+  stage: HandshakeStage,
   code: ErrorCode,
   message: string,
   upgrade = true,
   retryAfterMs?: number,
 ): Promise<void> {
   ctx.log.debug("Refused client", { code, message });
+  ctx.metrics.clientRefused(stage, code);
   const short = message.length > 200 ? message.slice(0, 200) + "…" : message;
   const frame = encodeFrame(
     retryAfterMs === undefined

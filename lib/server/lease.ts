@@ -127,6 +127,12 @@ export class Leases {
     return undefined;
   }
 
+  /** Names held now for clients that went away (not counting a restart's grace). */
+  get heldCount(): number {
+    this.sweep();
+    return this.#held.size;
+  }
+
   /** Forgets expired holds (called now and then, so the map cannot grow without bound). */
   sweep(now: number = Date.now()): void {
     for (const [name, entry] of this.#held) if (entry.until <= now) this.#held.delete(name);

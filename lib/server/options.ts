@@ -17,6 +17,7 @@ import { parseReservedNames, parseTokensFile, type TokenScope } from "./auth.ts"
 import { readOrCreateKey } from "./key_file.ts";
 import { formatDuration } from "../units.ts";
 import { durationFlag, LIMIT_FLAGS, limitUsage, readLimitFlags } from "./limit_flags.ts";
+import { ADMIN_FLAGS, ADMIN_USAGE, readAdminFlags } from "./admin_flags.ts";
 import type { ServerOptions } from "./server.ts";
 
 /** The server's `--help` text. */
@@ -45,6 +46,7 @@ Options:
   --lease TIME       how long a client that went away keeps its subdomain (default 60s, 5s-24h)
   --lease-key-file F key that signs leases, created if missing; keep it so that clients
                      reclaim their subdomains after a server restart (default: new each run)
+${ADMIN_USAGE}
   -h, --help         show this help
   -V, --version      show the version
 
@@ -58,6 +60,7 @@ a second signal stops it at once.
 Examples:
   gotunnel-server                                   # http://localhost:8080, tunnels at *.localhost
   gotunnel-server --domain tunnel.example --port 80 # production, with DNS *.tunnel.example
+  gotunnel-server --admin 127.0.0.1:9090            # and a dashboard at http://127.0.0.1:9090/
 `;
 
 /** The server's flags, as `node:util` `parseArgs` takes them. */
@@ -77,6 +80,7 @@ export const SERVER_FLAGS = {
   "tls-port": { type: "string" },
   "redirect-http": { type: "boolean" },
   "lease-key-file": { type: "string" },
+  ...ADMIN_FLAGS,
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
   ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: "string" } as const])),
@@ -187,8 +191,14 @@ function checkFlagLimits(flags: Partial<ServerLimits>): void {
   if (why) throw new RangeError(`Invalid limits: ${why}`);
 }
 
-/** Builds the server's options from the command line; throws UsageError on a bad one. */
-export async function readServerCommand(args: string[]): Promise<ServerCommand> {
+/**
+ * Builds the server's options from the command line (and `env`, for
+ * `GOTUNNEL_ADMIN_TOKEN`); throws UsageError on a bad one.
+ */
+export async function readServerCommand(
+  args: string[],
+  env: (name: string) => string | undefined = () => undefined,
+): Promise<ServerCommand> {
   const { values, positionals } = parseFlags(args, SERVER_FLAGS);
   if (values.help) return { kind: "help" };
   if (values.version) return { kind: "version" };
@@ -219,6 +229,7 @@ export async function readServerCommand(args: string[]): Promise<ServerCommand> 
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
+  const admin = readAdminFlags(values, env);
   let leaseKey: { key: Uint8Array; created: boolean } | undefined;
   const keyFile = string("lease-key-file");
   if (keyFile !== undefined) {
@@ -261,6 +272,7 @@ export async function readServerCommand(args: string[]): Promise<ServerCommand> 
       ...(tokens ? { tokens } : {}),
       ...(reservedNames.length > 0 ? { reservedNames } : {}),
       revokeAtOnce: values["revoke-at-once"] === true,
+      ...(admin ? { admin } : {}),
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: string("hostname") ?? "0.0.0.0",
       domain: host.host,

@@ -57,6 +57,7 @@ export async function routeConnection(
   const lingerAbort = new AbortController();
   const answerTimeout = async (): Promise<void> => {
     const first = reader.buffered[0];
+    ctx.metrics.connection(first !== undefined && first !== 0x16 ? 408 : "closed");
     if (first !== undefined && first !== 0x16) {
       try {
         await writeAll(conn, REQUEST_TIMEOUT_ANSWER);
@@ -69,6 +70,7 @@ export async function routeConnection(
     closeQuietly(conn);
   };
   let expired: Promise<void> | undefined;
+  const sniffStarted = performance.now(); // for the metrics
   const timer = deadline(ctx.limits.sniffTimeoutMs, () => expired = answerTimeout());
   let result = sniff(reader.buffered, maxBytes);
   try {
@@ -81,9 +83,11 @@ export async function routeConnection(
       }
     }
   } catch (e) {
+    if (!timer.expired) ctx.metrics.connection("closed"); // reset while its first bytes came
     if (!timer.expired) throw e;
   } finally {
     timer.clear();
+    ctx.metrics.sniffed(performance.now() - sniffStarted);
     if (!isUpgrade(result)) routed();
   }
   if (timer.expired) {
@@ -93,9 +97,11 @@ export async function routeConnection(
   }
   switch (result.state) {
     case "need-more":
+      ctx.metrics.connection("closed");
       return ctx.log.debug("Closed before routing", { conn: id });
     case "invalid":
       ctx.log.debug("Unroutable connection", { conn: id, reason: result.reason });
+      ctx.metrics.connection(result.status ?? "closed");
       if (result.status === 431) {
         await answerAndLinger(conn, httpError(431, result.reason));
       } else if (result.status === 400) {
@@ -107,6 +113,7 @@ export async function routeConnection(
         ? undefined
         : routeHost({ host: result.serverName, ip: false }, ctx.domain);
       const session = route?.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
+      if (!session) ctx.metrics.connection("closed");
       if (!session) return ctx.log.debug("TLS for no tunnel", { conn: id, sni: result.serverName });
       return await forward(ctx, conn, reader, session, "tls", id);
     }
@@ -132,10 +139,12 @@ async function routeHttp(
 ): Promise<Outcome> {
   if (isUpgrade(head)) {
     reader.consume(head.headLength);
+    ctx.metrics.connection("client");
     return await handleClient(ctx, conn, reader, id, routed);
   }
   const route = routeHost({ host: head.host, ip: head.ip }, ctx.domain);
   if (route.kind === "apex") {
+    ctx.metrics.connection("page");
     const page = renderPage(head.method, head.target, {
       url: ctx.url,
       domain: ctx.domain,
@@ -147,14 +156,17 @@ async function routeHttp(
   if (!secure && route.kind === "tunnel" && ctx.redirectPort !== undefined) {
     const path = head.target.replace(/^https?:\/\/[^/]*/i, "") || "/";
     const location = `https://${hostWithPort(head.host, ctx.redirectPort, HTTPS_PORT)}${path}`;
+    ctx.metrics.connection("redirect");
     return await answerAndLinger(conn, httpRedirect(location));
   }
   const session = route.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
   if (!session) {
     if (route.kind === "tunnel" && ctx.leases.isHeld(route.name)) {
       const body = `Tunnel ${head.host} is reconnecting, try again shortly`;
+      ctx.metrics.connection(502);
       return await answerAndLinger(conn, httpError(502, body));
     }
+    ctx.metrics.connection(404);
     const body = route.kind === "tunnel"
       ? `Tunnel ${head.host} not found`
       : `Unknown host ${head.host}`;

@@ -27,6 +27,9 @@ import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
 import type { TlsPort } from "./tls_port.ts";
 import type { Session, TunnelInfo } from "./session.ts";
+import { ServerMetrics } from "./server_metrics.ts";
+import { AdminListener, type AdminOptions, checkAdminOptions } from "./admin.ts";
+import { adminStatus } from "./admin_status.ts";
 
 /** Options for {@linkcode startServer}. */
 export interface ServerOptions {
@@ -75,6 +78,11 @@ export interface ServerOptions {
   tls?: ServerTls;
   /** Answer plain-HTTP requests for tunnels with 308 to `https://` (needs `tls`). @default {false} */
   redirectHttp?: boolean;
+  /**
+   * Serve `/metrics`, `/api/tunnels` and `/dashboard` on a listener of their
+   * own; off loopback it needs a token. @default {undefined: no admin listener}
+   */
+  admin?: AdminOptions;
 }
 
 /** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */
@@ -95,6 +103,8 @@ export interface TunnelServer {
   readonly url: string;
   /** The HTTPS address, when TLS is on. */
   readonly tlsAddr: Deno.NetAddr | undefined;
+  /** The admin listener's address, when there is one. */
+  readonly adminAddr: Deno.NetAddr | undefined;
   /**
    * Swaps the TLS certificate: new connections get the new one, open ones
    * are untouched. Rejects (keeping the old one) if the pair is unusable.
@@ -177,6 +187,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     throw new RangeError(`Invalid leaseMs ${leaseMs}: use 1-${LEASE_RANGE_MS[1]}`);
   }
   const hostname = options.hostname ?? "0.0.0.0";
+  const adminUnusable = options.admin && checkAdminOptions(options.admin);
+  if (adminUnusable) throw new RangeError(`Invalid admin options: ${adminUnusable}`);
   // Everything that can fail without a socket comes first: once a listener is
   // open, start-up either completes or closes it again.
   let auth = await Auth.create(options.tokens, options.reservedNames);
@@ -192,6 +204,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const addr = listener.addr;
   const registry = new Registry<Session>();
   const admission = new Admission(limits);
+  const metrics = new ServerMetrics({
+    tunnels: () => [...registry.sessions()].map((session) => session.info()),
+    heldNames: () => leases.heldCount,
+  }, options.admin?.perTunnelMetrics === true);
   const conns = new Set<Conn>();
   const controlConns = new Set<Conn>(); // closed by their sessions, after a last frame
   const tasks = new Set<Promise<void>>();
@@ -224,6 +240,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const admitPlain = (conn: Deno.Conn): void => {
     const ip = ipOf(conn);
     if (!admission.enterSniffing(ip)) {
+      metrics.connection("limit");
       log.debug("Over the limit of connections being routed", { ip });
       return closeQuietly(conn);
     }
@@ -234,6 +251,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     });
   };
   let tlsPort: TlsPort | undefined;
+  let admin: AdminListener | undefined;
   try {
     if (options.tls) {
       const { cert, key, port = DEFAULT_TLS_PORT } = options.tls;
@@ -245,16 +263,35 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
         cert,
         key,
         handshakeTimeoutMs: limits.sniffTimeoutMs,
-        admit: (ip) => admission.enterSniffing(ip),
+        admit: (ip) => {
+          const admitted = admission.enterSniffing(ip);
+          if (!admitted) metrics.connection("limit");
+          return admitted;
+        },
         release: (ip) => admission.leaveSniffing(ip),
         onConnection: (conn, routed) => handle(conn, true, routed),
-        onHandshakeError: (e) => log.debug("TLS handshake failed", { error: describeError(e) }),
+        onHandshakeError: (e) => {
+          metrics.connection("tls_error");
+          log.debug("TLS handshake failed", { error: describeError(e) });
+        },
       }).catch((e) => {
         throw explainListenError(e, `${hostname}:${port} (TLS port)`, true);
       });
     }
+    if (options.admin) {
+      admin = await AdminListener.open(
+        options.admin,
+        {
+          metrics: () => metrics.render(),
+          status: () => adminStatus(metrics.counts(), metrics.tunnels()),
+        },
+        { timeoutMs: limits.sniffTimeoutMs, maxHeadBytes: limits.maxSniffBytes },
+        log,
+      );
+    }
   } catch (e) {
     closeQuietly(listener);
+    tlsPort?.close();
     throw e;
   }
   const tlsAddr = tlsPort?.addr;
@@ -275,6 +312,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     registry,
     conns,
     controlConns,
+    metrics,
     get closing() {
       return closing;
     },
@@ -302,6 +340,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     closed ??= (async () => {
       cutShort.abort();
       await stopServing();
+      await admin?.close();
       for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
       log.info("Server closed");
@@ -367,6 +406,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     addr,
     url,
     tlsAddr,
+    adminAddr: admin?.addr,
     reloadTls,
     reloadAuth,
     finished: finished.promise,

@@ -21,6 +21,8 @@ import { concatBytes } from "../bytes.ts";
 import type { Leases } from "./lease.ts";
 import { IdlePool } from "./idle_pool.ts";
 import type { Registry } from "./registry.ts";
+import type { ServerMetrics } from "./server_metrics.ts";
+import { TunnelStats } from "./tunnel_stats.ts";
 
 /** What a session needs from its server. */
 export interface SessionHost {
@@ -38,6 +40,8 @@ export interface SessionHost {
   readonly controlConns: Set<Conn>;
   /** Whether the server is shutting down (then no name is held). */
   readonly closing: boolean;
+  /** Where registrations and held names are counted. */
+  readonly metrics: ServerMetrics;
 }
 
 /** What a client whose token was revoked hears before its session closes. */
@@ -61,6 +65,14 @@ export interface TunnelInfo {
   streams: number;
   /** Idle proxy connections ready now. */
   idleProxies: number;
+  /** Bytes from visitors relayed to it, counted when each relayed connection ends. */
+  bytesIn: number;
+  /** Bytes from it relayed to visitors, counted when each relayed connection ends. */
+  bytesOut: number;
+  /** Streams (public connections) relayed to it so far. */
+  streamsTotal: number;
+  /** Streams started a second, over the last minute (the server does not see each request). */
+  streamsPerSecond: number;
 }
 
 /** A tunnel: the client's control channel, its subdomain and its idle proxies. */
@@ -79,6 +91,8 @@ export class Session {
   readonly tokenKey: string | undefined;
   /** When the session was created (ms since the epoch). */
   readonly since: number = Date.now();
+  /** What it relayed: bytes, streams, streams a second. */
+  readonly stats: TunnelStats = new TunnelStats();
   #streams = 0;
   #saidBye = false;
   #replaced = false;
@@ -153,6 +167,10 @@ export class Session {
       answered: this.heardFrom,
       streams: this.#streams,
       idleProxies: this.#pool.size,
+      bytesIn: this.stats.bytesIn,
+      bytesOut: this.stats.bytesOut,
+      streamsTotal: this.stats.streams,
+      streamsPerSecond: this.stats.rate.perSecond(),
     };
   }
 
@@ -273,6 +291,7 @@ export async function serveSession(
   const { name, nonce: claimedNonce, tokenKey } = claim;
   const session = new Session(name, conn, reader, { log: ctx.log, limits: ctx.limits, tokenKey });
   ctx.registry.add(session);
+  ctx.metrics.registered();
   ctx.controlConns.add(conn);
   let reason = "welcome not delivered";
   let renewing: ReturnType<typeof setInterval> | undefined;
@@ -309,6 +328,7 @@ export async function serveSession(
     const holds = session.heardFrom && !session.saidBye && !session.replaced && !session.revoked &&
       session.leaseNonce !== undefined && !ctx.closing && !ctx.registry.get(name);
     if (holds) ctx.leases.hold(name, session.leaseNonce!);
+    if (holds) ctx.metrics.leaseHeld();
     ctx.log.info("Tunnel closed", { conn: id, subdomain: name, reason, held: holds });
   }
 }
