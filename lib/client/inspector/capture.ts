@@ -19,11 +19,13 @@ export function captureStream(
   store: CaptureStore,
   visitor: VisitorInfo,
   replayOf?: number,
-): ExchangeObserver {
+): ExchangeObserver & { readonly last: ExchangeEntry | undefined } {
   return new StreamCapture(store, visitor, replayOf);
 }
 
 class StreamCapture implements ExchangeObserver {
+  /** The exchange opened last. */
+  last: ExchangeEntry | undefined;
   #store: CaptureStore;
   #visitor: VisitorInfo;
   #replayOf: number | undefined;
@@ -102,7 +104,7 @@ class StreamCapture implements ExchangeObserver {
   }
 
   #open(method: string, target: string, head: Uint8Array | undefined): ExchangeEntry {
-    return this.#store.open({
+    return this.last = this.#store.open({
       startedAt: Date.now(),
       visitor: this.#visitor.peer,
       scheme: this.#visitor.scheme,
