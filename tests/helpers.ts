@@ -302,7 +302,8 @@ let cacheHome: string | undefined;
 
 /**
  * Starts `deno run -A <script> ...args` from the project root. Clients keep
- * their leases under XDG_CACHE_HOME: a temporary folder, unless `env` says.
+ * their leases under XDG_CACHE_HOME: a temporary folder, unless `env` says;
+ * their inspector listens on a free port (GOTUNNEL_INSPECT), unless `env` says.
  */
 export function spawnCli(script: string, args: string[], env: Record<string, string> = {}): Cli {
   cacheHome ??= Deno.makeTempDirSync({ prefix: "gotunnel-test-cache-" });
@@ -312,7 +313,8 @@ export function spawnCli(script: string, args: string[], env: Record<string, str
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
-    env: { NO_COLOR: "1", XDG_CACHE_HOME: cacheHome, ...env },
+    // A client's inspector on a free port: tests never take 4040-4050 from a developer.
+    env: { NO_COLOR: "1", XDG_CACHE_HOME: cacheHome, GOTUNNEL_INSPECT: "127.0.0.1:0", ...env },
   }).spawn();
   let stdout = "";
   let stderr = "";

@@ -11,6 +11,7 @@ import {
   INSPECTOR_PORT,
   INSPECTOR_REPLAY_TIMEOUT_MS,
 } from "../../limits.ts";
+import { TunnelError } from "../../errors.ts";
 import { describeError, type Logger } from "../../log.ts";
 import { hostWithPort } from "../../names.ts";
 import type { VisitorInfo } from "../forwarded.ts";
@@ -212,9 +213,12 @@ export function serveOnFirstFree(
       }, handler);
     } catch (e) {
       if (!(e instanceof Deno.errors.AddrInUse) || candidate === ports.at(-1)) {
-        throw new Error(`Cannot start the inspector on ${hostWithPort(hostname, candidate, -1)}`, {
-          cause: e,
-        });
+        const why = e instanceof Deno.errors.AddrInUse ? "address in use" : String(e);
+        throw new TunnelError(
+          "inspect",
+          `Cannot start the inspector on ${hostWithPort(hostname, candidate, -1)}: ${why}`,
+          { cause: e },
+        );
       }
     }
   }
