@@ -2,82 +2,12 @@
 // replay, HAR, the event stream, its Host and Origin checks, its port and its close.
 
 import assert from "node:assert/strict";
-import { gzipSync } from "node:zlib";
-import type { CapturedExchange } from "../lib/client/inspector/store.ts";
 import { inspectorPorts, serveOnFirstFree } from "../lib/client/inspector/inspector.ts";
 import { CONTENT_SECURITY_POLICY } from "../lib/client/inspector/server.ts";
 import { silentLogger } from "../lib/log.ts";
-import {
-  decode,
-  encode,
-  HOST,
-  openTestTunnel,
-  serveApp,
-  startTestServer,
-  T,
-  waitFor,
-} from "./helpers.ts";
+import { decode, HOST, T, waitFor } from "./helpers.ts";
+import { inspected } from "./inspector_stack.ts";
 import { checkHar } from "./har_check.ts";
-
-/** An app that says what it got: method, target, the headers it cares about, the body. */
-function echoApp() {
-  return serveApp(async (req) => {
-    const url = new URL(req.url);
-    if (url.pathname === "/gzip") {
-      return new Response(new Uint8Array(gzipSync(encode(JSON.stringify({ zipped: true })))), {
-        headers: { "content-type": "application/json", "content-encoding": "gzip" },
-      });
-    }
-    return Response.json({
-      method: req.method,
-      target: url.pathname + url.search,
-      flavour: req.headers.get("x-flavour"),
-      xff: req.headers.get("x-forwarded-for"),
-      body: await req.text(),
-    }, { headers: { "set-cookie": "session=abc; Path=/; HttpOnly" } });
-  });
-}
-
-/** An app, a server, a tunnel with an inspector on a free port, and clients for both. */
-async function inspected(extra: Parameters<typeof openTestTunnel>[2] = {}) {
-  const app = echoApp();
-  const server = await startTestServer();
-  const exchanges: CapturedExchange[] = [];
-  const tunnel = await openTestTunnel(server, app.addr.port, {
-    subdomain: "insp",
-    inspect: { port: 0 },
-    onExchange: (e) => exchanges.push(e),
-    ...extra,
-  });
-  const http = Deno.createHttpClient({ allowHost: true });
-  const inspector = new URL(tunnel.inspector!.url);
-  return {
-    app,
-    tunnel,
-    exchanges,
-    inspector,
-    /** Through the tunnel, as a visitor. */
-    visit: (path: string, init: RequestInit = {}) =>
-      fetch(`http://${HOST}:${server.addr.port}${path}`, {
-        ...init,
-        client: http,
-        headers: { host: `insp.localhost:${server.addr.port}`, ...init.headers },
-      }),
-    /** To the inspector, with its own Host unless told otherwise. */
-    api: (path: string, init: RequestInit = {}) =>
-      fetch(`http://${HOST}:${inspector.port}${path}`, {
-        ...init,
-        client: http,
-        headers: { host: inspector.host, ...init.headers },
-      }),
-    async [Symbol.asyncDispose]() {
-      http.close();
-      await tunnel.close();
-      await server.close();
-      await app.shutdown();
-    },
-  };
-}
 
 async function list(api: (path: string) => Promise<Response>) {
   const res = await api("/api/requests");
