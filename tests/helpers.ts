@@ -295,6 +295,8 @@ export interface Cli {
   exited: Promise<{ code: number; stdout: string; stderr: string }>;
   /** What it has written so far. */
   output(): { stdout: string; stderr: string };
+  /** Its process id. */
+  readonly pid: number;
 }
 
 /** A cache folder for CLI clients' lease files, shared by the CLIs this test process starts. */
@@ -350,6 +352,7 @@ export function spawnCli(script: string, args: string[], env: Record<string, str
     },
     exited,
     output: () => ({ stdout, stderr }),
+    pid: child.pid,
   };
 }
 
