@@ -81,6 +81,7 @@ export async function main(args: string[]): Promise<number> {
         writeAllSync(Deno.stderr, `Forwarding ${url} → ${local}\n`);
       },
     });
+    if (tunnel.inspector) writeAllSync(Deno.stderr, `Inspector ${tunnel.inspector.url}\n`);
     await tunnel.finished;
     return 0;
   } catch (e) {

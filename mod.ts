@@ -36,6 +36,13 @@ export { openTunnel } from "./lib/client/tunnel.ts";
 export type { Tunnel, TunnelOptions } from "./lib/client/tunnel.ts";
 export type { HeartbeatTiming } from "./lib/control.ts";
 export type { ExchangeObserver, RequestRecord } from "./lib/client/exchanges.ts";
+export type { InspectOptions } from "./lib/client/inspector/inspector.ts";
+export type {
+  CapturedBody,
+  CapturedExchange,
+  WebSocketActivity,
+} from "./lib/client/inspector/store.ts";
+export type { WsCounts } from "./lib/client/inspector/ws_frames.ts";
 export type { VisitorInfo } from "./lib/client/forwarded.ts";
 export type { MessageHead } from "./lib/http/head.ts";
 export { formatRecord } from "./lib/client/request_log.ts";

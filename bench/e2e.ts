@@ -224,6 +224,13 @@ try {
     `${work}/raw-client.log`,
   );
   children.push(rawClient);
+  // The same app through a client without its inspector (on in the others): what it costs.
+  const plainClient = await spawnDeno(
+    "client.ts",
+    [...tunnelArgs(appPort, "plain"), "--no-inspect"],
+    `${work}/plain-client.log`,
+  );
+  children.push(plainClient);
   await sleep(1000);
   const idle = { server: rssKiB(server.pid), client: rssKiB(client.pid) };
   const cpu0 = { server: cpuSeconds(server.pid), client: cpuSeconds(client.pid) };
@@ -235,6 +242,11 @@ try {
     host: `bench.localhost:${publicPort}`,
   };
   const rawTunnel: Target = { name: "raw", port: publicPort, host: `raw.localhost:${publicPort}` };
+  const plainTunnel: Target = {
+    name: "no-inspect",
+    port: publicPort,
+    host: `plain.localhost:${publicPort}`,
+  };
   const sinkDirect: Target = { name: "direct", port: sinkPort, host: `127.0.0.1:${sinkPort}` };
   const sinkTunnel: Target = {
     name: "gotunnel",
@@ -254,6 +266,7 @@ try {
 
   const rows: [string, number, number, string][] = [];
   let awareVsRaw: string | undefined;
+  let inspectorCost: string | undefined;
   const ratio = (t: number, d: number): string => fmt(t / d, 2);
   const wrkRow = async (
     label: string,
@@ -264,18 +277,24 @@ try {
     const d: WrkResult[] = [];
     const t: WrkResult[] = [];
     const r: WrkResult[] = [];
+    const p: WrkResult[] = [];
     for (let i = 0; i < RUNS; i++) { // interleaved, so drift hits all alike
       note(`${label}: run ${i + 1}/${RUNS}`);
       d.push(await wrk(direct, path, extra));
       t.push(await wrk(tunnel, path, extra));
       if (alsoRaw) r.push(await wrk(rawTunnel, path, extra));
+      if (alsoRaw) p.push(await wrk(plainTunnel, path, extra));
     }
-    const errors = [...d, ...t, ...r].reduce((s, x) => s + x.errors, 0);
+    const errors = [...d, ...t, ...r, ...p].reduce((s, x) => s + x.errors, 0);
     if (errors > 0) note(`${label}: ${errors} errors or non-2xx answers`);
     const dr = median(d.map((x) => x.rps));
     const tr = median(t.map((x) => x.rps));
     rows.push([`${label} req/s`, dr, tr, ratio(tr, dr)]);
     if (alsoRaw) {
+      const pr = median(p.map((x) => x.rps));
+      rows.push([`${label} req/s, client --no-inspect`, dr, pr, ratio(pr, dr)]);
+      inspectorCost = `${label}: the client with its inspector (default) makes ${ratio(tr, pr)}× ` +
+        `the req/s of the same client with --no-inspect (${fmt(tr, 0)} vs ${fmt(pr, 0)}).`;
       const rr = median(r.map((x) => x.rps));
       rows.push([`${label} req/s, client --raw`, dr, rr, ratio(rr, dr)]);
       awareVsRaw = `${label}: the HTTP-aware client (default) makes ${ratio(tr, rr)}× ` +
@@ -344,6 +363,7 @@ try {
       return `| ${label} | ${fmt(d, digits)} | ${fmt(t, digits)} | ${r}× |`;
     }),
     ...(awareVsRaw ? ["", awareVsRaw] : []),
+    ...(inspectorCost ? ["", inspectorCost] : []),
     "",
     "| process | idle RSS MiB | after load | 5 s later | CPU s during load | start-up ms |",
     "|---|---:|---:|---:|---:|---:|",

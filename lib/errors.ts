@@ -2,8 +2,11 @@
 
 import type { ErrorCode } from "./protocol.ts";
 
-/** Codes of {@linkcode TunnelError}: the server's refusals plus local failures. */
-export type TunnelErrorCode = ErrorCode | "connect" | "protocol";
+/**
+ * Codes of {@linkcode TunnelError}: the server's refusals plus local failures
+ * (`inspect`: the inspector's address could not be had).
+ */
+export type TunnelErrorCode = ErrorCode | "connect" | "protocol" | "inspect";
 
 /**
  * A tunnel could not be opened or kept; `code` says why.
@@ -19,7 +22,7 @@ export type TunnelErrorCode = ErrorCode | "connect" | "protocol";
  * ```
  */
 export class TunnelError extends Error {
-  /** Why: a server refusal (`subdomain-taken`, ...), `connect` or `protocol`. */
+  /** Why: a server refusal (`subdomain-taken`, ...), `connect`, `protocol` or `inspect`. */
   readonly code: TunnelErrorCode;
 
   /** For `subdomain-reserved`: milliseconds until the name is free. */

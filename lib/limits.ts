@@ -117,6 +117,33 @@ export const DASHBOARD_POLL_MS = 2_000;
 /** How long the dashboard waits for one answer before it says the server is unreachable. */
 export const DASHBOARD_FETCH_TIMEOUT_MS = 5_000;
 
+/** The client inspector's first port choice, on 127.0.0.1... */
+export const INSPECTOR_PORT = 4040;
+/** ...then the next free one up to this, then a random one. */
+export const INSPECTOR_LAST_PORT = 4050;
+/** Exchanges the inspector keeps (a ring: the oldest goes first). */
+export const INSPECTOR_LIMIT = 500;
+/** Body bytes the inspector keeps in all; the oldest exchanges' bodies are dropped first. */
+export const INSPECTOR_BODY_BUDGET_BYTES = 64 * 1024 * 1024;
+/** Bytes kept of one body; the rest is counted, not kept (the body is marked truncated). */
+export const INSPECTOR_MAX_BODY_BYTES = 1024 * 1024;
+/** Largest body the inspector decodes (gzip, br, deflate) for a HAR export or a replay. */
+export const INSPECTOR_MAX_DECODED_BYTES = 8 * 1024 * 1024;
+/** Changed exchanges are sent to the inspector's pages together, at most this often. */
+export const INSPECTOR_EVENT_BATCH_MS = 50;
+/** A comment line on idle event streams this often, so dead pages are noticed. */
+export const INSPECTOR_EVENT_HEARTBEAT_MS = 15_000;
+/** Event streams open at once (more are refused with 503). */
+export const INSPECTOR_MAX_EVENT_STREAMS = 16;
+/** Unsent bytes an event stream may fall behind before it is closed (the page reconnects). */
+export const INSPECTOR_EVENT_BACKLOG_BYTES = 1024 * 1024;
+/** A replay has this long to connect, send and get its whole answer. */
+export const INSPECTOR_REPLAY_TIMEOUT_MS = 30_000;
+/** Replays in flight at once (more are refused with 429). */
+export const INSPECTOR_MAX_REPLAYS = 8;
+/** Largest request body of the inspector's own API (an edited replay). */
+export const INSPECTOR_MAX_API_BODY_BYTES = 4 * 1024 * 1024;
+
 /**
  * The server's limits and timeouts; each is a server option and a CLI flag.
  * For counts, 0 means no limit.

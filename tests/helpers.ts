@@ -65,7 +65,10 @@ export function startApp(name = "app"): Deno.HttpServer<Deno.NetAddr> {
       case "bytes":
         return new Response(patternBytes(Number(arg)));
       case "sha256": {
-        const body = new Uint8Array(await req.arrayBuffer());
+        // A visitor that leaves mid-upload (tests do) is not the app's error.
+        const bytes = await req.arrayBuffer().catch(() => undefined);
+        if (!bytes) return new Response("upload cut short\n", { status: 400 });
+        const body = new Uint8Array(bytes);
         return Response.json({ length: body.length, sha256: await sha256(body) });
       }
       case "chunked": {
@@ -295,6 +298,8 @@ export interface Cli {
   exited: Promise<{ code: number; stdout: string; stderr: string }>;
   /** What it has written so far. */
   output(): { stdout: string; stderr: string };
+  /** Its process id. */
+  readonly pid: number;
 }
 
 /** A cache folder for CLI clients' lease files, shared by the CLIs this test process starts. */
@@ -302,7 +307,8 @@ let cacheHome: string | undefined;
 
 /**
  * Starts `deno run -A <script> ...args` from the project root. Clients keep
- * their leases under XDG_CACHE_HOME: a temporary folder, unless `env` says.
+ * their leases under XDG_CACHE_HOME: a temporary folder, unless `env` says;
+ * their inspector listens on a free port (GOTUNNEL_INSPECT), unless `env` says.
  */
 export function spawnCli(script: string, args: string[], env: Record<string, string> = {}): Cli {
   cacheHome ??= Deno.makeTempDirSync({ prefix: "gotunnel-test-cache-" });
@@ -312,7 +318,8 @@ export function spawnCli(script: string, args: string[], env: Record<string, str
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
-    env: { NO_COLOR: "1", XDG_CACHE_HOME: cacheHome, ...env },
+    // A client's inspector on a free port: tests never take 4040-4050 from a developer.
+    env: { NO_COLOR: "1", XDG_CACHE_HOME: cacheHome, GOTUNNEL_INSPECT: "127.0.0.1:0", ...env },
   }).spawn();
   let stdout = "";
   let stderr = "";
@@ -348,6 +355,7 @@ export function spawnCli(script: string, args: string[], env: Record<string, str
     },
     exited,
     output: () => ({ stdout, stderr }),
+    pid: child.pid,
   };
 }
 

@@ -6,6 +6,7 @@ import type { TunnelError } from "../errors.ts";
 import {
   DEFAULT_CLIENT_MAX_STREAMS,
   DEFAULT_POOL_SIZE,
+  INSPECTOR_LIMIT,
   MAX_CLIENT_PROXIES,
   MAX_IDLE_PROXIES,
 } from "../limits.ts";
@@ -13,7 +14,11 @@ import { createLogger } from "../log.ts";
 import { checkSubdomain, hostWithPort, HTTP_PORT, HTTPS_PORT } from "../names.ts";
 import { GOTUNNEL_VERSION } from "../protocol.ts";
 import { parseServerUrl } from "./dial.ts";
+import type { InspectOptions } from "./inspector/inspector.ts";
 import type { TunnelOptions } from "./tunnel.ts";
+
+/** Most exchanges `--inspect-limit` lets the inspector keep. */
+const MAX_INSPECTOR_LIMIT = 100_000;
 
 /** The client's `--help` text. */
 export const CLIENT_USAGE =
@@ -41,6 +46,11 @@ Options:
   --isolate-cookies    drop Set-Cookie Domain attributes naming the server's domain (or above),
                        so other tunnels on the server never get this app's cookies
   --quiet              no request log (one stderr line per request: GET /path → 200  12.3 ms  1.2 KB)
+  --inspect ADDR       the inspector's address: PORT, HOST:PORT or [V6]:PORT (default
+                       $GOTUNNEL_INSPECT, else 127.0.0.1:4040, or the next free port up to 4050);
+                       an address other than loopback is warned about
+  --no-inspect         no inspector
+  --inspect-limit N    exchanges the inspector keeps, 1-${MAX_INSPECTOR_LIMIT} (default ${INSPECTOR_LIMIT})
   --pool N             idle connections kept ready for visitors, 1-${MAX_IDLE_PROXIES} (default ${DEFAULT_POOL_SIZE})
   --max-streams N      visitors served at once, each a connection to the app; more get 503
                        (default ${DEFAULT_CLIENT_MAX_STREAMS}; 0: no limit)
@@ -50,7 +60,8 @@ Options:
   -V, --version        show the version
 
 Prints the public URL alone on a stdout line each time the tunnel is up (again after a
-reconnect); everything else goes to stderr: a "Forwarding URL → app" line, the request log
+reconnect); everything else goes to stderr: a "Forwarding URL → app" line, the inspector's
+URL ("Inspector http://127.0.0.1:4040": requests live, replay, HAR export), the request log
 (coloured on a terminal unless NO_COLOR is set) and the log. Exits 1 if the server refuses
 the tunnel, 2 on a bad flag.
 Leases that let a restarted client reclaim its subdomain are kept in
@@ -74,6 +85,9 @@ export const CLIENT_FLAGS = {
   raw: { type: "boolean" },
   "isolate-cookies": { type: "boolean" },
   quiet: { type: "boolean" },
+  inspect: { type: "string" },
+  "no-inspect": { type: "boolean" },
+  "inspect-limit": { type: "string" },
   "local-https": { type: "boolean" },
   "allow-invalid-cert": { type: "boolean" },
   "local-host": { type: "string" },
@@ -136,6 +150,56 @@ export function parseTarget(text: string): LocalTarget {
   const port = Number(match[2]);
   if (port < 1 || port > 65535) bad("the port must be 1-65535");
   return { host: match[1]!.replace(/^\[(.*)\]$/, "$1"), port, hostGiven: true, https: false };
+}
+
+/** Reads an inspector address: `PORT`, `HOST`, `HOST:PORT` or `[V6]:PORT`. */
+export function parseInspectAddress(text: string, flag = "--inspect"): InspectOptions {
+  const bad = (): never => {
+    throw new UsageError(
+      `Invalid ${flag} ${JSON.stringify(text)}: use PORT, HOST:PORT or [V6]:PORT`,
+    );
+  };
+  const port = (digits: string | undefined): { port?: number } => {
+    if (digits === undefined) return {};
+    const n = Number(digits);
+    if (!/^\d{1,5}$/.test(digits) || n > 65535) bad();
+    return { port: n };
+  };
+  if (/^\d+$/.test(text)) return port(text);
+  const match = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(text) ??
+    /^([A-Za-z0-9.-]+)(?::(\d+))?$/.exec(text);
+  if (!match) return bad();
+  return { hostname: match[1]!, ...port(match[2]) };
+}
+
+/** The inspector the flags ask for (false: none). */
+function inspectFlags(
+  values: Record<string, FlagValue>,
+  raw: boolean,
+  env: (name: string) => string | undefined,
+): false | InspectOptions {
+  const flag = typeof values.inspect === "string" ? values.inspect : undefined;
+  if (flag !== undefined && values["no-inspect"]) {
+    throw new UsageError("--inspect and --no-inspect contradict each other");
+  }
+  if (flag !== undefined && raw) {
+    throw new UsageError("--inspect needs the HTTP-aware path: drop --raw");
+  }
+  const fromEnv = env("GOTUNNEL_INSPECT");
+  if (values["no-inspect"] || raw || (flag === undefined && fromEnv === "off")) return false;
+  const address = flag !== undefined
+    ? parseInspectAddress(flag)
+    : fromEnv !== undefined
+    ? parseInspectAddress(fromEnv, "$GOTUNNEL_INSPECT")
+    : {};
+  const limit = intFlag(
+    "inspect-limit",
+    values["inspect-limit"],
+    INSPECTOR_LIMIT,
+    1,
+    MAX_INSPECTOR_LIMIT,
+  );
+  return { ...address, limit };
 }
 
 /** What the command line asks for: a tunnel, or a help or version text. */
@@ -213,6 +277,7 @@ export async function readClientCommand(
       ...(explicitHost ? { hostHeader: hostWithPort(localHost, target.port, -1) } : {}),
       raw,
       isolateCookies: values["isolate-cookies"] === true,
+      inspect: inspectFlags(values, raw, env),
       localHttps,
       allowInvalidCert: values["allow-invalid-cert"] === true,
       pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),
@@ -231,6 +296,7 @@ export async function readClientCommand(
 /** A hint the CLI adds to a refusal, naming the flag that helps. */
 export function refusalHint(error: TunnelError): string {
   if (error.code === "subdomain-reserved") return " (--wait waits until it is free)";
+  if (error.code === "inspect") return " (--inspect another address, or --no-inspect)";
   if (error.code === "version") {
     return " (this client and the server run different Gotunnel versions: upgrade the older one)";
   }

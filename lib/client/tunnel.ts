@@ -9,6 +9,9 @@ import { describeError, type Logger, silentLogger, throttleWarnings } from "../l
 import {
   DEFAULT_CLIENT_MAX_STREAMS,
   DEFAULT_POOL_SIZE,
+  INSPECTOR_BODY_BUDGET_BYTES,
+  INSPECTOR_LIMIT,
+  INSPECTOR_MAX_BODY_BYTES,
   MAX_IDLE_PROXIES,
   RECONNECT_MIN_MS,
 } from "../limits.ts";
@@ -21,6 +24,14 @@ import {
 import { parseServerUrl, type ServerTarget } from "./dial.ts";
 import type { ExchangeObserver, RequestRecord } from "./exchanges.ts";
 import type { VisitorInfo } from "./forwarded.ts";
+import { captureStream } from "./inspector/capture.ts";
+import {
+  type InspectOptions,
+  type InspectorServer,
+  startInspector,
+} from "./inspector/inspector.ts";
+import { type CapturedExchange, CaptureStore } from "./inspector/store.ts";
+import { combineObservers } from "./observers.ts";
 import { type Established, openControl, type Welcome } from "./handshake.ts";
 import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
 import { LocalDialer } from "./local_dialer.ts";
@@ -82,6 +93,20 @@ export interface TunnelOptions {
    */
   observe?: (visitor: VisitorInfo) => ExchangeObserver | undefined;
   /**
+   * The inspector: a page and a JSON API (on 127.0.0.1:4040, or the next free
+   * port up to 4050) that list the tunnel's exchanges as they happen, with
+   * heads, bodies, replay and HAR export; see the README. Off in the library,
+   * which opens no port it was not asked for (the CLI turns it on). Not with
+   * `raw`. @default {false}
+   */
+  inspect?: false | InspectOptions;
+  /**
+   * Called with each exchange as the inspector captures it, once its response
+   * is complete (at the switch for an upgrade), with or without `inspect`
+   * (then within its `limit` and body budget, else the defaults). Not with `raw`.
+   */
+  onExchange?: (exchange: CapturedExchange) => void;
+  /**
    * The local app speaks TLS: HTTP visitors reach it over TLS, the certificate
    * checked against `localHost` and `ca`. Visitors whose own TLS goes to the
    * app end to end are relayed as they are. @default {false}
@@ -120,6 +145,8 @@ export interface Tunnel {
   readonly subdomain: string;
   /** The local address visitors are relayed to (`localHost` and `port`). */
   readonly addr: Deno.NetAddr;
+  /** The inspector's page, when `inspect` asked for one: `{ url: "http://127.0.0.1:4040" }`. */
+  readonly inspector: { readonly url: string } | undefined;
   /**
    * Resolves when the tunnel is closed by `close()` or the signal; rejects with
    * a {@linkcode TunnelError} when the server refuses a reconnect for good.
@@ -129,26 +156,6 @@ export interface Tunnel {
   close(): Promise<void>;
   /** Same as `close()`, for `await using`. */
   [Symbol.asyncDispose](): Promise<void>;
-}
-
-/** The observer factory for a tunnel's streams: the request log's records and `observe`'s own. */
-function observers(
-  onRequest: ((record: RequestRecord) => void) | undefined,
-  observe: ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined,
-): ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined {
-  if (!onRequest) return observe;
-  if (!observe) return () => ({ exchange: onRequest });
-  return (visitor) => {
-    const watcher = observe(visitor);
-    if (!watcher) return { exchange: onRequest };
-    return {
-      ...watcher,
-      exchange(record) {
-        onRequest(record);
-        watcher.exchange?.(record);
-      },
-    };
-  };
 }
 
 /**
@@ -193,6 +200,8 @@ class TunnelClient implements Tunnel {
   #stop = new AbortController();
   #finished = Promise.withResolvers<void>();
   #closing: Promise<void> | undefined;
+  #store: CaptureStore | undefined;
+  #inspector: InspectorServer | undefined;
 
   constructor(options: TunnelOptions) {
     this.#options = options;
@@ -232,6 +241,28 @@ class TunnelClient implements Tunnel {
       throw new RangeError(`Invalid local port ${options.port}: use 1-65535`);
     }
     this.#finished.promise.catch(() => {}); // callers may never look
+    const inspect = options.inspect || undefined;
+    if ((inspect || options.onExchange) && !options.raw) {
+      this.#store = new CaptureStore({
+        limit: inspect?.limit ?? INSPECTOR_LIMIT,
+        bodyBudgetBytes: inspect?.bodyBudgetBytes ?? INSPECTOR_BODY_BUDGET_BYTES,
+        maxBodyBytes: inspect?.maxBodyBytes ?? INSPECTOR_MAX_BODY_BYTES,
+      });
+      const onExchange = options.onExchange;
+      if (onExchange) {
+        this.#store.onComplete = (exchange) => {
+          try {
+            onExchange(exchange);
+          } catch (e) {
+            this.#log.error("onExchange callback failed", { error: describeError(e) });
+          }
+        };
+      }
+    }
+  }
+
+  get inspector(): { readonly url: string } | undefined {
+    return this.#inspector && { url: this.#inspector.url };
   }
 
   get url(): string {
@@ -259,6 +290,16 @@ class TunnelClient implements Tunnel {
     if (signal?.aborted) this.#stop.abort();
     let first: Established | undefined;
     try {
+      const inspect = this.#options.inspect;
+      if (inspect && this.#store) {
+        this.#inspector = startInspector(inspect, {
+          store: this.#store,
+          dialer: this.#dialer,
+          hostHeader: this.#options.hostHeader,
+          publicUrl: () => this.url,
+          log: this.#log,
+        });
+      }
       while (!first) {
         try {
           first = await this.#establish();
@@ -296,6 +337,7 @@ class TunnelClient implements Tunnel {
       this.#control?.close("client closing", { type: "bye" });
       for (const pool of this.#pools) pool.close();
       this.#appPool.close();
+      await this.#inspector?.close();
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
       if (this.#welcome && byeSent && !this.#replaced) {
         await this.#leases.save(this.#welcome.subdomain, undefined);
@@ -380,7 +422,7 @@ class TunnelClient implements Tunnel {
       appPool: this.#appPool,
       http: this.#options.raw ? undefined : {
         hostHeader: this.#options.hostHeader,
-        observe: observers(this.#options.onRequest, this.#options.observe),
+        observe: this.#observe(),
         isolateCookiesFor: this.#options.isolateCookies ? new URL(welcome.url).hostname : undefined,
       },
       log: this.#log,
@@ -403,6 +445,17 @@ class TunnelClient implements Tunnel {
     pool.retire();
     this.#track(this.#forget(pool));
     return reason;
+  }
+
+  // Who watches each HTTP stream: the request log, the caller's observer, the capture.
+  #observe(): ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined {
+    const { onRequest, observe } = this.#options;
+    const store = this.#store;
+    return combineObservers([
+      onRequest && (() => ({ exchange: onRequest })),
+      observe,
+      store && ((visitor) => captureStream(store, visitor)),
+    ]);
   }
 
   // Drops a retired pool once its busy connections are done.
