@@ -26,6 +26,7 @@ import { Registry } from "./registry.ts";
 import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
 import { TlsPort } from "./tls_port.ts";
+import { AcmeService, type ServerAcme } from "./acme/service.ts";
 import type { Session, TunnelInfo } from "./session.ts";
 
 /** Options for {@linkcode startServer}. */
@@ -73,8 +74,13 @@ export interface ServerOptions {
   leaseGrace?: boolean;
   /** Terminate TLS on a second port: tunnel URLs become `https://`. */
   tls?: ServerTls;
-  /** Answer plain-HTTP requests for tunnels with 308 to `https://` (needs `tls`). @default {false} */
+  /** Answer plain-HTTP requests for tunnels with 308 to `https://` (needs `tls` or `acme`). @default {false} */
   redirectHttp?: boolean;
+  /**
+   * Automatic HTTPS: certificates from an ACME CA, obtained, stored and renewed
+   * by the server, served on a TLS port by SNI (instead of `tls`).
+   */
+  acme?: ServerAcme;
 }
 
 /** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */
@@ -91,7 +97,10 @@ export interface ServerTls {
 export interface TunnelServer {
   /** The address the server listens on, with the bound port. */
   readonly addr: Deno.NetAddr;
-  /** The server's own URL, e.g. `http://localhost:8080` (`https://…` with TLS). */
+  /**
+   * The server's own URL, e.g. `http://localhost:8080` (`https://…` with TLS;
+   * with ACME, once a certificate covers the domain).
+   */
   readonly url: string;
   /** The HTTPS address, when TLS is on. */
   readonly tlsAddr: Deno.NetAddr | undefined;
@@ -185,10 +194,19 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     leaseMs,
     options.leaseGrace ?? true,
   );
-  const listener = listenOrExplain(
-    () => Deno.listen({ port: options.port ?? 8080, hostname }),
-    `${hostname}:${options.port ?? 8080}`,
-  );
+  if (options.acme && options.tls) throw new TypeError("Cannot use both acme and tls");
+  // Opens and locks the cert dir, loads the ACME library: orders nothing yet.
+  const acme = options.acme ? await AcmeService.open(options.acme, domain, log) : undefined;
+  let listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
+  try {
+    listener = listenOrExplain(
+      () => Deno.listen({ port: options.port ?? 8080, hostname }),
+      `${hostname}:${options.port ?? 8080}`,
+    );
+  } catch (e) {
+    await acme?.close();
+    throw e;
+  }
   const addr = listener.addr;
   const registry = new Registry<Session>();
   const admission = new Admission(limits);
@@ -235,13 +253,14 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   };
   let tlsPort: TlsPort | undefined;
   try {
-    if (options.tls) {
-      const { cert, key, port = DEFAULT_TLS_PORT } = options.tls;
+    if (options.tls || acme) {
+      const { cert, key, port = DEFAULT_TLS_PORT } = options.tls ?? { port: acme?.port };
       tlsPort = await TlsPort.open({
         hostname,
         port,
         cert,
         key,
+        sni: acme && ((host) => acme.book.contextFor(host)),
         handshakeTimeoutMs: limits.sniffTimeoutMs,
         admit: (ip) => admission.enterSniffing(ip),
         release: (ip) => admission.leaveSniffing(ip),
@@ -253,15 +272,23 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     }
   } catch (e) {
     closeQuietly(listener);
+    await acme?.close();
     throw e;
   }
   const tlsAddr = tlsPort?.addr;
-  const url = tlsAddr
-    ? `https://${hostWithPort(domain, tlsAddr.port, HTTPS_PORT)}`
-    : `http://${hostWithPort(domain, addr.port)}`;
+  const plainUrl = (host: string): string => `http://${hostWithPort(host, addr.port)}`;
+  const httpsUrl = (host: string): string =>
+    `https://${hostWithPort(host, tlsAddr?.port ?? HTTPS_PORT, HTTPS_PORT)}`;
+  // With ACME, https:// once a certificate covers the domain.
+  const serverUrl = (): string =>
+    tlsAddr && (acme?.covers(domain) ?? true) ? httpsUrl(domain) : plainUrl(domain);
   const ctx: ServerContext = {
     domain,
-    url,
+    get url() {
+      return serverUrl();
+    },
+    acme,
+    certificates: acme?.tunnels(plainUrl, httpsUrl),
     limits,
     admission,
     get auth() {
@@ -281,6 +308,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const reloadTls = async (cert: string, key: string): Promise<void> => {
     await Promise.resolve();
     if (!tlsPort || closing) throw new Error("Cannot reload TLS: the server has no TLS port");
+    if (acme) throw new Error("Cannot reload TLS: ACME manages the certificates");
     tlsPort.setCertificate(cert, key); // throws, keeping the old pair, if this one is unusable
     log.info("TLS certificate reloaded", {});
   };
@@ -302,6 +330,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       await stopServing();
       for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
+      await acme?.close();
       log.info("Server closed");
       log.close();
       finished.resolve();
@@ -328,7 +357,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   options.signal?.addEventListener("abort", onAbort, { once: true });
   finished.promise.then(() => options.signal?.removeEventListener("abort", onAbort));
   if (options.signal?.aborted) void close();
-  log.info("Listening", { url, addr: hostWithPort(addr.hostname, addr.port, -1) });
+  log.info("Listening", { url: serverUrl(), addr: hostWithPort(addr.hostname, addr.port, -1) });
   if (tlsAddr) {
     log.info("Listening for HTTPS", { addr: hostWithPort(tlsAddr.hostname, tlsAddr.port, -1) });
   }
@@ -360,10 +389,18 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     warnAuth();
     return revoked;
   };
+  acme?.start({
+    httpsUrl,
+    isScoped: (name) => auth.isScoped(name),
+    isRegistered: (name) => registry.get(name) !== undefined,
+    setDefault: (certificate) => tlsPort?.setCertificate(certificate.cert, certificate.key),
+  });
   await Promise.resolve();
   return {
     addr,
-    url,
+    get url() {
+      return serverUrl();
+    },
     tlsAddr,
     reloadTls,
     reloadAuth,
