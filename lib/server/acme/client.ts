@@ -101,9 +101,15 @@ interface AcmeLib {
   };
 }
 
+/**
+ * The module, named through a variable: with a literal specifier `deno run`
+ * would download it (it is in the module graph) even for a server without ACME.
+ */
+const ACME_CLIENT_MODULE = `npm:acme-client@${ACME_CLIENT_VERSION}`;
+
 /** Loads acme-client (downloaded on first use); fails loudly if its shape is not the one used here. */
 async function loadLib(): Promise<AcmeLib> {
-  const module = await import("npm:acme-client@5.4.0");
+  const module = await import(ACME_CLIENT_MODULE);
   const lib = (module.default ?? module) as unknown as AcmeLib;
   if (typeof lib.Client !== "function" || typeof lib.crypto?.createCsr !== "function") {
     throw new Error(`Cannot use acme-client: not the ${ACME_CLIENT_VERSION} API`);
