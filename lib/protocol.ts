@@ -95,6 +95,12 @@ export type ServerMessage =
   }
   | { type: "demand"; count: number }
   | { type: "lease"; lease: string }
+  /**
+   * The tunnel's public URL changed after the welcome: its `https://` URL is
+   * ready (the server obtained its certificate). Optional: a client that does
+   * not know it ignores nothing else.
+   */
+  | { type: "url"; url: string }
   /** A heartbeat; with `echo`, the client answers with a ping at once (a liveness probe). */
   | { type: "ping"; echo?: true };
 
@@ -258,6 +264,9 @@ function parseServerMessage(v: Record<string, unknown>): ServerMessage | string 
     case "lease":
       if (!isString(v.lease)) return "lease frame without a lease";
       return { type: "lease", lease: v.lease };
+    case "url":
+      if (!isString(v.url)) return "url frame without a url";
+      return { type: "url", url: v.url };
     case "ping":
       return v.echo === true ? { type: "ping", echo: true } : { type: "ping" };
     default:

@@ -126,7 +126,11 @@ export interface TunnelOptions {
   logger?: Logger;
   /** Aborting it closes the tunnel. */
   signal?: AbortSignal;
-  /** Called with the public URL each time the tunnel is up: at start and after each reconnect. */
+  /**
+   * Called with the public URL each time the tunnel is up: at start and after
+   * each reconnect, and again with the `https://` URL when the server's
+   * certificate for the name becomes ready after the tunnel was up.
+   */
   onReady?: (url: string) => void;
   /**
    * Heartbeat timing of the control connection. A knob for tests and for
@@ -406,11 +410,7 @@ class TunnelClient implements Tunnel {
     );
     this.#control = control; // it owns `conn`; close() sends bye through it
     this.#log.info("Tunnel ready", { url: welcome.url });
-    try {
-      this.#options.onReady?.(welcome.url);
-    } catch (e) {
-      this.#log.error("onReady callback failed", { error: describeError(e) });
-    }
+    this.#ready(welcome.url);
     const pool = new ProxyPool({
       target: this.#target,
       tunnel: welcome.tunnel,
@@ -435,6 +435,11 @@ class TunnelClient implements Tunnel {
       else if (message.type === "lease") {
         this.#lease = message.lease;
         this.#track(this.#leases.save(welcome.subdomain, message.lease));
+      } else if (message.type === "url") {
+        // The server's certificate for this name is ready: its https:// URL, told once.
+        this.#welcome = { ...welcome, url: message.url };
+        this.#log.info("Tunnel URL changed", { url: message.url });
+        this.#ready(message.url);
       } else if (message.type === "error") {
         this.#log.warn("Server says", { code: message.code, message: message.message });
         if (message.code === "replaced") {
@@ -456,6 +461,14 @@ class TunnelClient implements Tunnel {
       observe,
       store && ((visitor) => captureStream(store, visitor)),
     ]);
+  }
+
+  #ready(url: string): void {
+    try {
+      this.#options.onReady?.(url);
+    } catch (e) {
+      this.#log.error("onReady callback failed", { error: describeError(e) });
+    }
   }
 
   // Drops a retired pool once its busy connections are done.

@@ -72,6 +72,14 @@ export class Auth {
     return this.#reserved.has(name) || name.startsWith("xn--");
   }
 
+  /** Whether a token's scope lists `name` (so it is known ahead, e.g. to get its own certificate). */
+  isScoped(name: string): boolean {
+    for (const scope of this.#rules?.values() ?? []) {
+      if (Array.isArray(scope) && scope.includes(name)) return true;
+    }
+    return false;
+  }
+
   /** Whether `token` may claim `subdomain` (undefined: a random one), and who it is. */
   async check(token: string | undefined, subdomain: string | undefined): Promise<AuthResult> {
     const key = this.#rules && token !== undefined ? await digest(token) : undefined;

@@ -35,6 +35,16 @@ export interface ServerContext extends SessionHost {
   readonly redirectPort: number | undefined;
   /** Whether the server is shutting down. */
   readonly closing: boolean;
+  /** With automatic HTTPS (ACME): HTTP-01 answers, and which hosts have a certificate. */
+  readonly acme?: AcmeRouting | undefined;
+}
+
+/** What routing asks a server with automatic HTTPS. */
+export interface AcmeRouting {
+  /** The answer to an HTTP-01 request for a token being validated now (any Host); else undefined. */
+  answer(method: string, target: string): Uint8Array | undefined;
+  /** Whether a certificate covers `host` now (plain requests are redirected only then). */
+  covers(host: string): boolean;
 }
 
 /** What a connection handler did with its connection: `kept` handed it to a session. */

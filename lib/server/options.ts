@@ -19,6 +19,7 @@ import { formatDuration } from "../units.ts";
 import { durationFlag, LIMIT_FLAGS, limitUsage, readLimitFlags } from "./limit_flags.ts";
 import { ADMIN_FLAGS, ADMIN_USAGE, readAdminFlags } from "./admin_flags.ts";
 import type { ServerOptions } from "./server.ts";
+import { ACME_FLAGS, ACME_USAGE, readAcmeFlags } from "./acme/flags.ts";
 
 /** The server's `--help` text. */
 export const SERVER_USAGE =
@@ -50,6 +51,7 @@ ${ADMIN_USAGE}
   -h, --help         show this help
   -V, --version      show the version
 
+${ACME_USAGE}
 Limits (TIME: 500ms, 10s, 10m, 1h; N = 0: no limit):
 ${limitUsage(DEFAULT_SERVER_LIMITS)}
 
@@ -83,6 +85,7 @@ export const SERVER_FLAGS = {
   ...ADMIN_FLAGS,
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
+  ...ACME_FLAGS,
   ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: "string" } as const])),
 } as const;
 
@@ -251,8 +254,13 @@ export async function readServerCommand(
       key: await readPemFile("tls-key", keyPemFile),
       port: intFlag("tls-port", values["tls-port"], 8443, 0, 65535),
     };
-  } else if (values["tls-port"] !== undefined || values["redirect-http"]) {
-    throw new UsageError("--tls-port and --redirect-http need --tls-cert and --tls-key");
+  }
+  const acme = await readAcmeFlags(values, values["tls-port"]);
+  if (acme && tls) throw new UsageError("--acme-email and --tls-cert exclude each other");
+  if (!tls && !acme && (values["tls-port"] !== undefined || values["redirect-http"])) {
+    throw new UsageError(
+      "--tls-port and --redirect-http need --tls-cert and --tls-key, or --acme-email",
+    );
   }
   return {
     kind: "serve",
@@ -266,6 +274,7 @@ export async function readServerCommand(
     options: {
       limits,
       ...(tls ? { tls, redirectHttp: values["redirect-http"] === true } : {}),
+      ...(acme ? { acme, redirectHttp: values["redirect-http"] === true } : {}),
       leaseMs,
       // A key that was there already means this may be a restart: hold names for a lease time.
       ...(leaseKey ? { leaseKey: leaseKey.key, leaseGrace: !leaseKey.created } : {}),

@@ -142,6 +142,9 @@ async function routeHttp(
     ctx.metrics.connection("client");
     return await handleClient(ctx, conn, reader, id, routed);
   }
+  // ACME HTTP-01: a token being validated now is answered whatever the Host.
+  const challenge = secure ? undefined : ctx.acme?.answer(head.method, head.target);
+  if (challenge) return await answerAndLinger(conn, challenge);
   const route = routeHost({ host: head.host, ip: head.ip }, ctx.domain);
   if (route.kind === "apex") {
     ctx.metrics.connection("page");
@@ -153,7 +156,10 @@ async function routeHttp(
     });
     return await answerAndLinger(conn, page);
   }
-  if (!secure && route.kind === "tunnel" && ctx.redirectPort !== undefined) {
+  if (
+    !secure && route.kind === "tunnel" && ctx.redirectPort !== undefined &&
+    (ctx.acme?.covers(`${route.name}.${ctx.domain}`) ?? true)
+  ) {
     const path = head.target.replace(/^https?:\/\/[^/]*/i, "") || "/";
     const location = `https://${hostWithPort(head.host, ctx.redirectPort, HTTPS_PORT)}${path}`;
     ctx.metrics.connection("redirect");

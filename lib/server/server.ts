@@ -26,6 +26,7 @@ import { Registry } from "./registry.ts";
 import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
 import type { TlsPort } from "./tls_port.ts";
+import { AcmeService, type ServerAcme } from "./acme/service.ts";
 import type { Session, TunnelInfo } from "./session.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 import { AdminListener, type AdminOptions, checkAdminOptions } from "./admin.ts";
@@ -76,13 +77,18 @@ export interface ServerOptions {
   leaseGrace?: boolean;
   /** Terminate TLS on a second port: tunnel URLs become `https://`. */
   tls?: ServerTls;
-  /** Answer plain-HTTP requests for tunnels with 308 to `https://` (needs `tls`). @default {false} */
+  /** Answer plain-HTTP requests for tunnels with 308 to `https://` (needs `tls` or `acme`). @default {false} */
   redirectHttp?: boolean;
   /**
    * Serve `/metrics`, `/api/tunnels` and `/dashboard` on a listener of their
    * own; off loopback it needs a token. @default {undefined: no admin listener}
    */
   admin?: AdminOptions;
+  /**
+   * Automatic HTTPS: certificates from an ACME CA, obtained, stored and renewed
+   * by the server, served on a TLS port by SNI (instead of `tls`).
+   */
+  acme?: ServerAcme;
 }
 
 /** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */
@@ -99,7 +105,10 @@ export interface ServerTls {
 export interface TunnelServer {
   /** The address the server listens on, with the bound port. */
   readonly addr: Deno.NetAddr;
-  /** The server's own URL, e.g. `http://localhost:8080` (`https://…` with TLS). */
+  /**
+   * The server's own URL, e.g. `http://localhost:8080` (`https://…` with TLS;
+   * with ACME, once a certificate covers the domain).
+   */
   readonly url: string;
   /** The HTTPS address, when TLS is on. */
   readonly tlsAddr: Deno.NetAddr | undefined;
@@ -197,10 +206,19 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     leaseMs,
     options.leaseGrace ?? true,
   );
-  const listener = listenOrExplain(
-    () => Deno.listen({ port: options.port ?? 8080, hostname }),
-    `${hostname}:${options.port ?? 8080}`,
-  );
+  if (options.acme && options.tls) throw new TypeError("Cannot use both acme and tls");
+  // Opens and locks the cert dir, loads the ACME library: orders nothing yet.
+  const acme = options.acme ? await AcmeService.open(options.acme, domain, log) : undefined;
+  let listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
+  try {
+    listener = listenOrExplain(
+      () => Deno.listen({ port: options.port ?? 8080, hostname }),
+      `${hostname}:${options.port ?? 8080}`,
+    );
+  } catch (e) {
+    await acme?.close();
+    throw e;
+  }
   const addr = listener.addr;
   const registry = new Registry<Session>();
   const admission = new Admission(limits);
@@ -253,8 +271,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   let tlsPort: TlsPort | undefined;
   let admin: AdminListener | undefined;
   try {
-    if (options.tls) {
-      const { cert, key, port = DEFAULT_TLS_PORT } = options.tls;
+    if (options.tls || acme) {
+      const { cert, key, port = DEFAULT_TLS_PORT } = options.tls ?? { port: acme?.port };
       // Loaded only for a TLS port: node:tls costs a plain server ~5 MiB of RSS.
       const { TlsPort } = await import("./tls_port.ts");
       tlsPort = await TlsPort.open({
@@ -262,6 +280,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
         port,
         cert,
         key,
+        sni: acme && ((host) => acme.book.contextFor(host)),
         handshakeTimeoutMs: limits.sniffTimeoutMs,
         admit: (ip) => {
           const admitted = admission.enterSniffing(ip);
@@ -292,15 +311,23 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   } catch (e) {
     closeQuietly(listener);
     tlsPort?.close();
+    await acme?.close();
     throw e;
   }
   const tlsAddr = tlsPort?.addr;
-  const url = tlsAddr
-    ? `https://${hostWithPort(domain, tlsAddr.port, HTTPS_PORT)}`
-    : `http://${hostWithPort(domain, addr.port)}`;
+  const plainUrl = (host: string): string => `http://${hostWithPort(host, addr.port)}`;
+  const httpsUrl = (host: string): string =>
+    `https://${hostWithPort(host, tlsAddr?.port ?? HTTPS_PORT, HTTPS_PORT)}`;
+  // With ACME, https:// once a certificate covers the domain.
+  const serverUrl = (): string =>
+    tlsAddr && (acme?.covers(domain) ?? true) ? httpsUrl(domain) : plainUrl(domain);
   const ctx: ServerContext = {
     domain,
-    url,
+    get url() {
+      return serverUrl();
+    },
+    acme,
+    certificates: acme?.tunnels(plainUrl, httpsUrl),
     limits,
     admission,
     get auth() {
@@ -321,6 +348,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const reloadTls = async (cert: string, key: string): Promise<void> => {
     await Promise.resolve();
     if (!tlsPort || closing) throw new Error("Cannot reload TLS: the server has no TLS port");
+    if (acme) throw new Error("Cannot reload TLS: ACME manages the certificates");
     tlsPort.setCertificate(cert, key); // throws, keeping the old pair, if this one is unusable
     log.info("TLS certificate reloaded", {});
   };
@@ -343,6 +371,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       await admin?.close();
       for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
+      await acme?.close();
       log.info("Server closed");
       log.close();
       finished.resolve();
@@ -369,7 +398,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   options.signal?.addEventListener("abort", onAbort, { once: true });
   finished.promise.then(() => options.signal?.removeEventListener("abort", onAbort));
   if (options.signal?.aborted) void close();
-  log.info("Listening", { url, addr: hostWithPort(addr.hostname, addr.port, -1) });
+  log.info("Listening", { url: serverUrl(), addr: hostWithPort(addr.hostname, addr.port, -1) });
   if (tlsAddr) {
     log.info("Listening for HTTPS", { addr: hostWithPort(tlsAddr.hostname, tlsAddr.port, -1) });
   }
@@ -401,10 +430,18 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     warnAuth();
     return revoked;
   };
+  acme?.start({
+    httpsUrl,
+    isScoped: (name) => auth.isScoped(name),
+    isRegistered: (name) => registry.get(name) !== undefined,
+    setDefault: (certificate) => tlsPort?.setCertificate(certificate.cert, certificate.key),
+  });
   await Promise.resolve();
   return {
     addr,
-    url,
+    get url() {
+      return serverUrl();
+    },
     tlsAddr,
     adminAddr: admin?.addr,
     reloadTls,

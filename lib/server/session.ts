@@ -42,6 +42,20 @@ export interface SessionHost {
   readonly closing: boolean;
   /** Where registrations and held names are counted. */
   readonly metrics: ServerMetrics;
+  /** With automatic HTTPS: tunnel URLs follow their certificates. */
+  readonly certificates?: TunnelCertificates | undefined;
+}
+
+/** What a session asks a server with automatic HTTPS (ACME). */
+export interface TunnelCertificates {
+  /** The tunnel's URL now: `https://` if a certificate covers it, else the plain port's. */
+  urlFor(name: string): string;
+  /**
+   * The tunnel is registered and welcomed: its certificate is ordered if
+   * policy allows, and `ready` is called once with its `https://` URL when a
+   * certificate covers it. Returns the unsubscribe.
+   */
+  watch(name: string, ready: (url: string) => void): () => void;
 }
 
 /** What a client whose token was revoked hears before its session closes. */
@@ -295,23 +309,29 @@ export async function serveSession(
   ctx.controlConns.add(conn);
   let reason = "welcome not delivered";
   let renewing: ReturnType<typeof setInterval> | undefined;
+  let unwatch: (() => void) | undefined;
   try {
     // A client that comes back with its lease keeps its nonce, so the lease it
     // holds stays good whatever happens to this welcome.
     const issued = await ctx.leases.issue(name, claimedNonce);
     session.leaseNonce = issued.nonce;
     ctx.log.info("Tunnel registered", { conn: id, subdomain: name, peer: session.peer });
+    const url = ctx.certificates?.urlFor(name) ?? ctx.url.replace("//", `//${name}.`);
     const welcome = encodeFrame({
       type: "welcome",
       version: PROTOCOL_VERSION,
       tunnel: session.id,
       secret: session.secret,
       subdomain: name,
-      url: ctx.url.replace("//", `//${name}.`),
+      url,
       lease: issued.lease,
       proxyPingMs: ctx.limits.proxyPingIntervalMs,
     });
     await writeAll(conn, concatBytes(UPGRADE_RESPONSE, welcome));
+    // Once the welcome is out: its https:// URL follows as a `url` frame when ready.
+    if (!url.startsWith("https:")) {
+      unwatch = ctx.certificates?.watch(name, (https) => session.send({ type: "url", url: https }));
+    }
     // Fresh leases as the session lives: after a restart, a recent one proves its holder.
     renewing = setInterval(() => {
       ctx.leases.issue(name, issued.nonce).then(
@@ -321,6 +341,7 @@ export async function serveSession(
     }, ctx.leases.durationMs / 2);
     reason = await session.run();
   } finally {
+    unwatch?.();
     clearInterval(renewing);
     session.close();
     ctx.controlConns.delete(conn);

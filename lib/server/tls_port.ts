@@ -18,10 +18,16 @@ export interface TlsPortOptions {
   hostname: string;
   /** Port; 0 picks a free one. */
   port: number;
-  /** PEM certificate chain and key. */
-  cert: string;
+  /** PEM certificate chain (the default one; none: handshakes wait for `setCertificate` or `sni`). */
+  cert?: string | undefined;
   /** PEM private key. */
-  key: string;
+  key?: string | undefined;
+  /**
+   * Chooses a certificate by SNI at each handshake (node's official
+   * `SNICallback`, called per connection, nothing cached): undefined refuses
+   * the handshake. Clients without SNI get the default certificate.
+   */
+  sni?: ((host: string) => tls.SecureContext | undefined) | undefined;
   /** Time a connection has from its TCP accept to a completed handshake. */
   handshakeTimeoutMs: number;
   /** Counts a new TCP connection from `ip`; false refuses it (it is closed at once). */
@@ -40,6 +46,17 @@ export interface TlsPortOptions {
  */
 export function checkCertificatePair(cert: string, key: string): void {
   Deno.listenTls({ port: 0, hostname: "127.0.0.1", cert, key }).close();
+}
+
+/** node's SNICallback over `choose`: a name nothing covers fails the handshake. */
+function sniCallback(
+  choose: (host: string) => tls.SecureContext | undefined,
+): (servername: string, callback: (e: Error | null, context?: tls.SecureContext) => void) => void {
+  return (servername, callback) => {
+    const context = choose(servername.toLowerCase());
+    if (context) callback(null, context);
+    else callback(new Error(`No certificate for ${JSON.stringify(servername)}`));
+  };
 }
 
 /** A listening TLS port. */
@@ -61,10 +78,11 @@ export class TlsPort {
 
   /** Listens; rejects (with `Deno.errors.AddrInUse` for a busy port) if it cannot. */
   static async open(options: TlsPortOptions): Promise<TlsPort> {
-    checkCertificatePair(options.cert, options.key);
+    const { cert, key, sni } = options;
+    if (cert !== undefined && key !== undefined) checkCertificatePair(cert, key);
     const server = tls.createServer({
-      cert: options.cert,
-      key: options.key,
+      ...(cert !== undefined && key !== undefined ? { cert, key } : {}),
+      ...(sni ? { SNICallback: sniCallback(sni) } : {}),
       ALPNProtocols: ALPN,
       handshakeTimeout: options.handshakeTimeoutMs,
       allowHalfOpen: true,
