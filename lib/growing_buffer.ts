@@ -1,5 +1,15 @@
-// Read buffers for relays: small while a flow is small, two large ones in turn
-// once it is bulk, all from free lists shared by every connection.
+// Read buffers for relays: small while a flow is small, then two medium ones in
+// turn, then two large ones for bulk flows, all from free lists shared by every
+// connection. How many medium and large buffers exist at once is capped, so
+// memory follows the number of bulk flows only up to a bound.
+
+import {
+  RELAY_BUFFER_LARGE_BYTES,
+  RELAY_BUFFER_MEDIUM_BYTES,
+  RELAY_BUFFER_SMALL_BYTES,
+  RELAY_LARGE_BUFFERS_MAX,
+  RELAY_MEDIUM_BUFFERS_MAX,
+} from "./limits.ts";
 
 /** A read buffer that may be swapped for a larger one after reads that fill it. */
 export interface ReadBuffer {
@@ -11,28 +21,95 @@ export interface ReadBuffer {
   readonly large: boolean;
 }
 
-/** A relay buffer starts at this size, which keeps idle connections cheap... */
-export const RELAY_BUFFER_SMALL = 8 * 1024;
-/** ...and grows to this size once reads keep filling it (a bulk flow). */
-export const RELAY_BUFFER_LARGE = 256 * 1024;
-/** Consecutive full reads that switch a direction to the large buffer. */
-const FULL_READS_TO_GROW = 2;
-/** Free buffers kept for reuse, per size. */
-const MAX_FREE_SMALL = 1024;
-const MAX_FREE_LARGE = 16;
+/** Full reads in a row that move a direction up from each tier (small, medium). */
+const FULL_READS_TO_GROW = [2, 8] as const;
 
-const freeSmall: Uint8Array[] = [];
-const freeLarge: Uint8Array[] = [];
+/** One size of buffer: its free list, and how many are in use now and at most lately. */
+interface Tier {
+  readonly bytes: number;
+  /** Buffers of this size that may exist at once (in use); Infinity for small ones. */
+  readonly max: number;
+  readonly free: Uint8Array[];
+  live: number;
+  peak: number;
+}
+
+const tiers: readonly Tier[] = [
+  { bytes: RELAY_BUFFER_SMALL_BYTES, max: Infinity, free: [], live: 0, peak: 0 },
+  { bytes: RELAY_BUFFER_MEDIUM_BYTES, max: RELAY_MEDIUM_BUFFERS_MAX, free: [], live: 0, peak: 0 },
+  { bytes: RELAY_BUFFER_LARGE_BYTES, max: RELAY_LARGE_BUFFERS_MAX, free: [], live: 0, peak: 0 },
+];
+
+function take(tier: Tier): Uint8Array {
+  if (++tier.live > tier.peak) tier.peak = tier.live;
+  return tier.free.pop() ?? new Uint8Array(tier.bytes);
+}
+
+function give(tier: Tier, buffer: Uint8Array): void {
+  tier.live--;
+  tier.free.push(buffer);
+}
+
+/**
+ * Drops free buffers beyond what the concurrency seen since the last call
+ * could need again (the peak in use then, minus those in use now), so that
+ * after a load ends two calls in a row give everything back; returns the
+ * bytes dropped (freed once the collector runs).
+ *
+ * @example
+ * ```ts
+ * import { trimFreeBuffers } from "./growing_buffer.ts";
+ * trimFreeBuffers(); // keeps what the last period's peak could need
+ * console.log(trimFreeBuffers()); // 0: nothing was in use since
+ * ```
+ */
+export function trimFreeBuffers(): number {
+  let dropped = 0;
+  for (const tier of tiers) {
+    const keep = Math.max(0, tier.peak - tier.live);
+    if (tier.free.length > keep) {
+      dropped += (tier.free.length - keep) * tier.bytes;
+      tier.free.length = keep;
+    }
+    tier.peak = tier.live;
+  }
+  return dropped;
+}
+
+/**
+ * Relay buffers in use and free, by size in bytes (for memory reports and tests).
+ *
+ * @example
+ * ```ts
+ * import { bufferCounts } from "./growing_buffer.ts";
+ * for (const { bytes, live, free } of bufferCounts()) console.log(bytes, live, free);
+ * ```
+ */
+export function bufferCounts(): { bytes: number; live: number; free: number }[] {
+  return tiers.map(({ bytes, live, free }) => ({ bytes, live, free: free.length }));
+}
 
 /**
  * Read buffers from shared free lists for one direction of a relay: one small
- * buffer at first; after FULL_READS_TO_GROW reads in a row fill it, two large
- * ones used in turn, so the next read can go on while the last write is still
- * in flight. The caller awaits a write before it reads into that buffer again
- * (at most one write in flight) and before `release()`.
+ * buffer at first; after reads in a row that fill it, two medium ones used in
+ * turn, then two large ones (while their caps allow), so the next read can go
+ * on while the last write is still in flight. The caller awaits a write before
+ * it reads into that buffer again (at most one write in flight) and before
+ * `release()`.
+ *
+ * @example
+ * ```ts
+ * import { GrowingBuffer } from "./growing_buffer.ts";
+ * const reads = new GrowingBuffer();
+ * reads.filled(reads.buffer.length);
+ * reads.filled(reads.buffer.length); // two full reads: a flow worth two larger buffers
+ * console.log(reads.large, reads.buffer.length); // true 65536
+ * reads.release();
+ * ```
  */
 export class GrowingBuffer implements ReadBuffer {
-  #buffers: Uint8Array[] = [freeSmall.pop() ?? new Uint8Array(RELAY_BUFFER_SMALL)];
+  #level = 0;
+  #buffers: Uint8Array[] = [take(tiers[0]!)];
   #index = 0;
   #offset: number;
   #view: Uint8Array;
@@ -59,7 +136,7 @@ export class GrowingBuffer implements ReadBuffer {
     return this.#view;
   }
 
-  /** Whether the large buffers are in use (a bulk flow). */
+  /** Whether two buffers are used in turn (a flow past its first reads). */
   get large(): boolean {
     return this.#buffers.length === 2;
   }
@@ -67,34 +144,29 @@ export class GrowingBuffer implements ReadBuffer {
   /** Reports a read into `buffer`; moves to the next buffer, growing after full reads. */
   filled(bytes: number): void {
     this.#onRead?.();
-    if (this.large) {
-      this.#index ^= 1;
-      this.#view = this.#viewOf(this.#buffers[this.#index]!);
-      return;
-    }
-    this.#fullReads = bytes === this.#view.length ? this.#fullReads + 1 : 0;
-    if (this.#fullReads < FULL_READS_TO_GROW) return;
-    // The small buffer may still be in a write: leave it to the collector.
-    this.#buffers = [takeLarge(), takeLarge()];
-    this.#index = 0;
-    this.#view = this.#viewOf(this.#buffers[0]!);
+    const full = bytes === this.#view.length;
+    this.#fullReads = full ? this.#fullReads + 1 : 0;
+    const next = tiers[this.#level + 1];
+    if (next && this.#fullReads >= FULL_READS_TO_GROW[this.#level]! && next.live + 2 <= next.max) {
+      // The buffer just read into may still be in a write: the old ones are left to the
+      // collector rather than reused while a write could still read them.
+      tiers[this.#level]!.live -= this.#buffers.length;
+      this.#level++;
+      this.#buffers = [take(next), take(next)];
+      this.#index = 0;
+      this.#fullReads = 0;
+    } else if (this.large) this.#index ^= 1;
+    this.#view = this.#viewOf(this.#buffers[this.#index]!);
   }
 
   /** Returns the buffers to the free lists; the object must not be used afterwards. */
   release(): void {
-    for (const buffer of this.#buffers) {
-      const large = buffer.length === RELAY_BUFFER_LARGE;
-      const free = large ? freeLarge : freeSmall;
-      if (free.length < (large ? MAX_FREE_LARGE : MAX_FREE_SMALL)) free.push(buffer);
-    }
+    const tier = tiers[this.#level]!;
+    for (const buffer of this.#buffers) give(tier, buffer);
     this.#buffers = [];
   }
 
   #viewOf(buffer: Uint8Array): Uint8Array {
     return this.#offset === 0 ? buffer : buffer.subarray(this.#offset);
   }
-}
-
-function takeLarge(): Uint8Array {
-  return freeLarge.pop() ?? new Uint8Array(RELAY_BUFFER_LARGE);
 }

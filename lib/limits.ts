@@ -72,6 +72,21 @@ export const APP_POOL_IDLE_MS = 2_000;
 export const APP_POOL_MAX_IDLE = 32;
 /** A request sent on a reused app connection is kept (to send again) up to this size. */
 export const APP_REPLAY_MAX_BYTES = 64 * 1024;
+/** A relay direction reads into a buffer of this size at first (idle connections stay cheap)... */
+export const RELAY_BUFFER_SMALL_BYTES = 8 * 1024;
+/** ...then into two of this size in turn once reads keep filling it... */
+export const RELAY_BUFFER_MEDIUM_BYTES = 64 * 1024;
+/** ...and into two of this size once it is a bulk flow. */
+export const RELAY_BUFFER_LARGE_BYTES = 256 * 1024;
+/** Medium relay buffers in use at once, at most (64 MiB): past it, flows stay small. */
+export const RELAY_MEDIUM_BUFFERS_MAX = 1024;
+/** Large relay buffers in use at once, at most (16 MiB): past it, flows stay medium. */
+export const RELAY_LARGE_BUFFERS_MAX = 64;
+/**
+ * How often relay buffer free lists are cut to what the last period's
+ * concurrency needs (so two periods after a load, all of them are freed).
+ */
+export const MEMORY_TRIM_INTERVAL_MS = 5_000;
 /** Visitors a client serves at once by default (each is a connection to the local app). */
 export const DEFAULT_CLIENT_MAX_STREAMS = 256;
 /** Proxy connections a client keeps idle or opening at most, whatever the server asks. */

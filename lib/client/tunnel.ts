@@ -35,6 +35,7 @@ import { combineObservers } from "./observers.ts";
 import { type Established, openControl, type Welcome } from "./handshake.ts";
 import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
 import { LocalDialer } from "./local_dialer.ts";
+import { useMemoryTrimmer } from "../memory.ts";
 import { AppPool } from "./app_pool.ts";
 import { reconnect, RESERVED_RETRY_MARGIN_MS } from "./reconnect.ts";
 import { ProxyPool } from "./proxy.ts";
@@ -191,6 +192,7 @@ class TunnelClient implements Tunnel {
   #localHost: string;
   #dialer: LocalDialer;
   #appPool: AppPool;
+  #stopTrimmer: () => void;
   #target: ServerTarget;
   #log: Logger & { close(): void };
   #pool: number;
@@ -230,6 +232,7 @@ class TunnelClient implements Tunnel {
         : undefined,
     );
     this.#appPool = new AppPool(this.#dialer);
+    this.#stopTrimmer = useMemoryTrimmer(); // stopped by close(), which a failed start calls
     this.#pool = Math.min(options.pool ?? DEFAULT_POOL_SIZE, MAX_IDLE_PROXIES);
     const leaseFile = options.leaseFile === false
       ? undefined
@@ -341,6 +344,7 @@ class TunnelClient implements Tunnel {
       this.#control?.close("client closing", { type: "bye" });
       for (const pool of this.#pools) pool.close();
       this.#appPool.close();
+      this.#stopTrimmer();
       await this.#inspector?.close();
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks]);
       if (this.#welcome && byeSent && !this.#replaced) {

@@ -26,6 +26,7 @@ import { Registry } from "./registry.ts";
 import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
 import type { TlsPort } from "./tls_port.ts";
+import { useMemoryTrimmer } from "../memory.ts";
 import { AcmeService, type ServerAcme } from "./acme/service.ts";
 import type { Session, TunnelInfo } from "./session.ts";
 import { ServerMetrics } from "./server_metrics.ts";
@@ -364,6 +365,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
     }
   };
+  const stopTrimmer = useMemoryTrimmer();
   const close = (): Promise<void> => {
     closed ??= (async () => {
       cutShort.abort();
@@ -372,6 +374,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
       while (tasks.size > 0) await Promise.allSettled([...tasks]);
       await acme?.close();
+      stopTrimmer();
       log.info("Server closed");
       log.close();
       finished.resolve();
