@@ -1,42 +1,41 @@
-// `deno task bench`: the same load directly to an app and through a Gotunnel tunnel, in one run.
+// `deno task bench`: the same load directly to an app and through Gotunnel tunnels, in one run.
 //
 // Needs wrk, nginx and curl (Debian: `apt-get install -y wrk nginx curl`). Everything
-// listens on 127.0.0.1; every run is bounded. Prints a markdown table of absolute
-// figures and ratios against the direct connection.
-//
-// Knobs (environment): DURATION (s per wrk run, 5), RUNS (wrk runs per row, median, 3),
-// CONNS (50), THREADS (2), BULK_MB (100), BULK_REPS (5), SERVER_ARGS / CLIENT_ARGS
-// (extra flags for server.ts / client.ts).
+// listens on 127.0.0.1; every run is bounded. Prints markdown tables: each rate direct and
+// through the tunnel with its errors and the ratio, then each process's memory and CPU.
 
+import { curlSpeed, startNginx, type Target, wrk, type WrkResult } from "./loads.ts";
 import {
   type Child,
   cpuSeconds,
-  freePort,
   have,
   LOCAL_SERVER_ARGS,
   median,
+  peakRssKiB,
+  resetPeakRss,
   rssKiB,
   run,
   sleep,
-  spawnCommand,
   spawnDeno,
-  waitTcp,
 } from "./procs.ts";
 
-const HELP = `deno task bench: the same load directly to an app (nginx) and through a tunnel.
+const HELP = `deno task bench: the same load directly to an app (nginx) and through tunnels.
 
 Needs wrk, nginx and curl (apt-get install -y wrk nginx curl). Everything on 127.0.0.1.
 Settings (environment variables, with their defaults):
   DURATION=5      seconds per wrk run
-  RUNS=3          wrk runs per row, interleaved direct/tunnel; the median is reported
+  RUNS=5          wrk runs per row, interleaved direct/tunnels; the median is reported
   CONNS=50        wrk connections
   THREADS=2       wrk threads
   BULK_MB=100     size of the bulk download and upload
   BULK_REPS=5     bulk transfers per direction (median)
+  SETTLE=60       seconds to wait after the load before the last memory reading
   ONLY="keepalive close 64k download upload"   rows to run
+  V8_FLAGS=""     V8 flags for the server and clients (e.g. --max-semi-space-size=2)
   SERVER_ARGS=""  extra flags for server.ts
   CLIENT_ARGS=""  extra flags for client.ts
-Prints a markdown table: each figure direct and through the tunnel, and the ratio.`;
+Prints markdown tables: each rate direct and through the tunnel (errors beside it) and the
+ratio; then RSS idle, peak, 2 s and SETTLE s after the load, and CPU, of each process.`;
 
 if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
   // deno-lint-ignore no-console -- the help is the output
@@ -45,15 +44,16 @@ if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
 }
 
 const env = (name: string, fallback: number): number => Number(Deno.env.get(name) ?? fallback);
-const DURATION = env("DURATION", 5);
-const RUNS = env("RUNS", 3);
-const CONNS = env("CONNS", 50);
-const THREADS = env("THREADS", 2);
+const words = (name: string, fallback = ""): string[] =>
+  (Deno.env.get(name) ?? fallback).split(/[ ,]+/).filter(Boolean);
+const WRK = { seconds: env("DURATION", 5), conns: env("CONNS", 50), threads: env("THREADS", 2) };
+const RUNS = env("RUNS", 5);
 const BULK_MB = env("BULK_MB", 100);
 const BULK_REPS = env("BULK_REPS", 5);
-const ONLY = (Deno.env.get("ONLY") ?? "keepalive close 64k download upload").split(/[ ,]+/);
-const SERVER_ARGS = (Deno.env.get("SERVER_ARGS") ?? "").split(" ").filter(Boolean);
-const CLIENT_ARGS = (Deno.env.get("CLIENT_ARGS") ?? "").split(" ").filter(Boolean);
+const SETTLE_S = env("SETTLE", 60);
+const ONLY = words("ONLY", "keepalive close 64k download upload");
+const V8_FLAGS = words("V8_FLAGS");
+const DENO_FLAGS = V8_FLAGS.length > 0 ? [`--v8-flags=${V8_FLAGS.join(",")}`] : [];
 
 // deno-lint-ignore no-console -- progress for the person running the benchmark
 const note = (s: string): void => console.error(`[bench] ${s}`);
@@ -68,191 +68,61 @@ const work = await Deno.makeTempDir({ prefix: "gotunnel-bench-" });
 await Deno.chmod(work, 0o755);
 const children: Child[] = [];
 
-async function writeRandomFile(path: string, bytes: number): Promise<void> {
-  const file = await Deno.open(path, { create: true, write: true, truncate: true });
-  const chunk = new Uint8Array(1024 * 1024);
-  for (let left = bytes; left > 0; left -= chunk.length) {
-    crypto.getRandomValues(chunk.subarray(0, 65536));
-    for (let at = 65536; at < chunk.length; at += 65536) chunk.copyWithin(at, 0, 65536);
-    await file.write(chunk.subarray(0, Math.min(left, chunk.length)));
-  }
-  file.close();
-}
-
-async function startNginx(): Promise<number> {
-  const port = freePort();
-  await Deno.mkdir(`${work}/www`);
-  await Deno.mkdir(`${work}/tmp`);
-  await writeRandomFile(`${work}/www/1k.bin`, 1024);
-  await writeRandomFile(`${work}/www/64k.bin`, 65536);
-  await writeRandomFile(`${work}/www/bulk.bin`, BULK_MB * 1024 * 1024);
-  await Deno.chmod(`${work}/www`, 0o755);
-  const conf = `worker_processes 1;
-daemon off;
-pid ${work}/nginx.pid;
-error_log ${work}/nginx.err warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  default_type application/octet-stream;
-  sendfile on; tcp_nopush on; tcp_nodelay on;
-  keepalive_timeout 65; keepalive_requests 1000000;
-  client_body_temp_path ${work}/tmp/body; proxy_temp_path ${work}/tmp/proxy;
-  fastcgi_temp_path ${work}/tmp/f; uwsgi_temp_path ${work}/tmp/u; scgi_temp_path ${work}/tmp/s;
-  server { listen 127.0.0.1:${port}; root ${work}/www; }
-}
-`;
-  await Deno.writeTextFile(`${work}/nginx.conf`, conf);
-  children.push(
-    await spawnCommand(
-      "nginx",
-      ["-p", work, "-e", `${work}/nginx.err`, "-c", `${work}/nginx.conf`],
-      `${work}/nginx.log`,
-      false,
-    ),
-  );
-  await waitTcp(port);
-  return port;
-}
-
-type Target = { name: string; port: number; host: string };
-
-interface WrkResult {
-  rps: number;
-  p50: number;
-  p99: number;
-  errors: number;
-}
-
-const toMs = (value: string, unit: string): number =>
-  Number(value) * ({ us: 0.001, ms: 1, s: 1000 }[unit] ?? 1);
-
-async function wrk(target: Target, path: string, extra: string[] = []): Promise<WrkResult> {
-  const out = await run("wrk", [
-    `-t${THREADS}`,
-    `-c${CONNS}`,
-    `-d${DURATION}s`,
-    "--timeout",
-    "10s",
-    "--latency",
-    "-H",
-    `Host: ${target.host}`,
-    ...extra,
-    `http://127.0.0.1:${target.port}${path}`,
-  ]);
-  const latency = (p: string): number => {
-    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, "m").exec(out);
-    return m ? toMs(m[1]!, m[2]!) : NaN;
-  };
-  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-    p50: latency("50"),
-    p99: latency("99"),
-    errors: non2xx + (errors ? errors.slice(1).reduce((s, n) => s + Number(n), 0) : 0),
-  };
-}
-
-async function curlSpeed(target: Target, args: string[], field: string): Promise<number> {
-  const out = await run("curl", [
-    "-s",
-    "-o",
-    "/dev/null",
-    "--max-time",
-    "120",
-    "-H",
-    `Host: ${target.host}`,
-    "-H",
-    "Expect:",
-    "-w",
-    `%{http_code} %{${field}}`,
-    ...args,
-  ]);
-  const [code, speed] = out.trim().split(" ");
-  if (code !== "200") throw new Error(`curl got HTTP ${code} from ${target.name}`);
-  return Number(speed) / 1e6;
-}
-
 const fmt = (n: number, digits = 0): string =>
   Number.isFinite(n)
     ? n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits })
     : "n/a";
 const mib = (kib: number): string => (kib / 1024).toFixed(1);
+const ratio = (t: number, d: number): string => `${fmt(t / d, 2)}×`;
+
+/** A table row: a measure, direct, through the tunnel, errors (direct / tunnel), ratio. */
+type Row = [string, string, string, string, string];
 
 try {
   note(`work dir ${work}`);
-  const appPort = await startNginx();
+  const [appPort, nginx] = await startNginx(work, BULK_MB);
+  children.push(nginx);
   const sink = await spawnDeno("bench/upload_sink.ts", [], `${work}/sink.log`);
   children.push(sink);
   const sinkPort = Number(new URL(sink.line).port);
 
-  const server = await spawnDeno(
-    "server.ts",
-    [
-      ...LOCAL_SERVER_ARGS,
-      ...SERVER_ARGS,
-    ],
-    `${work}/server.log`,
-  );
+  const serverArgs = [...LOCAL_SERVER_ARGS, ...words("SERVER_ARGS")];
+  const server = await spawnDeno("server.ts", serverArgs, `${work}/server.log`, DENO_FLAGS);
   children.push(server);
   const publicPort = Number(new URL(server.line).port);
-  const tunnelArgs = (port: number, sub: string): string[] => [
-    String(port),
-    "--server",
-    `http://127.0.0.1:${publicPort}`,
-    "--subdomain",
-    sub,
-    "--local-host",
-    "127.0.0.1",
-    "--log-level",
-    "warn",
-    ...CLIENT_ARGS,
-  ];
-  const client = await spawnDeno("client.ts", tunnelArgs(appPort, "bench"), `${work}/client.log`);
-  children.push(client);
-  const sinkClient = await spawnDeno(
-    "client.ts",
-    tunnelArgs(sinkPort, "sink"),
-    `${work}/sink-client.log`,
-  );
-  children.push(sinkClient);
-  // The same app through a client with --raw: what HTTP awareness costs.
-  const rawClient = await spawnDeno(
-    "client.ts",
-    [...tunnelArgs(appPort, "raw"), "--raw"],
-    `${work}/raw-client.log`,
-  );
-  children.push(rawClient);
-  // The same app through a client without its inspector (on in the others): what it costs.
-  const plainClient = await spawnDeno(
-    "client.ts",
-    [...tunnelArgs(appPort, "plain"), "--no-inspect"],
-    `${work}/plain-client.log`,
-  );
-  children.push(plainClient);
+  const startClient = async (app: number, sub: string, ...more: string[]): Promise<Child> => {
+    const args = [
+      ...[String(app), "--server", `http://127.0.0.1:${publicPort}`, "--subdomain", sub],
+      ...["--local-host", "127.0.0.1", "--log-level", "warn"],
+      // Inspectors on free ports (not 4040-4050, which a developer's own client may hold).
+      ...(more.length === 0 ? ["--inspect", "127.0.0.1:0"] : []),
+      ...words("CLIENT_ARGS"),
+      ...more,
+    ];
+    const child = await spawnDeno("client.ts", args, `${work}/${sub}.log`, DENO_FLAGS);
+    children.push(child);
+    return child;
+  };
+  const client = await startClient(appPort, "bench");
+  await startClient(sinkPort, "sink");
+  // The same app through a client without its inspector, and one with --raw (no HTTP
+  // awareness at all): what each costs.
+  const plain = await startClient(appPort, "plain", "--no-inspect");
+  await startClient(appPort, "raw", "--raw");
   await sleep(1000);
-  const idle = { server: rssKiB(server.pid), client: rssKiB(client.pid) };
-  const cpu0 = { server: cpuSeconds(server.pid), client: cpuSeconds(client.pid) };
+  const measured = { server, client, "client --no-inspect": plain };
+  const idle = Object.fromEntries(Object.entries(measured).map(([k, c]) => [k, rssKiB(c.pid)]));
+  for (const child of Object.values(measured)) resetPeakRss(child.pid);
+  const cpu0 = Object.fromEntries(
+    Object.entries(measured).map(([k, c]) => [k, cpuSeconds(c.pid)]),
+  );
 
-  const direct: Target = { name: "direct", port: appPort, host: `127.0.0.1:${appPort}` };
-  const tunnel: Target = {
-    name: "gotunnel",
-    port: publicPort,
-    host: `bench.localhost:${publicPort}`,
-  };
-  const rawTunnel: Target = { name: "raw", port: publicPort, host: `raw.localhost:${publicPort}` };
-  const plainTunnel: Target = {
-    name: "no-inspect",
-    port: publicPort,
-    host: `plain.localhost:${publicPort}`,
-  };
-  const sinkDirect: Target = { name: "direct", port: sinkPort, host: `127.0.0.1:${sinkPort}` };
-  const sinkTunnel: Target = {
-    name: "gotunnel",
-    port: publicPort,
-    host: `sink.localhost:${publicPort}`,
-  };
+  const at = (name: string, port: number, host: string): Target => ({ name, port, host });
+  const direct = at("direct", appPort, `127.0.0.1:${appPort}`);
+  const through = (sub: string): Target => at(sub, publicPort, `${sub}.localhost:${publicPort}`);
+  const tunnel = through("bench");
+  const noInspect = through("plain");
+  const raw = through("raw");
 
   // Correctness first: the tunnel must serve the same bytes.
   const check = await run("curl", [
@@ -264,115 +134,119 @@ try {
   const want = await Deno.readTextFile(`${work}/www/64k.bin`).catch(() => "");
   if (check.length !== want.length) throw new Error("the tunnel did not serve 64k.bin intact");
 
-  const rows: [string, number, number, string][] = [];
-  let awareVsRaw: string | undefined;
-  let inspectorCost: string | undefined;
-  const ratio = (t: number, d: number): string => fmt(t / d, 2);
-  const wrkRow = async (
-    label: string,
-    path: string,
-    extra: string[] = [],
-    alsoRaw = false,
-  ): Promise<void> => {
-    const d: WrkResult[] = [];
-    const t: WrkResult[] = [];
-    const r: WrkResult[] = [];
-    const p: WrkResult[] = [];
+  const rows: Row[] = [];
+  const notes: string[] = [];
+  const wrkRow = async (label: string, path: string, extra: string[], variants: Target[]) => {
+    const results = new Map<Target, WrkResult[]>([[direct, []], [tunnel, []]]);
+    for (const v of variants) results.set(v, []);
     for (let i = 0; i < RUNS; i++) { // interleaved, so drift hits all alike
       note(`${label}: run ${i + 1}/${RUNS}`);
-      d.push(await wrk(direct, path, extra));
-      t.push(await wrk(tunnel, path, extra));
-      if (alsoRaw) r.push(await wrk(rawTunnel, path, extra));
-      if (alsoRaw) p.push(await wrk(plainTunnel, path, extra));
+      for (const [target, into] of results) into.push(await wrk(target, path, WRK, extra));
     }
-    const errors = [...d, ...t, ...r, ...p].reduce((s, x) => s + x.errors, 0);
-    if (errors > 0) note(`${label}: ${errors} errors or non-2xx answers`);
-    const dr = median(d.map((x) => x.rps));
-    const tr = median(t.map((x) => x.rps));
-    rows.push([`${label} req/s`, dr, tr, ratio(tr, dr)]);
-    if (alsoRaw) {
-      const pr = median(p.map((x) => x.rps));
-      rows.push([`${label} req/s, client --no-inspect`, dr, pr, ratio(pr, dr)]);
-      inspectorCost = `${label}: the client with its inspector (default) makes ${ratio(tr, pr)}× ` +
-        `the req/s of the same client with --no-inspect (${fmt(tr, 0)} vs ${fmt(pr, 0)}).`;
-      const rr = median(r.map((x) => x.rps));
-      rows.push([`${label} req/s, client --raw`, dr, rr, ratio(rr, dr)]);
-      awareVsRaw = `${label}: the HTTP-aware client (default) makes ${ratio(tr, rr)}× ` +
-        `the req/s of the same client with --raw (${fmt(tr, 0)} vs ${fmt(rr, 0)}).`;
+    const rps = (t: Target) => median(results.get(t)!.map((r) => r.rps));
+    const errors = (t: Target) => results.get(t)!.reduce((s, r) => s + r.errors, 0);
+    const d = rps(direct);
+    for (const [target] of results) {
+      if (target === direct) continue;
+      const suffix = target === tunnel
+        ? ""
+        : `, client ${target === raw ? "--raw" : "--no-inspect"}`;
+      rows.push([
+        `${label} req/s${suffix}`,
+        fmt(d),
+        fmt(rps(target)),
+        `${errors(direct)} / ${errors(target)}`,
+        ratio(rps(target), d),
+      ]);
     }
-    if (extra.length === 0 && path === "/1k.bin") {
-      const d50 = median(d.map((r) => r.p50));
-      const t50 = median(t.map((r) => r.p50));
-      const d99 = median(d.map((r) => r.p99));
-      const t99 = median(t.map((r) => r.p99));
-      rows.push([`${label} p50 latency (ms)`, d50, t50, ratio(t50, d50)]);
-      rows.push([`${label} p99 latency (ms)`, d99, t99, ratio(t99, d99)]);
+    if (variants.includes(noInspect)) {
+      notes.push(
+        `${label}: the client with its inspector (default) makes ${
+          ratio(rps(tunnel), rps(noInspect))
+        } ` +
+          `the req/s of the same client with --no-inspect.`,
+      );
+    }
+    if (variants.includes(raw)) {
+      notes.push(
+        `${label}: the HTTP-aware client (default) makes ${ratio(rps(tunnel), rps(raw))} ` +
+          `the req/s of the same client with --raw.`,
+      );
+    }
+    if (path === "/1k.bin" && extra.length === 0) {
+      for (const p of ["p50", "p99"] as const) {
+        const dl = median(results.get(direct)!.map((r) => r[p]));
+        const tl = median(results.get(tunnel)!.map((r) => r[p]));
+        rows.push([`${label} ${p} latency (ms)`, fmt(dl, 2), fmt(tl, 2), "", ratio(tl, dl)]);
+      }
     }
   };
-  if (ONLY.includes("keepalive")) await wrkRow("1 KiB keep-alive", "/1k.bin", [], true);
-  if (ONLY.includes("close")) {
-    await wrkRow("1 KiB Connection: close", "/1k.bin", ["-H", "Connection: close"]);
+  if (ONLY.includes("keepalive")) {
+    await wrkRow("1 KiB keep-alive", "/1k.bin", [], [noInspect, raw]);
   }
-  if (ONLY.includes("64k")) await wrkRow("64 KiB keep-alive", "/64k.bin");
+  if (ONLY.includes("close")) {
+    await wrkRow("1 KiB Connection: close", "/1k.bin", ["-H", "Connection: close"], [noInspect]);
+  }
+  if (ONLY.includes("64k")) await wrkRow("64 KiB keep-alive", "/64k.bin", [], [noInspect]);
 
-  const bulk = async (label: string, targets: [Target, Target], args: string[], field: string) => {
+  const bulk = async (label: string, targets: [Target, Target], upload?: string) => {
     const d: number[] = [];
     const t: number[] = [];
     for (let i = 0; i < BULK_REPS; i++) {
       note(`${label}: run ${i + 1}/${BULK_REPS}`);
-      for (const [target, into] of [[targets[0], d], [targets[1], t]] as const) {
-        into.push(
-          await curlSpeed(target, [
-            ...args,
-            `http://127.0.0.1:${target.port}${args.length ? "/upload" : "/bulk.bin"}`,
-          ], field),
-        );
-      }
+      d.push(await curlSpeed(targets[0], upload));
+      t.push(await curlSpeed(targets[1], upload));
     }
-    rows.push([`${label} MB/s`, median(d), median(t), ratio(median(t), median(d))]);
+    rows.push([
+      `${label} MB/s`,
+      fmt(median(d)),
+      fmt(median(t)),
+      "0 / 0",
+      ratio(median(t), median(d)),
+    ]);
   };
-  if (ONLY.includes("download")) {
-    await bulk(`${BULK_MB} MiB download`, [direct, tunnel], [], "speed_download");
-  }
+  if (ONLY.includes("download")) await bulk(`${BULK_MB} MiB download`, [direct, tunnel]);
   if (ONLY.includes("upload")) {
-    await bulk(`${BULK_MB} MiB upload`, [sinkDirect, sinkTunnel], [
-      "--data-binary",
-      `@${work}/www/bulk.bin`,
-    ], "speed_upload");
+    const sinkDirect = at("direct", sinkPort, `127.0.0.1:${sinkPort}`);
+    await bulk(`${BULK_MB} MiB upload`, [sinkDirect, through("sink")], `${work}/www/bulk.bin`);
   }
 
-  const loaded = { server: rssKiB(server.pid), client: rssKiB(client.pid) };
-  const cpu = {
-    server: cpuSeconds(server.pid) - cpu0.server,
-    client: cpuSeconds(client.pid) - cpu0.client,
-  };
-  await sleep(5000);
-  const settled = { server: rssKiB(server.pid), client: rssKiB(client.pid) };
+  // Memory: the peak during the load, then 2 s and SETTLE s after it.
+  const memory = Object.entries(measured).map(([name, child]) => ({
+    name,
+    child,
+    idle: idle[name]!,
+    peak: peakRssKiB(child.pid),
+    cpu: cpuSeconds(child.pid) - cpu0[name]!,
+    after2: 0,
+    settled: 0,
+  }));
+  await sleep(2000);
+  for (const m of memory) m.after2 = rssKiB(m.child.pid);
+  note(`waiting ${SETTLE_S} s for memory to settle`);
+  await sleep(Math.max(0, SETTLE_S - 2) * 1000);
+  for (const m of memory) m.settled = rssKiB(m.child.pid);
 
+  const version = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
+    .version;
   const lines = [
-    `Gotunnel ${
-      JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url))).version
-    }, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores; ` +
-    `wrk -t${THREADS} -c${CONNS} -d${DURATION}s, median of ${RUNS} interleaved runs; ` +
-    `bulk: curl, median of ${BULK_REPS}; app: nginx (uploads: a Deno sink); all on 127.0.0.1`,
+    `Gotunnel ${version}, Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} cores; ` +
+    `wrk -t${WRK.threads} -c${WRK.conns} -d${WRK.seconds}s, median of ${RUNS} interleaved runs; ` +
+    `bulk: curl, median of ${BULK_REPS}; app: nginx (uploads: a Deno sink); all on 127.0.0.1; ` +
+    `V8 flags: ${V8_FLAGS.length > 0 ? V8_FLAGS.join(" ") : "none"}`,
     "",
-    "| measure | direct | gotunnel | ratio |",
-    "|---|---:|---:|---:|",
-    ...rows.map(([label, d, t, r]) => {
-      const digits = label.includes("latency") ? 2 : 0;
-      return `| ${label} | ${fmt(d, digits)} | ${fmt(t, digits)} | ${r}× |`;
-    }),
-    ...(awareVsRaw ? ["", awareVsRaw] : []),
-    ...(inspectorCost ? ["", inspectorCost] : []),
+    "| measure | direct | gotunnel | errors (direct / tunnel) | ratio |",
+    "|---|---:|---:|---:|---:|",
+    ...rows.map((r) => `| ${r.join(" | ")} |`),
     "",
-    "| process | idle RSS MiB | after load | 5 s later | CPU s during load | start-up ms |",
-    "|---|---:|---:|---:|---:|---:|",
-    `| server | ${mib(idle.server)} | ${mib(loaded.server)} | ${mib(settled.server)} | ${
-      cpu.server.toFixed(1)
-    } | ${server.readyMs.toFixed(0)} |`,
-    `| client | ${mib(idle.client)} | ${mib(loaded.client)} | ${mib(settled.client)} | ${
-      cpu.client.toFixed(1)
-    } | ${client.readyMs.toFixed(0)} |`,
+    ...notes,
+    "",
+    `| process | idle RSS MiB | peak | 2 s after | ${SETTLE_S} s after | after / idle | CPU s during load |`,
+    "|---|---:|---:|---:|---:|---:|---:|",
+    ...memory.map((m) =>
+      `| ${m.name} | ${mib(m.idle)} | ${mib(m.peak)} | ${mib(m.after2)} | ${mib(m.settled)} | ` +
+      `${fmt(m.settled / m.idle, 2)}× | ${m.cpu.toFixed(1)} |`
+    ),
   ];
   // deno-lint-ignore no-console -- the report is the output
   console.log(lines.join("\n"));

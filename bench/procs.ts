@@ -15,8 +15,18 @@ export interface Child {
 const ROOT = new URL("..", import.meta.url);
 
 /** Runs `deno run -A <script> ...args` from the project root; resolves at its first stdout line. */
-export async function spawnDeno(script: string, args: string[], log: string): Promise<Child> {
-  return await spawnCommand(Deno.execPath(), ["run", "-A", script, ...args], log, true);
+export async function spawnDeno(
+  script: string,
+  args: string[],
+  log: string,
+  denoFlags: readonly string[] = [],
+): Promise<Child> {
+  return await spawnCommand(
+    Deno.execPath(),
+    ["run", "-A", ...denoFlags, script, ...args],
+    log,
+    true,
+  );
 }
 
 /** Runs any command; when `waitLine`, resolves at its first stdout line. */
@@ -83,6 +93,17 @@ export async function spawnCommand(
 export function rssKiB(pid: number): number {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+/** The most resident memory a process had in KiB (VmHWM), since its start or `resetPeakRss`. */
+export function peakRssKiB(pid: number): number {
+  const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+  return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+}
+
+/** Starts a process's peak RSS (VmHWM) again from its RSS now (Linux `clear_refs` 5). */
+export function resetPeakRss(pid: number): void {
+  Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
 }
 
 /** User + system CPU time of a process in seconds. */

@@ -68,8 +68,12 @@ export const MAX_AUTH_FAILURES_PER_IP_PER_MINUTE = 30;
  * uvicorn 5 s, Apache 5 s, nginx 75 s), so that the app rarely closes one first.
  */
 export const APP_POOL_IDLE_MS = 2_000;
-/** Idle connections to the local app the client keeps at most. */
-export const APP_POOL_MAX_IDLE = 32;
+/**
+ * Idle connections to the local app the client keeps at most: enough for a
+ * burst of concurrent visitors to find one each (below it, every visitor past
+ * it costs a connect and a close).
+ */
+export const APP_POOL_MAX_IDLE = 128;
 /** A request sent on a reused app connection is kept (to send again) up to this size. */
 export const APP_REPLAY_MAX_BYTES = 64 * 1024;
 /** A relay direction reads into a buffer of this size at first (idle connections stay cheap)... */

@@ -334,6 +334,27 @@ export function dataFrame(payload: Uint8Array): Uint8Array {
   return frame;
 }
 
+/**
+ * A direction's last bytes: a DATA frame (none for no bytes) and END, to send
+ * in one write.
+ *
+ * @example
+ * ```ts
+ * import { lastDataFrame } from "./protocol.ts";
+ * console.log(lastDataFrame(new Uint8Array([104, 105]))); // DATA "hi", then END
+ * ```
+ */
+export function lastDataFrame(payload: Uint8Array): Uint8Array {
+  const data = payload.length > 0 ? FRAME_HEADER_BYTES + payload.length : 0;
+  const frames = new Uint8Array(data + END_FRAME.length);
+  if (data > 0) {
+    putDataHeader(frames, payload.length);
+    frames.set(payload, FRAME_HEADER_BYTES);
+  }
+  frames.set(END_FRAME, data);
+  return frames;
+}
+
 /** The start of a stream as the server writes it: `open`, then the bytes read so far as DATA. */
 export function encodeStreamStart(open: ServerMessage, prefix: Uint8Array): Uint8Array {
   const first = encodeFrame(open);

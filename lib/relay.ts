@@ -9,7 +9,7 @@ import { closeQuietly, type Duplex, writeAll } from "./io.ts";
 export type { Duplex };
 import { LINGER_MS } from "./limits.ts";
 import { describeError, isBug, type LogFields, type Logger } from "./log.ts";
-import { dataFrame, FRAME_HEADER_BYTES, type StreamEnd } from "./protocol.ts";
+import { dataFrame, FRAME_HEADER_BYTES, lastDataFrame, type StreamEnd } from "./protocol.ts";
 
 /** What a stream over a proxy channel did. */
 export interface StreamResult {
@@ -68,6 +68,12 @@ export interface StreamAdapter {
    * ABORT (a refusal the adapter made).
    */
   lastWord(): Uint8Array | undefined;
+  /**
+   * True once `raw` has sent all it will (the last answer a closing visitor
+   * asked for): the relay ends its direction with the chunk just read, END in
+   * the same write, without reading `raw` again.
+   */
+  readonly done?: boolean;
 }
 
 /** Optional parts of {@linkcode relayStream}. */
@@ -172,6 +178,14 @@ export async function relayStream(
         }
         const instead = adapter?.outbound(reads.buffer.subarray(0, n));
         await writing;
+        if (adapter?.done) {
+          // The last chunk: DATA and END leave in one write.
+          const last = instead ?? reads.buffer.subarray(0, n);
+          await writeAll(channel.conn, lastDataFrame(last));
+          sent += n;
+          outboundEnded = true;
+          return;
+        }
         writing = instead === undefined
           ? channel.sendData(reads.whole, n)
           : instead.length > 0

@@ -122,6 +122,8 @@ export interface LinkState {
   readonly visitorClosing: boolean;
   /** The one request in flight may be sent again (safe method, whole, no answer yet). */
   readonly replayable: boolean;
+  /** The visitor's last answer is complete and the connection could carry another (latched). */
+  readonly done: boolean;
 }
 
 /**
@@ -137,7 +139,6 @@ export class AppLink implements Duplex {
   #signal: AbortSignal;
   #state: LinkState | undefined;
   #taken: Taken;
-  #endedEarly = false;
   #keep = true; // false once the connection must not go back to the pool
   #replay: Uint8Array[] | undefined; // what went out on a reused connection, to send again
   #replayBytes = 0;
@@ -162,11 +163,7 @@ export class AppLink implements Duplex {
 
   /** Reads the app's answer; ends (null) once the visitor's last answer is complete. */
   async read(p: Uint8Array): Promise<number | null> {
-    const state = this.#state;
-    if (state?.visitorClosing && state.settled && state.reusable) {
-      this.#endedEarly = true;
-      return null;
-    }
+    if (this.#state?.done) return null; // the relay usually ends first (its adapter is `done`)
     let n: number | null;
     try {
       n = await this.#readConn(p);
@@ -221,7 +218,7 @@ export class AppLink implements Duplex {
 
   /** Writes a request's bytes (kept, on a reused connection, until an answer comes). */
   async write(p: Uint8Array): Promise<number> {
-    if (this.#endedEarly) this.#keep = false; // more after the last answer: not reused
+    if (this.#state?.done) this.#keep = false; // more after the last answer: not reused
     const replay = this.#replay;
     if (replay) {
       if (this.#replayBytes + p.length > APP_REPLAY_MAX_BYTES) this.#replay = undefined;
@@ -241,18 +238,18 @@ export class AppLink implements Duplex {
 
   /** The visitor is done sending: a connection going back to the pool stays open. */
   async closeWrite(): Promise<void> {
-    if (this.#endedEarly) return;
+    if (this.#state?.done) return;
     this.#keep = false;
     await this.#taken.conn.closeWrite();
   }
 
   /**
-   * The stream is over: the connection goes back to the pool if the stream ended
-   * early with everything settled (checked then) and nothing went out since,
-   * else it closes.
+   * The stream is over: the connection goes back to the pool if the visitor's
+   * last answer is complete and nothing was sent after it (a pipelined request
+   * would be pending), else it closes.
    */
   close(): void {
-    if (this.#keep && this.#endedEarly && !this.#taken.pending) this.#pool.give(this.#taken.conn);
+    if (this.#keep && this.#state?.done && !this.#taken.pending) this.#pool.give(this.#taken.conn);
     else closeQuietly(this.#taken.conn);
   }
 }

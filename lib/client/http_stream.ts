@@ -27,6 +27,7 @@ export class HttpStream implements StreamAdapter, LinkState {
   #tracker: ExchangeTracker;
   #rewriter: RequestRewriter;
   #refusal: Uint8Array | undefined;
+  #done = false;
 
   /**
    * The adapter for one visitor, in front of `local`; `observer` watches its
@@ -89,6 +90,16 @@ export class HttpStream implements StreamAdapter, LinkState {
   /** Whether the app's connection could carry another request. */
   get reusable(): boolean {
     return this.#rewriter.reusable && this.#tracker.reusable;
+  }
+
+  /**
+   * The app has sent the last answer a closing visitor asked for: its pooled
+   * connection ends the stream here (the relay sends END with those bytes).
+   */
+  get done(): boolean {
+    // Latched: once the stream ends the tracker closes, and "reusable" no longer says so.
+    this.#done ||= this.#rewriter.visitorClosing && this.reusable && this.settled;
+    return this.#done;
   }
 
   /** Whether the visitor asked its connection to end after the answer. */

@@ -27,7 +27,7 @@ import { acceptLoop } from "./accept.ts";
 import { routeConnection } from "./route.ts";
 import type { TlsPort } from "./tls_port.ts";
 import { useMemoryTrimmer } from "../memory.ts";
-import { AcmeService, type ServerAcme } from "./acme/service.ts";
+import type { ServerAcme } from "./acme/service.ts";
 import type { Session, TunnelInfo } from "./session.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 import { AdminListener, type AdminOptions, checkAdminOptions } from "./admin.ts";
@@ -209,7 +209,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   );
   if (options.acme && options.tls) throw new TypeError("Cannot use both acme and tls");
   // Opens and locks the cert dir, loads the ACME library: orders nothing yet.
-  const acme = options.acme ? await AcmeService.open(options.acme, domain, log) : undefined;
+  // Loaded only with ACME: its certificate handling brings node:tls and node:crypto.
+  const acme = options.acme
+    ? await (await import("./acme/service.ts")).AcmeService.open(options.acme, domain, log)
+    : undefined;
   let listener: Deno.Listener<Deno.TcpConn, Deno.NetAddr>;
   try {
     listener = listenOrExplain(

@@ -7,8 +7,8 @@ import {
   DEFAULT_ACME_TLS_PORT,
   LETS_ENCRYPT_DIRECTORY,
   LETS_ENCRYPT_STAGING_DIRECTORY,
-  type ServerAcme,
-} from "./service.ts";
+} from "./defaults.ts";
+import type { ServerAcme } from "./service.ts";
 
 /** The ACME flags, as `node:util` `parseArgs` takes them. */
 export const ACME_FLAGS = {

@@ -15,13 +15,12 @@ import { CertScheduler } from "./scheduler.ts";
 import { CertStore, defaultCertDir, type StoredCertificate } from "./store.ts";
 import type { TunnelCertificates } from "../session.ts";
 
-/** Let's Encrypt's production directory, the default CA. */
-export const LETS_ENCRYPT_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory";
-/** Let's Encrypt's staging directory (untrusted certificates, generous rate limits). */
-export const LETS_ENCRYPT_STAGING_DIRECTORY =
-  "https://acme-staging-v02.api.letsencrypt.org/directory";
-/** The HTTPS port when none is given. */
-export const DEFAULT_ACME_TLS_PORT = 8443;
+import {
+  DEFAULT_ACME_TLS_PORT,
+  LETS_ENCRYPT_DIRECTORY,
+  LETS_ENCRYPT_STAGING_DIRECTORY,
+} from "./defaults.ts";
+export { DEFAULT_ACME_TLS_PORT, LETS_ENCRYPT_DIRECTORY, LETS_ENCRYPT_STAGING_DIRECTORY };
 
 /**
  * Automatic HTTPS: certificates from an ACME CA (Let's Encrypt by default),
