@@ -9,7 +9,13 @@
 // connection, and a tunnel whose idle connections a NAT drops (through a relay
 // that silences them) while it is visited.
 //
-// DURATION (s, default 120), WINDOW (s, 10), HOSTILE (1).
+// Normal traffic mixes 1-line answers (keep-alive and Connection: close), 64 KiB
+// downloads and 256 KiB uploads; the clients' inspectors are on (their default).
+// At the end, a memory verdict: after the warm-up (the first tenth, at least two
+// windows), the RSS trend of each process in MiB per 10 minutes, and its range.
+//
+// DURATION (s, default 120), WINDOW (s, 10), HOSTILE (1), PACE (ms between one
+// loop's requests, 0: as fast as they go; a long memory soak need not load both cores).
 
 import { fdCount, LOCAL_SERVER_ARGS, rssKiB, sleep, spawnDeno } from "../bench/procs.ts";
 import { concatBytes } from "../lib/bytes.ts";
@@ -18,6 +24,9 @@ import { encodeFrame, encodeUpgradeRequest, PROTOCOL_VERSION } from "../lib/prot
 const DURATION_S = Number(Deno.env.get("DURATION") ?? 120);
 const WINDOW_S = Number(Deno.env.get("WINDOW") ?? 10);
 const HOSTILE = Deno.env.get("HOSTILE") !== "0";
+const PACE_MS = Number(Deno.env.get("PACE") ?? 0);
+const BIG = new Uint8Array(64 * 1024).fill(98);
+const UPLOAD = new Uint8Array(256 * 1024).fill(117);
 const V4 = "127.0.0.1";
 const V6 = "::1";
 // deno-lint-ignore no-console -- the report is the output
@@ -29,7 +38,7 @@ const fixture = (name: string): string =>
 const work = await Deno.makeTempDir({ prefix: "gotunnel-soak-" });
 const app = Deno.serve({ port: 0, hostname: V4, onListen() {} }, async (req) => {
   if (req.method === "POST") await req.arrayBuffer();
-  return new Response("ok\n");
+  return new Response(new URL(req.url).pathname === "/big" ? BIG : "ok\n");
 });
 const server = await spawnDeno("server.ts", [
   ...LOCAL_SERVER_ARGS.filter((a) => !a.startsWith("--hostname")),
@@ -58,6 +67,7 @@ const clientArgs = (sub: string, via = port) => [
   sub,
   "--quiet",
   "--log-level=warn",
+  "--inspect=127.0.0.1:0",
 ];
 const client = await spawnDeno("client.ts", clientArgs("soak"), `${work}/client.log`);
 await sleep(1_000);
@@ -238,6 +248,7 @@ async function normalLoop(keepAlive: boolean): Promise<void> {
         conn.close();
         conn = undefined;
       }
+      if (PACE_MS > 0) await sleep(PACE_MS);
     } catch {
       errors++;
       conn?.close();
@@ -247,9 +258,51 @@ async function normalLoop(keepAlive: boolean): Promise<void> {
   }
   conn?.close();
 }
+/** Reads one answer with a Content-Length body from `conn`; its status line. */
+async function readAnswer(conn: Deno.Conn, buffer: Uint8Array): Promise<string> {
+  let seen = new Uint8Array(0);
+  for (;;) {
+    const text = new TextDecoder().decode(seen);
+    const end = text.indexOf("\r\n\r\n");
+    const length = Number(/content-length: *(\d+)/i.exec(text)?.[1] ?? -1);
+    if (end >= 0 && length >= 0 && seen.length >= end + 4 + length) return text.split("\r\n")[0]!;
+    const n = await conn.read(buffer);
+    if (n === null) throw new Error("closed");
+    seen = concatBytes(seen, buffer.subarray(0, n));
+  }
+}
+
+/** 64 KiB downloads and 256 KiB uploads in turn, on one keep-alive connection. */
+async function bulkLoop(): Promise<void> {
+  const get = encoder.encode("GET /big HTTP/1.1\r\nHost: soak.localhost\r\n\r\n");
+  const post = concatBytes(
+    encoder.encode(
+      `POST /up HTTP/1.1\r\nHost: soak.localhost\r\nContent-Length: ${UPLOAD.length}\r\n\r\n`,
+    ),
+    UPLOAD,
+  );
+  const buffer = new Uint8Array(65536);
+  let conn: Deno.Conn | undefined;
+  for (let i = 0; !stop.signal.aborted; i++) {
+    try {
+      conn ??= await Deno.connect({ hostname: V4, port });
+      const bytes = i % 2 === 0 ? get : post;
+      for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
+      if (!(await readAnswer(conn, buffer)).startsWith("HTTP/1.1 200")) errors++;
+    } catch {
+      errors++;
+      conn?.close();
+      conn = undefined;
+      await sleep(50);
+    }
+    await sleep(Math.max(PACE_MS, 1));
+  }
+  conn?.close();
+}
 const normal = [
   ...Array.from({ length: 6 }, () => normalLoop(true)),
   ...Array.from({ length: 2 }, () => normalLoop(false)),
+  ...Array.from({ length: 2 }, () => bulkLoop()),
 ];
 
 const quantile = (xs: number[], q: number): number => {
@@ -289,6 +342,24 @@ say(
     `(idle before it: ${mib(idle.server)} MiB, ${idle.fds} fds; at ${WINDOW_S * 2} s: ` +
     `${mib(warm.server)} MiB, ${warm.fds} fds)`,
 );
+// The memory verdict: a least-squares trend over the windows after the warm-up.
+const settled = rows.slice(Math.max(2, Math.ceil(rows.length / 10)));
+if (settled.length >= 2) {
+  for (const name of ["server", "client"] as const) {
+    const ys = settled.map((r) => r[name] / 1024);
+    const xs = settled.map((_, i) => i * WINDOW_S);
+    const mx = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const my = ys.reduce((a, b) => a + b, 0) / ys.length;
+    const slope = xs.reduce((s, x, i) => s + (x - mx) * (ys[i]! - my), 0) /
+      xs.reduce((s, x) => s + (x - mx) ** 2, 0);
+    say(
+      `${name} RSS after the warm-up: ${Math.min(...ys).toFixed(1)}-${
+        Math.max(...ys).toFixed(1)
+      } ` +
+        `MiB, trend ${(slope * 600).toFixed(2)} MiB per 10 minutes`,
+    );
+  }
+}
 stuck?.close();
 relay?.close();
 await nat?.stop();
