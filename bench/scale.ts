@@ -1,7 +1,8 @@
 // `deno task bench:scale`: server memory per idle tunnel and per idle relayed connection.
 //
 // Phase 1 opens TUNNELS tunnels (default pool each) from one process and reads the
-// server's RSS; phase 2 holds CONNS visitor connections open through one tunnel to
+// server's RSS, then again once the tunnels are quiet (no visitor for POOL_QUIET_MS,
+// 5 s here instead of the default 60 s: each pool is down to 2 idle connections); phase 2 holds CONNS visitor connections open through one tunnel to
 // an app that never answers. Each phase is undone and the RSS read again.
 // All on 127.0.0.1. The server holds two sockets per relayed connection (visitor
 // and proxy), so CONNS is capped below half the open-file limit (`ulimit -n`).
@@ -16,6 +17,7 @@ const limit = Number(
 ) || 1024;
 const CONNS = Math.min(Number(Deno.env.get("CONNS") ?? 10_000), Math.floor((limit - 500) / 2));
 const SETTLE_MS = 3000;
+const QUIET_MS = 5000;
 
 // deno-lint-ignore no-console -- progress for the person running the benchmark
 const note = (s: string): void => console.error(`[scale] ${s}`);
@@ -50,6 +52,7 @@ try {
 
   note(`opening ${TUNNELS} tunnels`);
   const opened = performance.now();
+  Deno.env.set("POOL_QUIET_MS", String(QUIET_MS));
   const tunnels = await start(
     "bench/scale_worker.ts",
     ["tunnels", port, String(TUNNELS)],
@@ -59,6 +62,9 @@ try {
   await sleep(SETTLE_MS);
   const withTunnels = rssKiB(server.pid);
   const tunnelFds = fdCount(server.pid);
+  await sleep(QUIET_MS);
+  const quiet = rssKiB(server.pid);
+  const quietFds = fdCount(server.pid);
   await stop(tunnels);
   await sleep(SETTLE_MS);
   const afterTunnels = rssKiB(server.pid);
@@ -92,6 +98,7 @@ try {
   const afterConns = rssKiB(server.pid);
 
   const perTunnel = (withTunnels - base) / TUNNELS;
+  const perQuietTunnel = (quiet - base) / TUNNELS;
   const perConn = (withConns - beforeConns) / CONNS;
   // deno-lint-ignore no-console -- the report is the output
   console.log([
@@ -105,6 +112,9 @@ try {
     `| ${TUNNELS} tunnels, default pool (opened in ${tunnelsSeconds.toFixed(1)} s) | ${
       mib(withTunnels)
     } | ${tunnelFds} | ${perTunnel.toFixed(1)} KiB per tunnel |`,
+    `| the same tunnels quiet (2 idle proxies each) | ${mib(quiet)} | ${quietFds} | ${
+      perQuietTunnel.toFixed(1)
+    } KiB per tunnel |`,
     `| tunnels closed | ${mib(afterTunnels)} | | |`,
     `| one tunnel, before visitors | ${mib(beforeConns)} | | |`,
     `| ${CONNS} idle relayed connections | ${mib(withConns)} | ${connFds} | ${

@@ -12,6 +12,8 @@ const say = (line: string): void => {
 };
 const stopped = new Promise<void>((resolve) => Deno.addSignalListener("SIGTERM", resolve));
 const BATCH = Number(Deno.env.get("BATCH") ?? 250);
+/** How soon the tunnels' pools go quiet (the library's default: 60 s). */
+const QUIET_MS = Number(Deno.env.get("POOL_QUIET_MS") ?? 0);
 
 if (mode === "tunnels") {
   const [port, count] = args.map(Number) as [number, number];
@@ -23,6 +25,7 @@ if (mode === "tunnels") {
         localHost: "127.0.0.1",
         server: `http://127.0.0.1:${port}`,
         subdomain: `t${i + j}`,
+        ...(QUIET_MS ? { poolQuietAfterMs: QUIET_MS } : {}),
       }));
     tunnels.push(...await Promise.all(batch));
   }

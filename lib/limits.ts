@@ -40,6 +40,10 @@ export const LINGER_MS = 1_000;
 export const LINGER_MAX_BYTES = 64 * 1024;
 /** Idle proxy connections the client keeps open by default. */
 export const DEFAULT_POOL_SIZE = 8;
+/** A tunnel without visitors for this long keeps only PROXY_POOL_QUIET_SIZE idle connections... */
+export const PROXY_POOL_QUIET_MS = 60_000;
+/** ...(the first visitor after it tops the pool up to its size again). */
+export const PROXY_POOL_QUIET_SIZE = 2;
 /** What the HTTP-aware client holds of a visitor's bytes while an upgrade waits for its answer. */
 export const MAX_HELD_BYTES = 64 * 1024;
 /** Request log lines printed per second at most; the rest are summed up in one line. */

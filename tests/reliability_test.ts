@@ -132,7 +132,7 @@ Deno.test({
       server: `http://${HOST}:${hop.port}`,
     });
     try {
-      await waitFor(() => server.tunnels()[0]?.idleProxies === 8, 5_000, "the pool");
+      await waitFor(() => server.tunnels()[0]?.idleProxies === 2, 5_000, "the quiet pool");
       hop.blackhole((i) => i > 0); // every pooled connection dies silently; the control one lives
       const started = performance.now();
       const answer = await rawRequest(
@@ -145,7 +145,7 @@ Deno.test({
       // The dead ones do not answer pings and are retired; fresh ones (new connections
       // through the NAT) refill the pool.
       await waitFor(
-        () => server.tunnels()[0]!.idleProxies === 8,
+        () => server.tunnels()[0]!.idleProxies >= 8,
         10_000,
         "a pool of live connections",
       );

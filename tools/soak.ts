@@ -260,7 +260,7 @@ async function normalLoop(keepAlive: boolean): Promise<void> {
 }
 /** Reads one answer with a Content-Length body from `conn`; its status line. */
 async function readAnswer(conn: Deno.Conn, buffer: Uint8Array): Promise<string> {
-  let seen = new Uint8Array(0);
+  let seen: Uint8Array = new Uint8Array(0);
   for (;;) {
     const text = new TextDecoder().decode(seen);
     const end = text.indexOf("\r\n\r\n");

@@ -5,7 +5,7 @@ import { ProxyChannel } from "../channel.ts";
 import { GrowingBuffer } from "../growing_buffer.ts";
 import { httpError } from "../http/response.ts";
 import { closeQuietly, writeAll } from "../io.ts";
-import { MAX_CLIENT_PROXIES } from "../limits.ts";
+import { MAX_CLIENT_PROXIES, PROXY_POOL_QUIET_SIZE } from "../limits.ts";
 import { describeError, isDisconnect, logCaught, type Logger } from "../log.ts";
 import {
   dataFrame,
@@ -39,6 +39,11 @@ export interface ProxyPoolOptions {
   secret: string;
   /** Idle connections to keep ready. */
   size: number;
+  /**
+   * After this long without a visitor, idle connections beyond
+   * PROXY_POOL_QUIET_SIZE close (the first visitor after it tops the pool up).
+   */
+  quietAfterMs: number;
   /**
    * An idle connection that hears nothing (the server's pings included) for
    * this long is dead and replaced; undefined: never.
@@ -79,6 +84,9 @@ export class ProxyPool {
   #running = 0;
   #drained = Promise.withResolvers<void>();
   #stop = new AbortController();
+  #lastVisitor = Date.now();
+  #quietTimer: ReturnType<typeof setTimeout> | undefined;
+  #shrinking = new Set<Deno.Conn>(); // idle connections closed by a quiet spell: not replaced
 
   /** A pool for one session; nothing is opened until `open()`. */
   constructor(options: ProxyPoolOptions) {
@@ -93,6 +101,7 @@ export class ProxyPool {
   /** Opens `count` more connections (bounded by MAX_CLIENT_PROXIES in all). */
   open(count: number): void {
     if (this.#retired) return;
+    this.#quietTimer ??= setTimeout(() => this.#checkQuiet(), this.#options.quietAfterMs);
     const room = MAX_CLIENT_PROXIES - this.#idle.size - this.#connecting;
     for (let i = 0; i < Math.min(count, room); i++) {
       this.#running++;
@@ -111,8 +120,27 @@ export class ProxyPool {
    */
   retire(): void {
     this.#retired = true;
+    clearTimeout(this.#quietTimer);
     for (const conn of this.#idle) closeQuietly(conn);
     this.#checkDrained();
+  }
+
+  // A tunnel without visitors for a while keeps only a few idle connections: each costs
+  // the server a socket and its watch (an idle public server holds thousands of tunnels).
+  #checkQuiet(): void {
+    if (this.#retired) return;
+    const quiet = Date.now() - this.#lastVisitor;
+    const { quietAfterMs } = this.#options;
+    if (quiet >= quietAfterMs) {
+      for (const conn of [...this.#idle].slice(PROXY_POOL_QUIET_SIZE)) {
+        this.#shrinking.add(conn);
+        closeQuietly(conn);
+      }
+    }
+    this.#quietTimer = setTimeout(
+      () => this.#checkQuiet(),
+      quiet >= quietAfterMs ? quietAfterMs : quietAfterMs - quiet,
+    );
   }
 
   #checkDrained(): void {
@@ -166,12 +194,13 @@ export class ProxyPool {
           clearTimeout(timer);
           this.#idle.delete(conn);
         }
-        lostIdle = message === null;
+        lostIdle = message === null && !this.#shrinking.delete(conn);
         if (message?.type === "ping") {
           // The server checks that idle connections are alive: answer at once.
           if (await writeAll(conn, PING_FRAME).then(() => true, () => false)) continue;
         } else if (message?.type === "open") {
           log.debug("Visitor arrived", { peer: message.peer, proto: message.proto });
+          this.#lastVisitor = Date.now();
           if (message.accept && !await channel.sendAccept().then(() => true, () => false)) break;
           // Keep `size` connections ready: replace this one while it is busy.
           this.open(this.#options.size - this.#idle.size - this.#connecting);

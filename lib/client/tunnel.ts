@@ -13,6 +13,8 @@ import {
   INSPECTOR_LIMIT,
   INSPECTOR_MAX_BODY_BYTES,
   MAX_IDLE_PROXIES,
+  PROXY_POOL_QUIET_MS,
+  PROXY_POOL_QUIET_SIZE,
   RECONNECT_MIN_MS,
 } from "../limits.ts";
 import {
@@ -117,6 +119,12 @@ export interface TunnelOptions {
   allowInvalidCert?: boolean;
   /** Idle proxy connections to keep open, ready for visitors. @default {8} */
   pool?: number;
+  /**
+   * A tunnel opens 2 idle proxy connections and tops them up to `pool` with its
+   * first visitor; after this long without a visitor only 2 stay open again
+   * (each costs the server a socket and its watch). @default {60_000}
+   */
+  poolQuietAfterMs?: number;
   /**
    * Visitors served at once, each a connection to the local app; more are
    * refused (HTTP with 503, TLS with a close), so that no server can flood the
@@ -420,6 +428,7 @@ class TunnelClient implements Tunnel {
       tunnel: welcome.tunnel,
       secret: welcome.secret,
       size: this.#pool,
+      quietAfterMs: this.#options.poolQuietAfterMs ?? PROXY_POOL_QUIET_MS,
       idleSilenceMs: welcome.proxyPingMs === undefined ? undefined : welcome.proxyPingMs * 3,
       maxStreams: this.#options.maxStreams ?? DEFAULT_CLIENT_MAX_STREAMS,
       dialer: this.#dialer,
@@ -433,7 +442,8 @@ class TunnelClient implements Tunnel {
       track: (task) => this.#track(task),
     });
     this.#pools.add(pool);
-    pool.open(this.#pool);
+    // A tunnel starts quiet: a few idle connections, the rest opened with its first visitor.
+    pool.open(Math.min(this.#pool, PROXY_POOL_QUIET_SIZE));
     const reason = await control.run((message) => {
       if (message.type === "demand") pool.open(message.count);
       else if (message.type === "lease") {
