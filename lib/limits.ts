@@ -82,12 +82,16 @@ export const APP_POOL_MAX_IDLE = 128;
 export const APP_REPLAY_MAX_BYTES = 64 * 1024;
 /** A relay direction reads into a buffer of this size at first (idle connections stay cheap)... */
 export const RELAY_BUFFER_SMALL_BYTES = 8 * 1024;
-/** ...then into two of this size in turn once reads keep filling it... */
-export const RELAY_BUFFER_MEDIUM_BYTES = 64 * 1024;
+/**
+ * ...then into two of this size in turn once reads keep filling it (room for a
+ * 64 KiB answer and its head in one read: 64 KiB made such answers two reads
+ * and two writes, and cost the 64 KiB keep-alive row a quarter of its rate)...
+ */
+export const RELAY_BUFFER_MEDIUM_BYTES = 128 * 1024;
 /** ...and into two of this size once it is a bulk flow. */
 export const RELAY_BUFFER_LARGE_BYTES = 256 * 1024;
 /** Medium relay buffers in use at once, at most (64 MiB): past it, flows stay small. */
-export const RELAY_MEDIUM_BUFFERS_MAX = 1024;
+export const RELAY_MEDIUM_BUFFERS_MAX = 512;
 /** Large relay buffers in use at once, at most (16 MiB): past it, flows stay medium. */
 export const RELAY_LARGE_BUFFERS_MAX = 64;
 /**
