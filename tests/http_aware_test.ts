@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { silentLogger } from "../lib/log.ts";
 import { RequestRewriter, rewriteRequestHead, type VisitorInfo } from "../lib/client/forwarded.ts";
 import { Http1Framer } from "../lib/http/framer.ts";
-import type { MessageHead } from "../lib/http/head.ts";
+import { MessageHead, parseHead, spliceHead } from "../lib/http/head.ts";
 import { ExchangeTracker, type RequestRecord } from "../lib/client/exchanges.ts";
 import {
   connect,
@@ -302,4 +302,29 @@ Deno.test({
     assert.match(head, /\r\nX-Forwarded-For: 127\.0\.0\.1\r\n/); // the upgrade request was rewritten
     assert.equal(early, "", "the bytes after the upgrade request waited for the 101");
   },
+});
+
+Deno.test("spliceHead(): kept lines as they were, dropped ones gone, extra lines before the end", () => {
+  const head = parseHead(
+    encode(
+      "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nX-A: 1\nconnection: Upgrade\r\nX-B:2\r\n\r\n",
+    ),
+    "response",
+  );
+  assert.ok(head instanceof MessageHead);
+  const out = spliceHead(
+    head,
+    (i) => !head.nameIs(i, "connection"),
+    encode("Connection: close\r\n"),
+  );
+  assert.equal(
+    new TextDecoder().decode(out),
+    "HTTP/1.1 200 OK\r\nX-A: 1\nX-B:2\r\nConnection: close\r\n\r\n",
+  );
+  const bare = parseHead(encode("HTTP/1.1 204 No Content\r\n\r\n"), "response");
+  assert.ok(bare instanceof MessageHead);
+  assert.equal(
+    new TextDecoder().decode(spliceHead(bare, () => true, encode("A: b\r\n"))),
+    "HTTP/1.1 204 No Content\r\nA: b\r\n\r\n",
+  );
 });

@@ -3,7 +3,10 @@
 // back, and a refusal answered in place of the app.
 
 import type { LinkState } from "./app_pool.ts";
-import { type MessageHead, rebuildHead } from "../http/head.ts";
+import { type MessageHead, rebuildHead, spliceHead } from "../http/head.ts";
+
+/** The field said to a visitor whose `Connection: close` the app never saw. */
+const CONNECTION_CLOSE = new TextEncoder().encode("Connection: close\r\n");
 import type { Writer } from "../channel.ts";
 import { httpError } from "../http/response.ts";
 import type { Logger } from "../log.ts";
@@ -72,6 +75,9 @@ export class HttpStream implements StreamAdapter, LinkState {
     const closing = (head.status ?? 0) >= 200 && this.#rewriter.visitorClosing;
     if (!closing) {
       return isolateCookiesFor === undefined ? undefined : isolateCookies(head, isolateCookiesFor);
+    }
+    if (isolateCookiesFor === undefined) {
+      return spliceHead(head, (i) => !head.nameIs(i, "connection"), CONNECTION_CLOSE);
     }
     return rebuildHead(head, (i) => {
       if (head.nameIs(i, "connection")) return undefined; // the app's keep-alive is not the visitor's
