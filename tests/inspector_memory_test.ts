@@ -89,11 +89,17 @@ Deno.test({
       );
       assert.equal(after.exchanges, 500, "the ring holds the last 500");
       assert.equal(list.length, 500);
-      assert.equal(list[0].target, `/${REQUESTS - 1}`, "the newest is kept");
+      // The newest are kept (with several workers, the last request may reach the client
+      // a little before others started before it).
+      assert.ok(
+        list.slice(0, CONCURRENCY).some((e: { target: string }) => e.target === `/${REQUESTS - 1}`),
+        "the newest is kept",
+      );
       assert.ok(after.bodyBytes <= 64 * MIB, `body budget: ${after.bodyBytes}`);
       assert.ok(after.bodyBytes >= 60 * MIB, "the budget is used, not wasted");
       const newest = await (await fetch(`${inspector}/api/requests/${list[0].id}`)).json();
-      const body = newest.id % 2 === 1 ? newest.request.body : newest.response.body;
+      const posted = Number(newest.target.slice(1)) % 2 === 0; // even requests were uploads
+      const body = posted ? newest.request.body : newest.response.body;
       assert.deepEqual([body.kept, body.truncated], [MIB, true], "each body kept up to 1 MiB");
       assert.ok(peakRss - idleRss < 256 * MIB, `peak RSS grew ${(peakRss - idleRss) / MIB} MiB`);
     } finally {
