@@ -152,6 +152,11 @@ export const INSPECTOR_LAST_PORT = 4050;
 export const INSPECTOR_LIMIT = 500;
 /** Body bytes the inspector keeps in all; the oldest exchanges' bodies are dropped first. */
 export const INSPECTOR_BODY_BUDGET_BYTES = 64 * 1024 * 1024;
+/**
+ * Small copies that outlive a reused buffer (inspector captures, requests kept
+ * to send again) share slabs of this size.
+ */
+export const ARENA_SLAB_BYTES = 64 * 1024;
 /** Bytes kept of one body; the rest is counted, not kept (the body is marked truncated). */
 export const INSPECTOR_MAX_BODY_BYTES = 1024 * 1024;
 /** Largest body the inspector decodes (gzip, br, deflate) for a HAR export or a replay. */

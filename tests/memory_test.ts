@@ -2,6 +2,7 @@
 // concurrency, and the C heap trimmed where FFI is allowed.
 
 import assert from "node:assert/strict";
+import { ByteArena } from "../lib/arena.ts";
 import { bufferCounts, GrowingBuffer, trimFreeBuffers } from "../lib/growing_buffer.ts";
 import {
   RELAY_BUFFER_LARGE_BYTES as LARGE,
@@ -99,4 +100,19 @@ Deno.test("malloc_trim through FFI works under deno run -A (no unstable flag), a
   assert.equal(await run("-A"), Deno.build.os === "linux" ? "true" : "false");
   assert.equal(await run("--allow-read"), "false");
   await Deno.remove(file);
+});
+
+Deno.test("ByteArena: small copies share a slab and outlive their source; large ones get their own", () => {
+  const arena = new ByteArena(64);
+  const source = new Uint8Array([1, 2, 3]);
+  const a = arena.copy(source);
+  source.fill(9); // the source buffer is reused
+  const b = arena.copy(new Uint8Array([4, 5]));
+  assert.deepEqual([...a, ...b], [1, 2, 3, 4, 5]);
+  assert.equal(a.buffer, b.buffer, "one slab");
+  const big = arena.copy(new Uint8Array(17)); // over a quarter of the slab
+  assert.notEqual(big.buffer, a.buffer);
+  const filler = Array.from({ length: 5 }, () => arena.copy(new Uint8Array(16)));
+  assert.notEqual(filler.at(-1)!.buffer, a.buffer, "a full slab is followed by a new one");
+  assert.deepEqual([...a], [1, 2, 3], "earlier copies are untouched");
 });

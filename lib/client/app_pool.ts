@@ -3,6 +3,7 @@
 // visitor's `Connection: close` request no longer costs a connect, a shutdown
 // and a close on the client and an accept on the app.
 
+import { ByteArena } from "../arena.ts";
 import { closeQuietly, type Duplex } from "../io.ts";
 import { APP_POOL_IDLE_MS, APP_POOL_MAX_IDLE, APP_REPLAY_MAX_BYTES } from "../limits.ts";
 import type { LocalDialer } from "./local_dialer.ts";
@@ -37,6 +38,7 @@ export class AppPool {
   #idle: Idle[] = [];
   #sweep: ReturnType<typeof setInterval> | undefined;
   #closed = false;
+  #arena = new ByteArena();
 
   /** A pool in front of `dialer`'s plain (not end-to-end TLS) connections. */
   constructor(dialer: LocalDialer) {
@@ -62,6 +64,11 @@ export class AppPool {
       closeQuietly(entry.conn);
     }
     return { conn: await this.#dialer.dial(false, signal), reused: false };
+  }
+
+  /** A copy of request bytes a link keeps to send again (packed with others). */
+  copy(bytes: Uint8Array): Uint8Array {
+    return this.#arena.copy(bytes);
   }
 
   /** A fresh connection, for a request sent again after a reused one failed. */
@@ -223,7 +230,7 @@ export class AppLink implements Duplex {
     if (replay) {
       if (this.#replayBytes + p.length > APP_REPLAY_MAX_BYTES) this.#replay = undefined;
       else {
-        replay.push(p.slice());
+        replay.push(this.#pool.copy(p));
         this.#replayBytes += p.length;
       }
     }

@@ -40,7 +40,7 @@ class StreamCapture implements ExchangeObserver {
   }
 
   request(head: MessageHead): void {
-    const entry = this.#open(head.method ?? "?", head.target ?? "?", head.bytes.slice());
+    const entry = this.#open(head.method ?? "?", head.target ?? "?", this.#store.copy(head.bytes));
     entry.request.chunked = isChunked(head.get("transfer-encoding"));
     this.#pending.push(entry);
     this.#sending = entry;
@@ -56,7 +56,7 @@ class StreamCapture implements ExchangeObserver {
     const status = head.status ?? 0;
     if (!entry || (status >= 100 && status < 200 && status !== 101)) return; // interim: skip it
     entry.status = status;
-    entry.responseHead = head.bytes.slice();
+    entry.responseHead = this.#store.copy(head.bytes);
     entry.response.chunked = isChunked(head.get("transfer-encoding"));
     this.#store.changed(entry);
   }

@@ -3,6 +3,7 @@
 // body pays for once.
 
 import { concatBytes } from "../../bytes.ts";
+import { ByteArena } from "../../arena.ts";
 import { dechunk } from "./body.ts";
 import type { WsCounts, WsFrameCounter } from "./ws_frames.ts";
 
@@ -90,12 +91,15 @@ export class BodyCapture implements CapturedBody {
     return this.chunked ? dechunk(this.wire) : this.wire;
   }
 
-  /** Counts `bytes` and keeps a copy of the first `room` of them; returns how many were kept. */
-  add(bytes: Uint8Array, room: number): number {
+  /**
+   * Counts `bytes` and keeps a copy (made by `copy`) of the first `room` of
+   * them; returns how many were kept.
+   */
+  add(bytes: Uint8Array, room: number, copy: (bytes: Uint8Array) => Uint8Array): number {
     this.size += bytes.length;
     const take = Math.min(room, bytes.length);
     if (take <= 0) return 0;
-    this.#chunks.push(bytes.slice(0, take));
+    this.#chunks.push(copy(take < bytes.length ? bytes.subarray(0, take) : bytes));
     this.kept += take;
     return take;
   }
@@ -188,6 +192,7 @@ export class CaptureStore {
   #nextId = 1;
   #used = 0; // body bytes kept
   #freedBelow = 1; // every exchange with a smaller id has had its bodies freed
+  #arena = new ByteArena();
 
   /** A store that keeps what `limits` allow. */
   constructor(limits: StoreLimits) {
@@ -195,6 +200,13 @@ export class CaptureStore {
     this.limits = { ...limits };
     this.#ring = new Array(limits.limit);
   }
+
+  /** A copy of `bytes` (a head, a body chunk) that stays valid after they are reused. */
+  copy(bytes: Uint8Array): Uint8Array {
+    return this.#arena.copy(bytes);
+  }
+
+  #copy = (bytes: Uint8Array): Uint8Array => this.#arena.copy(bytes);
 
   /** Exchanges kept. */
   get size(): number {
@@ -224,7 +236,7 @@ export class CaptureStore {
       this.#makeRoom(room, entry.id);
       room = Math.min(room, this.limits.bodyBudgetBytes - this.#used);
     }
-    this.#used += body.add(bytes, room);
+    this.#used += body.add(bytes, room, this.#copy);
   }
 
   /** `entry` changed: tells `onChange` if it is still kept. */
