@@ -22,6 +22,8 @@ import {
  * eight of them per tunnel are most of an idle tunnel's memory.
  */
 export const IDLE_READ_BYTES = 2048;
+/** An empty read: where a message starts before anything was read. */
+const NO_BYTES = new Uint8Array(0);
 
 /** A read already started on a connection; its bytes come before any later read's. */
 export interface PendingRead {
@@ -53,6 +55,10 @@ export class ProxyChannel {
   #leftover: Uint8Array | undefined;
   #pending: PendingRead | undefined;
   #writing: Promise<void> = Promise.resolve();
+  // Reused read buffers (one allocation per channel, not one per stream): the idle watch's,
+  // and readMessage's. What was read into one is used before the next read into it.
+  #watchBuffer: Uint8Array | undefined;
+  #messageBuffer: Uint8Array | undefined;
   /** Whether a ping went out on this idle channel with no answer yet. */
   pingOutstanding = false;
   /** When bytes last came in (ms since the epoch): a channel heard lately is alive. */
@@ -70,7 +76,7 @@ export class ProxyChannel {
    */
   watch(): Promise<void> {
     if (this.#leftover) return Promise.resolve();
-    const buffer = new Uint8Array(IDLE_READ_BYTES);
+    const buffer = this.#watchBuffer ??= new Uint8Array(IDLE_READ_BYTES);
     const pending = { buffer, result: this.conn.read(buffer) };
     this.#pending = pending;
     return pending.result.then(() => {}, () => {});
@@ -168,21 +174,23 @@ export class ProxyChannel {
 
   /** Reads one JSON message between streams; null at a clean end of stream. */
   async readMessage<M>(decode: (bytes: Uint8Array) => DecodeResult<M>): Promise<M | null> {
-    let bytes: Uint8Array = new Uint8Array(0);
-    const buffer = new Uint8Array(IDLE_READ_BYTES);
+    let bytes: Uint8Array = NO_BYTES;
+    const buffer = this.#messageBuffer ??= new Uint8Array(IDLE_READ_BYTES);
     for (;;) {
       const result = decode(bytes);
       if (result.state === "frame") {
-        if (result.length < bytes.length) this.#leftover = bytes.slice(result.length);
+        // A view: the stream's first bytes, used before this buffer is read into again.
+        if (result.length < bytes.length) this.#leftover = bytes.subarray(result.length);
         return result.message;
       }
       if (result.state === "invalid") throw new SyntaxError(`Invalid frame: ${result.reason}`);
+      if (bytes.buffer === buffer.buffer) bytes = bytes.slice(); // a frame split over reads
       const chunk = await this.#chunk(buffer);
       if (chunk === null) {
         if (bytes.length === 0) return null;
         throw new Deno.errors.UnexpectedEof("Proxy connection closed inside a frame");
       }
-      bytes = bytes.length === 0 ? chunk.slice() : concatBytes(bytes, chunk);
+      bytes = bytes.length === 0 ? chunk : concatBytes(bytes, chunk);
     }
   }
 
