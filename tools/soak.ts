@@ -25,6 +25,8 @@ const DURATION_S = Number(Deno.env.get("DURATION") ?? 120);
 const WINDOW_S = Number(Deno.env.get("WINDOW") ?? 10);
 const HOSTILE = Deno.env.get("HOSTILE") !== "0";
 const PACE_MS = Number(Deno.env.get("PACE") ?? 0);
+/** A NAT drops connections idle this long (past the server's --accept-after-quiet of 2 s). */
+const NAT_IDLE_MS = 3_000;
 const BIG = new Uint8Array(64 * 1024).fill(98);
 const UPLOAD = new Uint8Array(256 * 1024).fill(117);
 const V4 = "127.0.0.1";
@@ -85,15 +87,26 @@ async function waitForLog(file: string): Promise<string> {
 
 // ---- the hostile side ---------------------------------------------------------
 
-/** A relay to the server whose connections, but the first (control), go silent on `drop()`. */
+/**
+ * A relay to the server whose idle connections (no byte either way for
+ * NAT_IDLE_MS), but the first (control), go silent on `drop()`, as a NAT drops
+ * idle mappings. (A connection used within the server's --accept-after-quiet
+ * window is trusted to be alive: a path that dies under a busy one is a
+ * different fault, which the control connection's heartbeat catches.)
+ */
 function droppingRelay(): { port: number; drop(): void; close(): void } {
   const listener = Deno.listen({ hostname: V4, port: 0 });
-  const pairs: [Deno.Conn, Deno.Conn, { silent: boolean }][] = [];
-  const pump = async (from: Deno.Conn, to: Deno.Conn, state: { silent: boolean }) => {
+  const pairs: [Deno.Conn, Deno.Conn, { silent: boolean; usedAt: number }][] = [];
+  const pump = async (
+    from: Deno.Conn,
+    to: Deno.Conn,
+    state: { silent: boolean; usedAt: number },
+  ) => {
     const buffer = new Uint8Array(65536);
     try {
       for (let n; (n = await from.read(buffer)) !== null;) {
         if (!state.silent) {
+          state.usedAt = Date.now();
           for (let at = 0; at < n;) at += await to.write(buffer.subarray(at, n));
         }
       }
@@ -110,7 +123,7 @@ function droppingRelay(): { port: number; drop(): void; close(): void } {
         conn.close();
         continue;
       }
-      const state = { silent: false };
+      const state = { silent: false, usedAt: Date.now() };
       pairs.push([conn, up, state]);
       void pump(conn, up, state);
       void pump(up, conn, state);
@@ -119,7 +132,10 @@ function droppingRelay(): { port: number; drop(): void; close(): void } {
   return {
     port: listener.addr.port,
     drop() {
-      for (const [, , state] of pairs.slice(1)) state.silent = true;
+      const now = Date.now();
+      for (const [, , state] of pairs.slice(1)) {
+        if (now - state.usedAt >= NAT_IDLE_MS) state.silent = true;
+      }
     },
     close() {
       listener.close();
