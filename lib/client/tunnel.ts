@@ -1,17 +1,15 @@
 // `openTunnel`: a tunnel's control session, kept up with reconnects and leases,
 // and a pool of proxy connections per session.
 
+export type { Tunnel, TunnelOptions } from "./tunnel_types.ts";
+
 import { ControlChannel } from "../control.ts";
-import type { HeartbeatTiming } from "../control.ts";
 import { TunnelError } from "../errors.ts";
 import { closeQuietly, sleep } from "../io.ts";
 import { describeError, type Logger, silentLogger, throttleWarnings } from "../log.ts";
 import {
   DEFAULT_CLIENT_MAX_STREAMS,
   DEFAULT_POOL_SIZE,
-  INSPECTOR_BODY_BUDGET_BYTES,
-  INSPECTOR_LIMIT,
-  INSPECTOR_MAX_BODY_BYTES,
   MAX_IDLE_PROXIES,
   RECONNECT_MIN_MS,
 } from "../limits.ts";
@@ -22,145 +20,16 @@ import {
   type ServerMessage,
 } from "../protocol.ts";
 import { parseServerUrl, type ServerTarget } from "./dial.ts";
-import type { ExchangeObserver, RequestRecord } from "./exchanges.ts";
-import type { VisitorInfo } from "./forwarded.ts";
-import { captureStream } from "./inspector/capture.ts";
-import {
-  type InspectOptions,
-  type InspectorServer,
-  startInspector,
-} from "./inspector/inspector.ts";
-import { type CapturedExchange, CaptureStore } from "./inspector/store.ts";
-import { combineObservers } from "./observers.ts";
+import { type InspectorServer, startInspector } from "./inspector/inspector.ts";
+import type { CaptureStore } from "./inspector/store.ts";
+import { captureStoreFor, tunnelObservers } from "./observers.ts";
+import type { Tunnel, TunnelOptions } from "./tunnel_types.ts";
 import { type Established, openControl, type Welcome } from "./handshake.ts";
 import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
 import { LocalDialer } from "./local_dialer.ts";
 import { AppPool } from "./app_pool.ts";
 import { reconnect, RESERVED_RETRY_MARGIN_MS } from "./reconnect.ts";
 import { ProxyPool } from "./proxy.ts";
-
-/** Options for {@linkcode openTunnel}. */
-export interface TunnelOptions {
-  /** Port of the local app. */
-  port: number;
-  /** Host of the local app. @default {"localhost"} */
-  localHost?: string;
-  /** URL of the Gotunnel server. @default {"http://localhost:8080"} */
-  server?: string;
-  /** Subdomain to ask for; a random one when omitted. */
-  subdomain?: string;
-  /** Token for a server that requires one. */
-  token?: string;
-  /** CA certificates (PEM) to trust for an `https://` server (and a `localHttps` app). */
-  ca?: string[];
-  /**
-   * File that keeps leases between runs, so a restarted client reclaims its
-   * subdomain at once; `false` keeps them in memory only.
-   * @default {"$XDG_CACHE_HOME/gotunnel/leases.json" (else ~/.cache/...)}
-   */
-  leaseFile?: string | false;
-  /** When the subdomain is held for a previous client, wait until it is free. @default {false} */
-  wait?: boolean;
-  /**
-   * Take the subdomain over from a live tunnel of this same client (same lease
-   * file), e.g. one left running in another terminal. Without it such a claim is
-   * refused while that tunnel answers. @default {false}
-   */
-  replace?: boolean;
-  /**
-   * Relay bytes only: no request framing, no X-Forwarded-* headers. TLS that is
-   * end to end is never parsed either way. @default {false}
-   */
-  raw?: boolean;
-  /**
-   * Drop `Domain` attributes of the app's Set-Cookie that name the server's
-   * domain or a parent of it, so its cookies stay with this tunnel's host and
-   * other tunnels on the same server never receive them. @default {false}
-   */
-  isolateCookies?: boolean;
-  /** Host header the local app gets instead of the public one (the original goes in X-Forwarded-Host). */
-  hostHeader?: string;
-  /**
-   * Gets one record per relayed request once its response is complete (or the
-   * stream ends without one); not called with `raw`. Format it with the CLI's
-   * request log or your own.
-   */
-  onRequest?: (record: RequestRecord) => void;
-  /**
-   * Called for each HTTP visitor stream (not with `raw`): an observer that sees
-   * its request and response heads and bodies as they pass (an inspector).
-   * Observers only watch: they are called synchronously and never delay bytes.
-   */
-  observe?: (visitor: VisitorInfo) => ExchangeObserver | undefined;
-  /**
-   * The inspector: a page and a JSON API (on 127.0.0.1:4040, or the next free
-   * port up to 4050) that list the tunnel's exchanges as they happen, with
-   * heads, bodies, replay and HAR export; see the README. Off in the library,
-   * which opens no port it was not asked for (the CLI turns it on). Not with
-   * `raw`. @default {false}
-   */
-  inspect?: false | InspectOptions;
-  /**
-   * Called with each exchange as the inspector captures it, once its response
-   * is complete (at the switch for an upgrade), with or without `inspect`
-   * (then within its `limit` and body budget, else the defaults). Not with `raw`.
-   */
-  onExchange?: (exchange: CapturedExchange) => void;
-  /**
-   * The local app speaks TLS: HTTP visitors reach it over TLS, the certificate
-   * checked against `localHost` and `ca`. Visitors whose own TLS goes to the
-   * app end to end are relayed as they are. @default {false}
-   */
-  localHttps?: boolean;
-  /** With `localHttps`, accept any certificate (self-signed, expired, other name). @default {false} */
-  allowInvalidCert?: boolean;
-  /** Idle proxy connections to keep open, ready for visitors. @default {8} */
-  pool?: number;
-  /**
-   * Visitors served at once, each a connection to the local app; more are
-   * refused (HTTP with 503, TLS with a close), so that no server can flood the
-   * app. 0: no limit. @default {256}
-   */
-  maxStreams?: number;
-  /** Where logs go. @default {silent} */
-  logger?: Logger;
-  /** Aborting it closes the tunnel. */
-  signal?: AbortSignal;
-  /**
-   * Called with the public URL each time the tunnel is up: at start and after
-   * each reconnect, and again with the `https://` URL when the server's
-   * certificate for the name becomes ready after the tunnel was up.
-   */
-  onReady?: (url: string) => void;
-  /**
-   * Heartbeat timing of the control connection. A knob for tests and for
-   * networks that drop idle connections sooner than 30 s; the server's own
-   * `--heartbeat` and `--peer-timeout` decide when it gives up on the client.
-   * @default {{ intervalMs: 10_000, peerTimeoutMs: 30_000 }}
-   */
-  heartbeat?: HeartbeatTiming;
-}
-
-/** An open tunnel. */
-export interface Tunnel {
-  /** The public URL, e.g. `http://demo.localhost:8080`. */
-  readonly url: string;
-  /** The subdomain the server gave. */
-  readonly subdomain: string;
-  /** The local address visitors are relayed to (`localHost` and `port`). */
-  readonly addr: Deno.NetAddr;
-  /** The inspector's page, when `inspect` asked for one: `{ url: "http://127.0.0.1:4040" }`. */
-  readonly inspector: { readonly url: string } | undefined;
-  /**
-   * Resolves when the tunnel is closed by `close()` or the signal; rejects with
-   * a {@linkcode TunnelError} when the server refuses a reconnect for good.
-   */
-  readonly finished: Promise<void>;
-  /** Closes the control and every proxy and local connection. */
-  close(): Promise<void>;
-  /** Same as `close()`, for `await using`. */
-  [Symbol.asyncDispose](): Promise<void>;
-}
 
 /**
  * Opens a tunnel from a Gotunnel server to a local port. Resolves when the
@@ -245,24 +114,7 @@ class TunnelClient implements Tunnel {
       throw new RangeError(`Invalid local port ${options.port}: use 1-65535`);
     }
     this.#finished.promise.catch(() => {}); // callers may never look
-    const inspect = options.inspect || undefined;
-    if ((inspect || options.onExchange) && !options.raw) {
-      this.#store = new CaptureStore({
-        limit: inspect?.limit ?? INSPECTOR_LIMIT,
-        bodyBudgetBytes: inspect?.bodyBudgetBytes ?? INSPECTOR_BODY_BUDGET_BYTES,
-        maxBodyBytes: inspect?.maxBodyBytes ?? INSPECTOR_MAX_BODY_BYTES,
-      });
-      const onExchange = options.onExchange;
-      if (onExchange) {
-        this.#store.onComplete = (exchange) => {
-          try {
-            onExchange(exchange);
-          } catch (e) {
-            this.#log.error("onExchange callback failed", { error: describeError(e) });
-          }
-        };
-      }
-    }
+    if (!options.raw) this.#store = captureStoreFor(options, this.#log);
   }
 
   get inspector(): { readonly url: string } | undefined {
@@ -422,7 +274,7 @@ class TunnelClient implements Tunnel {
       appPool: this.#appPool,
       http: this.#options.raw ? undefined : {
         hostHeader: this.#options.hostHeader,
-        observe: this.#observe(),
+        observe: tunnelObservers(this.#options, this.#store),
         isolateCookiesFor: this.#options.isolateCookies ? new URL(welcome.url).hostname : undefined,
       },
       log: this.#log,
@@ -450,17 +302,6 @@ class TunnelClient implements Tunnel {
     pool.retire();
     this.#track(this.#forget(pool));
     return reason;
-  }
-
-  // Who watches each HTTP stream: the request log, the caller's observer, the capture.
-  #observe(): ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined {
-    const { onRequest, observe } = this.#options;
-    const store = this.#store;
-    return combineObservers([
-      onRequest && (() => ({ exchange: onRequest })),
-      observe,
-      store && ((visitor) => captureStream(store, visitor)),
-    ]);
   }
 
   #ready(url: string): void {

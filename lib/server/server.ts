@@ -1,6 +1,6 @@
 // The public server: one port for browsers and clients; routes each connection by its first bytes.
 
-import { closeQuietly, type Conn, ipOf, sleep } from "../io.ts";
+import { closeQuietly, sleep } from "../io.ts";
 import {
   checkLimits,
   DEFAULT_SERVER_LIMITS,
@@ -10,21 +10,15 @@ import {
   SHUTDOWN_GRACE_MS,
   SHUTDOWN_POLL_MS,
 } from "../limits.ts";
-import {
-  describeError,
-  isDisconnect,
-  type Logger,
-  silentLogger,
-  throttleWarnings,
-} from "../log.ts";
+import { type Logger, silentLogger, throttleWarnings } from "../log.ts";
 import { hostWithPort, HTTPS_PORT, normalizeHost } from "../names.ts";
-import type { Outcome, ServerContext } from "./context.ts";
+import type { ServerContext } from "./context.ts";
 import { Admission } from "./admission.ts";
 import { Auth, type TokenRules } from "./auth.ts";
 import { Leases } from "./lease.ts";
 import { Registry } from "./registry.ts";
 import { acceptLoop } from "./accept.ts";
-import { routeConnection } from "./route.ts";
+import { Connections, listenOrExplain, openTlsPort } from "./listeners.ts";
 import type { TlsPort } from "./tls_port.ts";
 import { AcmeService, type ServerAcme } from "./acme/service.ts";
 import type { Session, TunnelInfo } from "./session.ts";
@@ -146,28 +140,6 @@ export interface TunnelServer {
 }
 
 const DEFAULT_TLS_PORT = 8443;
-/**
- * A listen failure that says which address could not be had (the plain or
- * the TLS port), or that the certificate or key is unusable; keeps the cause.
- */
-function explainListenError(e: unknown, where: string, tls = false): Error {
-  const why = e instanceof Error ? e.message : String(e);
-  const certificate = tls && (e instanceof Deno.errors.InvalidData || /key|certificate/i.test(why));
-  if (certificate) return new Error(`Cannot use the TLS certificate and key: ${why}`, { cause: e });
-  if (e instanceof Deno.errors.AddrInUse) {
-    return new Deno.errors.AddrInUse(`Cannot listen on ${where}: address already in use`);
-  }
-  return new Error(`Cannot listen on ${where}: ${why}`, { cause: e });
-}
-
-/** Runs `listen`; a failure becomes {@linkcode explainListenError}'s. */
-function listenOrExplain<L>(listen: () => L, where: string): L {
-  try {
-    return listen();
-  } catch (e) {
-    throw explainListenError(e, where);
-  }
-}
 
 /**
  * Starts a Gotunnel server listening on one TCP port. Resolves once it listens.
@@ -226,76 +198,22 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     tunnels: () => [...registry.sessions()].map((session) => session.info()),
     heldNames: () => leases.heldCount,
   }, options.admin?.perTunnelMetrics === true);
-  const conns = new Set<Conn>();
-  const controlConns = new Set<Conn>(); // closed by their sessions, after a last frame
-  const tasks = new Set<Promise<void>>();
+  const connections = new Connections(admission, metrics, log);
+  const { conns, controlConns } = connections;
   let closing = false;
-  let nextId = 1;
   const stopAccepting = new AbortController();
-  const track = (task: Promise<void>): void => {
-    tasks.add(task);
-    task.finally(() => tasks.delete(task));
-  };
-  // Every connection, from either port, once it counts against the per-IP limit
-  // of connections being routed; `routed` uncounts it.
-  const handle = (conn: Conn, secure: boolean, routed: () => void): void => {
-    const id = nextId++;
-    conns.add(conn);
-    track(
-      routeConnection(ctx, conn, id, routed, secure)
-        .finally(routed)
-        .catch((e): Outcome => {
-          const fields = { conn: id, error: describeError(e) };
-          if (isDisconnect(e)) log.debug("Connection ended", fields);
-          else log.warn("Connection failed", fields);
-        })
-        .then((outcome) => {
-          conns.delete(conn);
-          if (outcome !== "kept") closeQuietly(conn);
-        }),
-    );
-  };
-  const admitPlain = (conn: Deno.Conn): void => {
-    const ip = ipOf(conn);
-    if (!admission.enterSniffing(ip)) {
-      metrics.connection("limit");
-      log.debug("Over the limit of connections being routed", { ip });
-      return closeQuietly(conn);
-    }
-    let sniffing = true;
-    handle(conn, false, () => {
-      if (sniffing) admission.leaveSniffing(ip);
-      sniffing = false;
-    });
-  };
   let tlsPort: TlsPort | undefined;
   let admin: AdminListener | undefined;
   try {
     if (options.tls || acme) {
       const { cert, key, port = DEFAULT_TLS_PORT } = options.tls ?? { port: acme?.port };
-      // Loaded only for a TLS port: node:tls costs a plain server ~5 MiB of RSS.
-      const { TlsPort } = await import("./tls_port.ts");
-      tlsPort = await TlsPort.open({
-        hostname,
-        port,
-        cert,
-        key,
-        sni: acme && ((host) => acme.book.contextFor(host)),
-        handshakeTimeoutMs: limits.sniffTimeoutMs,
-        admit: (ip) => {
-          const admitted = admission.enterSniffing(ip);
-          if (!admitted) metrics.connection("limit");
-          return admitted;
-        },
-        release: (ip) => admission.leaveSniffing(ip),
-        onConnection: (conn, routed) => handle(conn, true, routed),
-        onHandshakeError: (e) => {
-          metrics.connection("tls_error");
-          log.debug("TLS handshake failed", { error: describeError(e) });
-        },
-      }).catch((e) => {
-        throw explainListenError(e, `${hostname}:${port} (TLS port)`, true);
-      });
+      tlsPort = await openTlsPort(
+        { hostname, port, cert, key, acme, limits },
+        connections,
+        admission,
+        metrics,
+        log,
+      );
     }
     if (options.admin) {
       admin = await AdminListener.open(
@@ -344,7 +262,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       return closing;
     },
   };
-  const accepting = acceptLoop(listener, admitPlain, log, stopAccepting.signal);
+  connections.ctx = ctx;
+  const accepting = acceptLoop(listener, connections.admitPlain, log, stopAccepting.signal);
   const reloadTls = async (cert: string, key: string): Promise<void> => {
     await Promise.resolve();
     if (!tlsPort || closing) throw new Error("Cannot reload TLS: the server has no TLS port");
@@ -369,8 +288,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       cutShort.abort();
       await stopServing();
       await admin?.close();
-      for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
-      while (tasks.size > 0) await Promise.allSettled([...tasks]);
+      connections.closeAll();
+      await connections.settled();
       await acme?.close();
       log.info("Server closed");
       log.close();
@@ -386,8 +305,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       log.info("Shutting down", { grace_ms: graceMs });
       await stopServing();
       const deadline = Date.now() + graceMs;
-      const busy = (): boolean => [...conns].some((c) => !controlConns.has(c));
-      while (busy() && Date.now() < deadline && !cutShort.signal.aborted) {
+      while (connections.busy && Date.now() < deadline && !cutShort.signal.aborted) {
         await sleep(SHUTDOWN_POLL_MS, cutShort.signal);
       }
       await close();
