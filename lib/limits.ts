@@ -6,6 +6,12 @@ export const MAX_SNIFF_BYTES = 16 * 1024;
 export const SNIFF_TIMEOUT_MS = 10_000;
 /** Largest control frame payload, either direction. */
 export const MAX_FRAME_BYTES = 16 * 1024;
+/** Tunnels one control connection may carry (and one `claim` frame may ask for). */
+export const MAX_TUNNELS_PER_SESSION = 50;
+/** How long a client waits for the answer to its `claim` (the server may probe a holder first). */
+export const CLAIM_TIMEOUT_MS = 10_000;
+/** TCP visitors from one IP address connected at once, over all TCP ports. */
+export const MAX_TCP_CONNECTIONS_PER_IP = 64;
 /** Time a new client connection has to complete its upgrade and first frame. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Interval between heartbeats, sent by both sides. */
@@ -179,6 +185,8 @@ export interface ServerLimits {
   maxSniffingPerIp: number;
   /** Connections still being sniffed, in all (more are closed). */
   maxSniffingTotal: number;
+  /** TCP visitors one IP may have connected at once, over all TCP ports (more are closed). */
+  maxTcpConnectionsPerIp: number;
   /** Tunnels one IP may hold. */
   maxTunnelsPerIp: number;
   /** New tunnels one IP may open per minute (only those whose token passed count). */
@@ -216,6 +224,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
   maxIdleProxies: MAX_IDLE_PROXIES,
   maxSniffingPerIp: MAX_SNIFFING_PER_IP,
   maxSniffingTotal: MAX_SNIFFING_TOTAL,
+  maxTcpConnectionsPerIp: MAX_TCP_CONNECTIONS_PER_IP,
   maxTunnelsPerIp: MAX_TUNNELS_PER_IP,
   maxSessionsPerIpPerMinute: MAX_SESSIONS_PER_IP_PER_MINUTE,
   maxAuthFailuresPerIpPerMinute: MAX_AUTH_FAILURES_PER_IP_PER_MINUTE,
@@ -247,6 +256,7 @@ export const LIMIT_RANGES: Readonly<Record<keyof ServerLimits, readonly [number,
   maxIdleProxies: COUNT,
   maxSniffingPerIp: COUNT,
   maxSniffingTotal: COUNT,
+  maxTcpConnectionsPerIp: COUNT,
   maxTunnelsPerIp: COUNT,
   maxSessionsPerIpPerMinute: COUNT,
   maxAuthFailuresPerIpPerMinute: COUNT,

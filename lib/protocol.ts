@@ -3,10 +3,13 @@
 // encoders and decoders over bytes, no sockets.
 
 import { concatBytes } from "./bytes.ts";
-import { MAX_FRAME_BYTES } from "./limits.ts";
+import { MAX_FRAME_BYTES, MAX_TUNNELS_PER_SESSION } from "./limits.ts";
 
 /**
- * Version carried in `hello` and `attach`; a server refuses any other.
+ * Version carried in `hello` and `attach`; a server refuses any other, and
+ * says so with an `error` of code `version` that carries its own. Version 3
+ * carries several tunnels per control connection (`claim`, a tunnel id in each
+ * `open`), TCP tunnels and custom hostnames.
  *
  * @example
  * ```ts
@@ -14,7 +17,7 @@ import { MAX_FRAME_BYTES } from "./limits.ts";
  * console.log(`speaks protocol ${PROTOCOL_VERSION}`);
  * ```
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /**
  * Package version, reported by `--version` and `GET /api/status`.
  *
@@ -36,31 +39,71 @@ export const UPGRADE_TOKEN = "gotunnel";
 /** Request target of the upgrade request, on any Host. */
 export const UPGRADE_PATH = "/_gotunnel";
 
-/** Why a server refused a client; the client branches on it. */
+/** Why a server refused a client or one of its tunnels; the client branches on it. */
 export type ErrorCode =
   | "version" // protocol version not supported
   | "invalid-subdomain" // malformed subdomain
-  | "subdomain-taken" // another client holds it
+  | "invalid-host" // malformed custom hostname, or one under the server's own domain
+  | "invalid-port" // TCP port outside the server's range, or TCP tunnels off
+  | "subdomain-taken" // another client holds it (a subdomain or a custom hostname)
   | "subdomain-reserved" // held for a client that went away, until its lease ends
-  | "replaced" // this session's client came back on a new connection
+  | "port-taken" // another tunnel holds the TCP port, or the server's host uses it
+  | "port-reserved" // the TCP port is held for a client that went away, until its lease ends
+  | "replaced" // this session's (or tunnel's) client came back on a new connection
   | "bad-request" // malformed or unexpected frame
-  | "unauthorized" // unknown tunnel or wrong secret
+  | "unauthorized" // unknown tunnel or wrong secret, or a token that does not allow it
   | "pool-full" // too many idle proxy connections
   | "limit" // a per-IP limit: too many tunnels, or too many new ones a minute
   | "shutdown"; // server is going away
 
-/** Frames a client sends. `hello` opens a control connection, `attach` a proxy one. */
-export type ClientMessage =
+/** One tunnel a client asks for in a `claim`: a name (HTTP and TLS by SNI) or a TCP port. */
+export type TunnelClaim =
   | {
-    type: "hello";
-    version: number;
+    /** The client's key for it, repeated in the answer. */
+    ref: string;
+    kind: "http";
+    /** The subdomain it wants (none: a random one). */
     subdomain?: string;
-    token?: string;
+    /** A full hostname outside the server's domain, instead of a subdomain. */
+    host?: string;
+    /** The lease it holds for that name. */
     lease?: string;
-    /** Take the name over from a live session of the same client (same lease). */
+    /** Take the name over from a live tunnel of the same client (same lease). */
     replace?: boolean;
   }
-  | { type: "attach"; version: number; tunnel: string; secret: string }
+  | {
+    ref: string;
+    kind: "tcp";
+    /** The port it wants (none: a free one of the server's range). */
+    port?: number;
+    lease?: string;
+    replace?: boolean;
+  };
+
+/** The server's answer to one {@linkcode TunnelClaim}. */
+export type TunnelGrant =
+  | {
+    ref: string;
+    ok: true;
+    /** The tunnel's id on this control connection, named in each `open`. */
+    id: number;
+    /** What it holds: a subdomain, a hostname, or `tcp:<port>`. */
+    name: string;
+    /** Its public URL (`http://…`, `https://…` or `tcp://host:port`). */
+    url: string;
+    /** Lets this client reclaim the name after a disconnect. */
+    lease: string;
+  }
+  | { ref: string; ok: false; code: ErrorCode; message: string; retryAfterMs?: number };
+
+/**
+ * Frames a client sends. `hello` opens a control connection, `claim` asks for
+ * tunnels on it, `attach` opens a proxy connection.
+ */
+export type ClientMessage =
+  | { type: "hello"; version: number; token?: string }
+  | { type: "claim"; tunnels: TunnelClaim[] }
+  | { type: "attach"; version: number; session: string; secret: string }
   | { type: "ping" }
   | { type: "bye" };
 
@@ -69,24 +112,34 @@ export type ServerMessage =
   | {
     type: "welcome";
     version: number;
-    tunnel: string;
+    /** The control connection's id, named by `attach`. */
+    session: string;
     secret: string;
-    subdomain: string;
-    url: string;
-    /** Lets this client reclaim the subdomain after a disconnect. */
-    lease: string;
     /**
      * How often the server pings each idle proxy connection: one that hears
      * nothing for three times this long is dead (a NAT dropped it) and is replaced.
      */
     proxyPingMs?: number;
   }
-  | { type: "error"; code: ErrorCode; message: string; retryAfterMs?: number }
+  | { type: "claimed"; tunnels: TunnelGrant[] }
+  | {
+    type: "error";
+    code: ErrorCode;
+    message: string;
+    retryAfterMs?: number;
+    /** With code `version`: the protocol version the server speaks. */
+    version?: number;
+  }
   | {
     type: "open";
+    /** Which of the connection's tunnels the visitor came to. */
+    tunnel: number;
     peer: string;
-    proto: "http" | "tls";
+    /** HTTP, TLS routed by SNI, or a TCP port's bytes. */
+    proto: "http" | "tls" | "tcp";
     scheme?: "http" | "https";
+    /** The address the visitor connected to, `ip:port` (TCP tunnels, for PROXY headers). */
+    dest?: string;
     /**
      * The connection was quiet for a while (a NAT may have dropped it): the
      * client answers ACCEPT first, before anything else of the stream.
@@ -94,13 +147,14 @@ export type ServerMessage =
     accept?: true;
   }
   | { type: "demand"; count: number }
-  | { type: "lease"; lease: string }
+  | { type: "lease"; tunnel: number; lease: string }
   /**
-   * The tunnel's public URL changed after the welcome: its `https://` URL is
-   * ready (the server obtained its certificate). Optional: a client that does
-   * not know it ignores nothing else.
+   * A tunnel's public URL changed after it was granted: its `https://` URL is
+   * ready (the server obtained its certificate).
    */
-  | { type: "url"; url: string }
+  | { type: "url"; tunnel: number; url: string }
+  /** A tunnel ended by the server (replaced, token revoked); the others go on. */
+  | { type: "closed"; tunnel: number; code: ErrorCode; message: string }
   /** A heartbeat; with `echo`, the client answers with a ping at once (a liveness probe). */
   | { type: "ping"; echo?: true };
 
@@ -167,11 +221,21 @@ function decodeFrame<M>(
 const isString = (v: unknown): v is string => typeof v === "string";
 const isCount = (v: unknown): v is number =>
   typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_DEMAND;
+const isId = (v: unknown): v is number =>
+  typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
+const isPort = (v: unknown): v is number =>
+  typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 65535;
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "version",
   "invalid-subdomain",
+  "invalid-host",
+  "invalid-port",
   "subdomain-taken",
   "subdomain-reserved",
+  "port-taken",
+  "port-reserved",
   "replaced",
   "bad-request",
   "unauthorized",
@@ -179,32 +243,95 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "limit",
   "shutdown",
 ]);
+const isCode = (v: unknown): v is ErrorCode => isString(v) && ERROR_CODES.has(v);
+/** Longest `ref` of a claim: a config file's tunnel name. */
+const MAX_REF_LENGTH = 64;
+
+function parseClaim(v: unknown): TunnelClaim | string {
+  if (!isRecord(v) || !isString(v.ref) || v.ref.length > MAX_REF_LENGTH) {
+    return "claim with a bad ref";
+  }
+  const { ref } = v;
+  if (v.lease !== undefined && !isString(v.lease)) return "claim with a non-string lease";
+  const extra = {
+    ...(v.lease === undefined ? {} : { lease: v.lease as string }),
+    ...(v.replace === true ? { replace: true } : {}),
+  };
+  if (v.kind === "tcp") {
+    if (v.port !== undefined && !isPort(v.port)) return "claim with a bad port";
+    return { ref, kind: "tcp", ...(v.port === undefined ? {} : { port: v.port }), ...extra };
+  }
+  if (v.kind !== "http") return "claim of an unknown kind";
+  if (v.subdomain !== undefined && !isString(v.subdomain)) return "claim with a bad subdomain";
+  if (v.host !== undefined && !isString(v.host)) return "claim with a bad host";
+  if (v.subdomain !== undefined && v.host !== undefined) return "claim with subdomain and host";
+  return {
+    ref,
+    kind: "http",
+    ...(v.subdomain === undefined ? {} : { subdomain: v.subdomain }),
+    ...(v.host === undefined ? {} : { host: v.host }),
+    ...extra,
+  };
+}
+
+function parseGrant(v: unknown): TunnelGrant | string {
+  if (!isRecord(v) || !isString(v.ref)) return "grant without a ref";
+  if (v.ok === true) {
+    if (!isId(v.id) || !isString(v.name) || !isString(v.url) || !isString(v.lease)) {
+      return "grant with missing fields";
+    }
+    return { ref: v.ref, ok: true, id: v.id, name: v.name, url: v.url, lease: v.lease };
+  }
+  if (!isCode(v.code) || !isString(v.message)) return "refusal with an unknown code";
+  const refusal: TunnelGrant = { ref: v.ref, ok: false, code: v.code, message: v.message };
+  if (typeof v.retryAfterMs === "number" && v.retryAfterMs >= 0) {
+    refusal.retryAfterMs = v.retryAfterMs;
+  }
+  return refusal;
+}
+
+/** A list of at most MAX_TUNNELS_PER_SESSION items, each parsed, or why not. */
+function parseList<T>(v: unknown, parse: (item: unknown) => T | string): T[] | string {
+  if (!Array.isArray(v) || v.length === 0) return "an empty or missing tunnel list";
+  if (v.length > MAX_TUNNELS_PER_SESSION) {
+    return `${v.length} tunnels in one frame: at most ${MAX_TUNNELS_PER_SESSION}`;
+  }
+  const out: T[] = [];
+  for (const item of v) {
+    const parsed = parse(item);
+    if (typeof parsed === "string") return parsed;
+    out.push(parsed);
+  }
+  return out;
+}
 
 function parseClientMessage(v: Record<string, unknown>): ClientMessage | string {
   switch (v.type) {
     case "hello": {
+      // Any other version is read for its number alone: the server refuses it by
+      // version (with an "upgrade" sentence), whatever else an older client sent.
       if (typeof v.version !== "number") return "hello without a numeric version";
       const hello: ClientMessage = { type: "hello", version: v.version };
-      if (v.subdomain !== undefined) {
-        if (!isString(v.subdomain)) return "hello with a non-string subdomain";
-        hello.subdomain = v.subdomain;
-      }
+      if (v.version !== PROTOCOL_VERSION) return hello;
       if (v.token !== undefined) {
         if (!isString(v.token)) return "hello with a non-string token";
         hello.token = v.token;
       }
-      if (v.lease !== undefined) {
-        if (!isString(v.lease)) return "hello with a non-string lease";
-        hello.lease = v.lease;
-      }
-      if (v.replace === true) hello.replace = true;
       return hello;
     }
+    case "claim": {
+      const tunnels = parseList(v.tunnels, parseClaim);
+      return typeof tunnels === "string" ? tunnels : { type: "claim", tunnels };
+    }
     case "attach":
-      if (typeof v.version !== "number" || !isString(v.tunnel) || !isString(v.secret)) {
-        return "attach needs version, tunnel and secret";
+      if (typeof v.version !== "number") return "attach without a numeric version";
+      if (v.version !== PROTOCOL_VERSION) {
+        return { type: "attach", version: v.version, session: "", secret: "" };
       }
-      return { type: "attach", version: v.version, tunnel: v.tunnel, secret: v.secret };
+      if (!isString(v.session) || !isString(v.secret)) {
+        return "attach needs version, session and secret";
+      }
+      return { type: "attach", version: v.version, session: v.session, secret: v.secret };
     case "ping":
     case "bye":
       return { type: v.type };
@@ -216,57 +343,60 @@ function parseClientMessage(v: Record<string, unknown>): ClientMessage | string 
 function parseServerMessage(v: Record<string, unknown>): ServerMessage | string {
   switch (v.type) {
     case "welcome": {
-      const { version, tunnel, secret, subdomain, url, lease } = v;
-      if (
-        typeof version !== "number" || !isString(tunnel) || !isString(secret) ||
-        !isString(subdomain) || !isString(url) || !isString(lease)
-      ) return "welcome with missing fields";
-      const welcome: ServerMessage = {
-        type: "welcome",
-        version,
-        tunnel,
-        secret,
-        subdomain,
-        url,
-        lease,
-      };
+      const { version, session, secret } = v;
+      if (typeof version !== "number" || !isString(session) || !isString(secret)) {
+        return "welcome with missing fields";
+      }
+      const welcome: ServerMessage = { type: "welcome", version, session, secret };
       if (typeof v.proxyPingMs === "number" && v.proxyPingMs > 0) {
         welcome.proxyPingMs = v.proxyPingMs;
       }
       return welcome;
     }
+    case "claimed": {
+      const tunnels = parseList(v.tunnels, parseGrant);
+      return typeof tunnels === "string" ? tunnels : { type: "claimed", tunnels };
+    }
     case "error": {
-      if (!isString(v.code) || !ERROR_CODES.has(v.code) || !isString(v.message)) {
-        return "error frame with unknown code";
-      }
-      const error: ServerMessage = { type: "error", code: v.code as ErrorCode, message: v.message };
+      if (!isCode(v.code) || !isString(v.message)) return "error frame with unknown code";
+      const error: ServerMessage = { type: "error", code: v.code, message: v.message };
       if (typeof v.retryAfterMs === "number" && v.retryAfterMs >= 0) {
         error.retryAfterMs = v.retryAfterMs;
       }
+      if (typeof v.version === "number") error.version = v.version;
       return error;
     }
-    case "open":
-      if (!isString(v.peer) || (v.proto !== "http" && v.proto !== "tls")) {
+    case "open": {
+      if (
+        !isId(v.tunnel) || !isString(v.peer) ||
+        (v.proto !== "http" && v.proto !== "tls" && v.proto !== "tcp")
+      ) {
         return "open frame with bad fields";
       }
       if (v.scheme !== undefined && v.scheme !== "http" && v.scheme !== "https") {
         return "open frame with a bad scheme";
       }
-      {
-        const open: ServerMessage = { type: "open", peer: v.peer, proto: v.proto };
-        if (v.scheme !== undefined) open.scheme = v.scheme;
-        if (v.accept === true) open.accept = true;
-        return open;
-      }
+      if (v.dest !== undefined && !isString(v.dest)) return "open frame with a bad dest";
+      const open: ServerMessage = { type: "open", tunnel: v.tunnel, peer: v.peer, proto: v.proto };
+      if (v.scheme !== undefined) open.scheme = v.scheme;
+      if (v.dest !== undefined) open.dest = v.dest;
+      if (v.accept === true) open.accept = true;
+      return open;
+    }
     case "demand":
       if (!isCount(v.count)) return "demand frame with bad count";
       return { type: "demand", count: v.count };
     case "lease":
-      if (!isString(v.lease)) return "lease frame without a lease";
-      return { type: "lease", lease: v.lease };
+      if (!isId(v.tunnel) || !isString(v.lease)) return "lease frame without a tunnel or lease";
+      return { type: "lease", tunnel: v.tunnel, lease: v.lease };
     case "url":
-      if (!isString(v.url)) return "url frame without a url";
-      return { type: "url", url: v.url };
+      if (!isId(v.tunnel) || !isString(v.url)) return "url frame without a tunnel or url";
+      return { type: "url", tunnel: v.tunnel, url: v.url };
+    case "closed":
+      if (!isId(v.tunnel) || !isCode(v.code) || !isString(v.message)) {
+        return "closed frame with bad fields";
+      }
+      return { type: "closed", tunnel: v.tunnel, code: v.code, message: v.message };
     case "ping":
       return v.echo === true ? { type: "ping", echo: true } : { type: "ping" };
     default:

@@ -82,15 +82,19 @@ export function captureStoreFor(options: WatchOptions, log: Logger): CaptureStor
   return store;
 }
 
-/** Who watches each HTTP stream: the request log, the caller's observer, the capture. */
+/**
+ * Who watches each HTTP stream of the tunnel named `tunnel`: the request log,
+ * the caller's observer, the capture.
+ */
 export function tunnelObservers(
   options: WatchOptions,
   store: CaptureStore | undefined,
+  tunnel?: string,
 ): ObserverFactory | undefined {
   const { onRequest, observe } = options;
   return combineObservers([
     onRequest && (() => ({ exchange: onRequest })),
     observe,
-    store && ((visitor) => captureStream(store, visitor)),
+    store && ((visitor) => captureStream(store, { ...visitor, tunnel })),
   ]);
 }

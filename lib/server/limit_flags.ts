@@ -108,6 +108,12 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     help: "connections being routed, in all",
   },
   {
+    flag: "max-tcp-per-ip",
+    key: "maxTcpConnectionsPerIp",
+    kind: "count",
+    help: "TCP visitors connected at once from one IP, all TCP ports (more are closed)",
+  },
+  {
     flag: "max-tunnels-per-ip",
     key: "maxTunnelsPerIp",
     kind: "count",

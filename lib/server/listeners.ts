@@ -8,6 +8,7 @@ import { describeError, isDisconnect, type Logger } from "../log.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import type { Admission } from "./admission.ts";
 import { routeConnection } from "./route.ts";
+import { forwardTcp } from "./forward.ts";
 import type { TlsPort } from "./tls_port.ts";
 import type { AcmeService } from "./acme/service.ts";
 import type { ServerMetrics } from "./server_metrics.ts";
@@ -108,6 +109,31 @@ export class Connections {
       if (sniffing) this.#admission.leaveSniffing(ip);
       sniffing = false;
     });
+  };
+
+  /** A visitor accepted on a TCP tunnel's port: counted per IP, then relayed, or closed over it. */
+  handleTcp = (conn: Deno.Conn, port: number): void => {
+    const ip = ipOf(conn);
+    if (!this.#admission.enterTcp(ip)) {
+      this.#metrics.tcpConnection("limit");
+      this.#log.debug("Over the limit of TCP visitors from one IP", { ip, port });
+      return closeQuietly(conn);
+    }
+    const id = this.#nextId++;
+    this.conns.add(conn);
+    this.track(
+      forwardTcp(this.ctx!, conn as Deno.TcpConn, port, id)
+        .catch((e) => {
+          const fields = { conn: id, error: describeError(e) };
+          if (isDisconnect(e)) this.#log.debug("Connection ended", fields);
+          else this.#log.warn("Connection failed", fields);
+        })
+        .finally(() => {
+          this.#admission.leaveTcp(ip);
+          this.conns.delete(conn);
+          closeQuietly(conn);
+        }),
+    );
   };
 
   /** Closes every connection but the control ones (their sessions close those). */

@@ -21,7 +21,10 @@ import { acceptLoop } from "./accept.ts";
 import { Connections, listenOrExplain, openTlsPort } from "./listeners.ts";
 import type { TlsPort } from "./tls_port.ts";
 import { AcmeService, type ServerAcme } from "./acme/service.ts";
-import type { Session, TunnelInfo } from "./session.ts";
+import type { Session } from "./session.ts";
+import type { ServerTunnel, TunnelInfo } from "./tunnel.ts";
+import { TcpPorts } from "./tcp_ports.ts";
+import { revokeTunnel, tunnelTarget } from "./claim.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 import { AdminListener, type AdminOptions, checkAdminOptions } from "./admin.ts";
 import { adminStatus } from "./admin_status.ts";
@@ -83,6 +86,20 @@ export interface ServerOptions {
    * by the server, served on a TLS port by SNI (instead of `tls`).
    */
   acme?: ServerAcme;
+  /**
+   * TCP tunnels: the ports (inclusive ranges) a client may have one of, each
+   * listened on while its tunnel lives (and its lease holds it).
+   * @default {undefined: no TCP tunnels}
+   */
+  tcpPorts?: readonly (readonly [number, number])[];
+  /**
+   * The tunnel (its subdomain or custom hostname) that gets connections whose
+   * Host or SNI names no tunnel, instead of a 404: a server for one client,
+   * with no wildcard DNS. @default {undefined: none}
+   */
+  defaultTunnel?: string;
+  /** With `defaultTunnel`: the server's own domain (and IP addresses) go to it too. @default {false} */
+  defaultTunnelApex?: boolean;
 }
 
 /** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */
@@ -192,13 +209,19 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     throw e;
   }
   const addr = listener.addr;
-  const registry = new Registry<Session>();
+  const registry = new Registry<ServerTunnel, Session>();
   const admission = new Admission(limits);
+  const tunnels = (): TunnelInfo[] => [...registry.tunnels()].map((tunnel) => tunnel.info());
   const metrics = new ServerMetrics({
-    tunnels: () => [...registry.sessions()].map((session) => session.info()),
+    tunnels,
     heldNames: () => leases.heldCount,
+    idleProxies: () => [...registry.sessions()].reduce((sum, s) => sum + s.idleCount, 0),
+    tcpPorts: (): number => ports?.size ?? 0,
   }, options.admin?.perTunnelMetrics === true);
   const connections = new Connections(admission, metrics, log);
+  const ports: TcpPorts | undefined = options.tcpPorts && options.tcpPorts.length > 0
+    ? new TcpPorts({ hostname, ranges: options.tcpPorts, onConnection: connections.handleTcp, log })
+    : undefined;
   const { conns, controlConns } = connections;
   let closing = false;
   const stopAccepting = new AbortController();
@@ -244,6 +267,17 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     get url() {
       return serverUrl();
     },
+    // ACME: https once a certificate covers it; a static certificate covers the subdomains only.
+    hostUrl: (host, custom) =>
+      acme
+        ? acme.covers(host) ? httpsUrl(host) : plainUrl(host)
+        : tlsAddr && !custom
+        ? httpsUrl(host)
+        : plainUrl(host),
+    ports,
+    defaultTunnel: options.defaultTunnel === undefined
+      ? undefined
+      : { name: options.defaultTunnel, apex: options.defaultTunnelApex === true },
     acme,
     certificates: acme?.tunnels(plainUrl, httpsUrl),
     limits,
@@ -279,6 +313,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     closeQuietly(listener);
     tlsPort?.close();
     await accepting;
+    await ports?.close();
     for (const session of registry.sessions()) {
       session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
     }
@@ -334,14 +369,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   ): Promise<number> => {
     auth = await Auth.create(tokens, reservedNames);
     let revoked = 0;
-    for (const session of [...registry.sessions()]) {
-      if (auth.allows(session.tokenKey, session.subdomain)) continue;
-      registry.remove(session);
-      session.revoke(options.revokeAtOnce === true);
-      log.info("Tunnel's token revoked", {
-        subdomain: session.subdomain,
-        streams: session.streams,
-      });
+    for (const tunnel of [...registry.tunnels()]) {
+      if (auth.allows(tunnel.session.tokenKey, tunnelTarget(tunnel))) continue;
+      log.info("Tunnel's token revoked", { tunnel: tunnel.name, streams: tunnel.streams });
+      revokeTunnel(ctx, tunnel, options.revokeAtOnce === true);
       revoked++;
     }
     log.info("Tokens reloaded", { tokens: auth.tokenCount, revoked });
@@ -368,7 +399,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     get tunnelCount() {
       return registry.size;
     },
-    tunnels: () => [...registry.sessions()].map((session) => session.info()),
+    tunnels,
     close,
     shutdown,
     [Symbol.asyncDispose]: close,
