@@ -355,6 +355,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   if (tlsAddr) {
     log.info("Listening for HTTPS", { addr: hostWithPort(tlsAddr.hostname, tlsAddr.port, -1) });
   }
+  if (ports) {
+    const ranges = ports.ranges.map(([a, b]) => a === b ? `${a}` : `${a}-${b}`).join(",");
+    log.info("TCP tunnels on ports", { ports: ranges });
+  }
   const warnAuth = (): void => {
     if (!auth.required) {
       log.warn("Open server: anyone who can reach it may open tunnels (see --token)");
