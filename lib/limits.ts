@@ -11,7 +11,7 @@ export const MAX_TUNNELS_PER_SESSION = 50;
 /** How long a client waits for the answer to its `claim` (the server may probe a holder first). */
 export const CLAIM_TIMEOUT_MS = 10_000;
 /** TCP visitors from one IP address connected at once, over all TCP ports. */
-export const MAX_TCP_CONNECTIONS_PER_IP = 64;
+export const MAX_TCP_CONNECTIONS_PER_IP = 256;
 /** Time a new client connection has to complete its upgrade and first frame. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Interval between heartbeats, sent by both sides. */

@@ -31,18 +31,22 @@ export type Carried = "http" | "https" | "tls" | "tcp";
 /**
  * Reads a waiting visitor's connection into its reader (while there is room),
  * so that a visitor that goes away is noticed and what it sends meanwhile is
- * kept for the stream.
+ * kept for the stream. With `halfClose`, an end of stream is not leaving (a TCP
+ * visitor may send everything, half-close, and wait for the answer): it goes
+ * to the app as the stream's END.
  */
 class VisitorWatch {
   #reader: ByteReader;
   #read: Promise<boolean> | undefined;
   #sent = 0;
-  /** Resolves once the visitor's end of stream or an error was read. */
+  #halfClose: boolean;
+  /** Resolves once the visitor's end of stream (unless `halfClose`) or an error was read. */
   readonly gone: Promise<void>;
   #leave!: () => void;
 
-  constructor(reader: ByteReader) {
+  constructor(reader: ByteReader, halfClose: boolean) {
     this.#reader = reader;
+    this.#halfClose = halfClose;
     this.gone = new Promise((resolve) => this.#leave = resolve);
     this.#next();
   }
@@ -54,7 +58,7 @@ class VisitorWatch {
     read.then((more) => {
       if (this.#read !== read) return; // handed to the stream
       if (more) this.#next();
-      else this.#leave();
+      else if (!this.#halfClose) this.#leave();
     }, () => {
       if (this.#read === read) this.#leave(); // reset: gone (the stream sees the error itself)
     });
@@ -114,7 +118,7 @@ export async function forward(
     }
     return;
   }
-  const watch = new VisitorWatch(reader);
+  const watch = new VisitorWatch(reader, carried === "tcp");
   const left = new AbortController();
   watch.gone.then(() => left.abort());
   let proxy: ProxyChannel | undefined;
