@@ -1,0 +1,169 @@
+// Several tunnels over one control connection: 20 from one config file (HTTP and
+// TCP mixed) with no crossover, one whose name is taken while the rest come up,
+// a config file that names a subset, and mistakes that exit 2 with line and column.
+
+import assert from "node:assert/strict";
+import {
+  decode,
+  encode,
+  HOST,
+  openTestTunnel,
+  rawApp,
+  rawRequest,
+  readAll,
+  serveApp,
+  spawnCli,
+  startTestServer,
+  T,
+  waitFor,
+  writeAllTo,
+} from "./helpers.ts";
+import { dialPort, freePortRange } from "./tcp_helpers.ts";
+
+/** A TCP app that says its name, then echoes. */
+function namedEcho(name: string) {
+  return rawApp(async (conn) => {
+    await writeAllTo(conn, encode(`${name}:`));
+    const buffer = new Uint8Array(4096);
+    for (let n; (n = await conn.read(buffer)) !== null;) {
+      await writeAllTo(conn, buffer.subarray(0, n));
+    }
+    await conn.closeWrite();
+  });
+}
+
+/** Writes `text` to a fresh temporary file; its path. */
+async function tempFile(text: string): Promise<string> {
+  const file = await Deno.makeTempFile({ suffix: ".yaml" });
+  await Deno.writeTextFile(file, text);
+  return file;
+}
+
+Deno.test({
+  name:
+    "20 tunnels (14 HTTP, 6 TCP) from one config file share one control connection, no crossover",
+  timeout: 60_000,
+  async fn() {
+    const [from, to] = freePortRange(10);
+    await using server = await startTestServer({
+      tcpPorts: [[from, to]],
+      limits: { maxTunnelsPerIp: 0 },
+    });
+    const http = Array.from(
+      { length: 14 },
+      (_, i) =>
+        serveApp((req) => new Response(`app${i} saw ${req.headers.get("x-forwarded-host")}`)),
+    );
+    const tcp = Array.from({ length: 6 }, (_, i) => namedEcho(`tcp${i}`));
+    // A name another client holds already: that tunnel fails, the others come up.
+    await using _squatter = await openTestTunnel(server, 9, { subdomain: "web3" });
+    const lines = ["tunnels:"];
+    http.forEach((app, i) =>
+      lines.push(`  web${i}:`, `    port: ${app.addr.port}`, `    subdomain: web${i}`)
+    );
+    tcp.forEach((app, i) => lines.push(`  tcp${i}:`, `    port: ${app.port}`, "    tcp: true"));
+    const file = await tempFile(lines.join("\n") + "\n");
+    const client = spawnCli("client.ts", [
+      ...["--config", file, "--server", `http://${HOST}:${server.addr.port}`, "--pool", "4"],
+    ]);
+    try {
+      await waitFor(() => client.output().stdout.split("\n").length > 19, 15_000, "19 URL lines");
+      const urls = client.output().stdout.trim().split("\n");
+      // One line per tunnel that came up, in the file's order.
+      const expected = [
+        ...http.map((_, i) => `web${i}`).filter((n) => n !== "web3").map((n) =>
+          `http://${n}.localhost:${server.addr.port}`
+        ),
+      ];
+      assert.deepEqual(urls.slice(0, 13), expected);
+      assert.equal(urls.slice(13).filter((u) => u.startsWith("tcp://localhost:")).length, 6);
+      assert.match(
+        client.output().stderr,
+        /gotunnel-client: web3: Cannot register subdomain "web3": already in use/,
+      );
+      // One control connection: every tunnel of the client has the same peer.
+      const mine = server.tunnels().filter((t) => t.subdomain !== "web3");
+      assert.equal(mine.length, 19);
+      assert.equal(new Set(mine.map((t) => t.peer)).size, 1);
+      // No crossover: each name reaches its own app, each port its own.
+      for (const [i] of http.entries()) {
+        if (i === 3) continue;
+        const host = `web${i}.localhost:${server.addr.port}`;
+        const answer = await rawRequest(
+          server.addr.port,
+          `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+        );
+        assert.match(answer, new RegExp(`\\r\\n\\r\\napp${i} saw ${host.replace(".", "\\.")}$`));
+      }
+      const ports = urls.slice(13).map((u) => Number(u.split(":").at(-1)));
+      for (const [i, port] of ports.entries()) {
+        using conn = await dialPort(port);
+        await writeAllTo(conn, encode("ping"));
+        await conn.closeWrite();
+        assert.equal(decode(await readAll(conn)), `tcp${i}:ping`);
+      }
+      assert.match(client.output().stderr, /Forwarding tcp:\/\/localhost:\d+ → localhost:\d+/);
+    } finally {
+      const { code } = await client.stop();
+      assert.equal(code, 0);
+      await Deno.remove(file);
+      for (const app of http) await app.shutdown();
+      for (const app of tcp) await app[Symbol.asyncDispose]();
+    }
+  },
+});
+
+Deno.test({
+  name: "client.ts --config FILE NAME starts that tunnel only; it exits 1 when none could open",
+  ...T,
+  async fn() {
+    await using server = await startTestServer();
+    await using _squatter = await openTestTunnel(server, 9, { subdomain: "taken" });
+    const file = await tempFile(
+      `server: http://${HOST}:${server.addr.port}\ntunnels:\n` +
+        "  a: {port: 9, subdomain: alpha}\n  b: {port: 9, subdomain: beta}\n" +
+        "  c: {port: 9, subdomain: taken}\n",
+    );
+    try {
+      const one = spawnCli("client.ts", ["--config", file, "b"]);
+      assert.equal(await one.firstLine(), `http://beta.localhost:${server.addr.port}`);
+      await waitFor(() => server.tunnelCount === 2, 5_000, "one more tunnel");
+      assert.equal((await one.stop()).code, 0);
+      const none = await spawnCli("client.ts", ["--config", file, "c"]).exited;
+      assert.equal(none.code, 1);
+      assert.match(
+        none.stderr,
+        /gotunnel-client: Cannot register subdomain "taken": already in use/,
+      );
+      const unknown = await spawnCli("client.ts", ["--config", file, "zeta"]).exited;
+      assert.equal(unknown.code, 2);
+      assert.match(unknown.stderr, /No tunnel "zeta" in .* \(it has a, b, c\)/);
+      const flag = await spawnCli("client.ts", ["--config", file, "--subdomain", "x"]).exited;
+      assert.equal(flag.code, 2);
+      assert.match(
+        flag.stderr,
+        /--subdomain describes one tunnel: with --config, say it in the file/,
+      );
+    } finally {
+      await Deno.remove(file);
+    }
+  },
+});
+
+Deno.test({
+  name: "client.ts --config with a mistake exits 2 naming the file, line and column",
+  ...T,
+  async fn() {
+    const file = await tempFile("tunnels:\n  web:\n    port: 3000\n    subdomian: web\n");
+    try {
+      const { code, stderr } = await spawnCli("client.ts", ["--config", file]).exited;
+      assert.equal(code, 2);
+      assert.match(
+        stderr,
+        new RegExp(`gotunnel-client: ${file}:4:5: web: unknown key "subdomian"`),
+      );
+    } finally {
+      await Deno.remove(file);
+    }
+  },
+});
