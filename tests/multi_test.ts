@@ -167,3 +167,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "client.ts downloads nothing with an empty DENO_DIR; --config fetches only npm:yaml",
+  timeout: 60_000,
+  async fn() {
+    await using server = await startTestServer();
+    const denoDir = await Deno.makeTempDir({ prefix: "gotunnel-deno-dir-" });
+    const file = await tempFile("tunnels:\n  web: {port: 9, subdomain: fresh}\n");
+    try {
+      const where = ["--server", `http://${HOST}:${server.addr.port}`];
+      const plain = spawnCli("client.ts", ["9", ...where], { DENO_DIR: denoDir });
+      assert.match(await plain.firstLine(), /^http:\/\/[a-z0-9]+\.localhost:\d+$/);
+      const { stderr } = await plain.stop();
+      assert.doesNotMatch(stderr, /Download/);
+      const yaml = `${denoDir}/npm/registry.npmjs.org/yaml`;
+      assert.throws(() => Deno.statSync(yaml), Deno.errors.NotFound);
+      // The config file's reader is loaded on demand, by a name the module graph does not hold.
+      const configured = spawnCli("client.ts", ["--config", file, ...where], { DENO_DIR: denoDir });
+      assert.equal(await configured.firstLine(), `http://fresh.localhost:${server.addr.port}`);
+      const downloads = [...(await configured.stop()).stderr.matchAll(/Download (\S+)/g)];
+      assert.ok(downloads.length > 0);
+      assert.ok(
+        downloads.every(([, url]) => /registry\.npmjs\.org\/yaml\b/.test(url!)),
+        `${downloads}`,
+      );
+      assert.ok(Deno.statSync(yaml).isDirectory);
+    } finally {
+      await Deno.remove(denoDir, { recursive: true });
+      await Deno.remove(file);
+    }
+  },
+});

@@ -143,6 +143,7 @@ Deno.test({
     await using server = await startTestServer({
       tcpPorts: [freePortRange(2)],
       limits: { maxTcpConnectionsPerIp: 3 },
+      admin: { hostname: HOST, port: 0 },
     });
     await using tunnel = await openTestTunnel(server, app.port, { tcp: true });
     const held = await Promise.all([1, 2, 3].map(() => dialPort(tunnel.remotePort!)));
