@@ -7,7 +7,7 @@ import type { ProxyChannel } from "../channel.ts";
 import { type ByteReader, type Conn, ipOf, peerOf, writeAll } from "../io.ts";
 import type { ServerLimits } from "../limits.ts";
 import { SECRET_BYTES } from "../limits.ts";
-import type { Logger } from "../log.ts";
+import { describeError, type Logger } from "../log.ts";
 import { randomToken } from "../names.ts";
 import {
   type ClientMessage,
@@ -60,6 +60,7 @@ export class Session implements TunnelCarrier {
   #control: ControlChannel<ClientMessage, ServerMessage>;
   #pool: IdlePool;
   #events: SessionEvents;
+  #log: Logger;
   #closed = false;
   #claims: Promise<void> = Promise.resolve();
 
@@ -78,6 +79,7 @@ export class Session implements TunnelCarrier {
     this.peer = peerOf(conn);
     this.ip = ipOf(conn);
     this.#events = init.events;
+    this.#log = init.log;
     const { maxFrameBytes, heartbeatIntervalMs, peerTimeoutMs } = init.limits;
     this.#pool = new IdlePool({
       maxIdle: init.limits.maxIdleProxies,
@@ -175,9 +177,13 @@ export class Session implements TunnelCarrier {
         return;
       }
       if (message.type === "claim") {
+        // Batches are judged one after another; a bug in one is logged, and the session ends.
         this.#claims = this.#claims.then(async () => {
           const tunnels = await this.#events.claim(this, message.tunnels);
           this.send({ type: "claimed", tunnels });
+        }).catch((e) => {
+          this.#log.error("Cannot judge claims", { error: describeError(e) });
+          this.close();
         });
         return;
       }
