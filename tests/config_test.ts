@@ -11,33 +11,13 @@ const env = (vars: Record<string, string>) => (name: string) => vars[name];
 const read = (text: string, vars: Record<string, string> = {}): ClientConfig =>
   parseConfig(text, lib, env(vars), "gotunnel.yaml");
 
-/** The example of the README, whole. */
-export const EXAMPLE = `# gotunnel.yaml
-server: https://tunnel.example
-token: \${GOTUNNEL_TOKEN}
-tunnels:
-  web:
-    port: 3000
-    subdomain: web
-  vite:
-    url: http://localhost:5173   # the Host header the app sees: localhost:5173
-    subdomain: app
-  admin:
-    url: https://localhost:8443
-    allow-invalid-cert: true
-  blog:
-    port: 4000
-    custom-domain: blog.example.com
-  ssh:
-    port: 22
-    tcp: true
-    remote-port: 20022
-  db:
-    port: 5432
-    local-host: 127.0.0.1
-    tcp: true
-    proxy-protocol: true
-`;
+/** The config file example of the README, whole (the first YAML block that starts with its name). */
+const EXAMPLE = (() => {
+  const readme = Deno.readTextFileSync(new URL("../README.md", import.meta.url));
+  const block = /```yaml\n(# gotunnel\.yaml\n[^]*?)```/.exec(readme);
+  if (!block) throw new Error("README has no gotunnel.yaml example");
+  return block[1]!;
+})();
 
 Deno.test("parseConfig() reads the README's example, in order, with ${GOTUNNEL_TOKEN} expanded", () => {
   assert.equal(YAML_VERSION, "2.9.1");

@@ -19,6 +19,7 @@ import {
   writeAllTo,
 } from "./helpers.ts";
 import { dialPort, freePortRange } from "./tcp_helpers.ts";
+import { afterRefusal } from "../lib/client/reconnect.ts";
 
 /** A TCP app that says its name, then echoes. */
 function namedEcho(name: string) {
@@ -198,4 +199,26 @@ Deno.test({
       await Deno.remove(file);
     }
   },
+});
+
+Deno.test("afterRefusal(): held names are waited out, taken ones retried after a reconnect for a while", () => {
+  const start = { first: true, wait: false, takenSince: undefined, attempts: 0 };
+  const again = { ...start, first: false };
+  const reserved = { code: "port-reserved", retryAfterMs: 3_000 };
+  assert.equal(afterRefusal(reserved, start), undefined, "at start, without --wait: an error");
+  assert.equal(afterRefusal(reserved, { ...start, wait: true }), 3_250);
+  assert.equal(afterRefusal(reserved, again), 3_250);
+  assert.equal(afterRefusal({ code: "subdomain-taken" }, start), undefined);
+  const now = 1_000_000;
+  const taken = afterRefusal({ code: "port-taken" }, { ...again, takenSince: now - 1_000 }, now);
+  assert.ok(taken !== undefined && taken >= 500 && taken <= 1_000);
+  assert.equal(
+    afterRefusal({ code: "port-taken" }, { ...again, takenSince: now - 120_000 }, now),
+    undefined,
+    "someone else holds it by now",
+  );
+  for (const code of ["invalid-port", "unauthorized", "replaced", "invalid-host"]) {
+    assert.equal(afterRefusal({ code }, again), undefined, code);
+  }
+  assert.ok(afterRefusal({ code: "limit" }, again)! > 0, "a limit may pass");
 });

@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
+import { openTunnels } from "../lib/client/tunnels.ts";
 import type { TokenScope } from "../lib/server/auth.ts";
 import { closeQuietly } from "../lib/io.ts";
 import {
@@ -13,6 +14,7 @@ import {
   openTestTunnel,
   readAll,
   spawnCli,
+  startApp,
   startTestServer,
   T,
   waitFor,
@@ -229,6 +231,47 @@ Deno.test({
       await waitFor(() => fdsOf(server.pid) <= baseline, 5_000, "the descriptors back");
     } finally {
       await server.stop();
+    }
+  },
+});
+
+Deno.test({
+  name: "a restarted server gives a client's HTTP and TCP tunnels back over one new connection",
+  ...T,
+  async fn() {
+    await using app = echoApp();
+    const web = startApp("web");
+    const ports = freePortRange(20);
+    const leaseKey = crypto.getRandomValues(new Uint8Array(32));
+    let server = await startTestServer({ tcpPorts: [ports], leaseKey, leaseGrace: false });
+    const port = server.addr.port;
+    const lines: string[] = [];
+    const group = await openTunnels({
+      server: `http://${HOST}:${port}`,
+      leaseFile: false,
+      tunnels: [
+        { name: "web", port: web.addr.port, localHost: HOST, subdomain: "web" },
+        { name: "echo", port: app.port, localHost: HOST, tcp: true },
+      ],
+      onReady: (url) => lines.push(url),
+    });
+    try {
+      const tcpUrl = group.tunnels[1]!.url;
+      assert.deepEqual(lines, [`http://web.localhost:${port}`, tcpUrl]);
+      await server.close();
+      // The same key and port, as a restarted server has: each name comes back with its lease.
+      server = await startTestServer({ port, tcpPorts: [ports], leaseKey });
+      await waitFor(() => lines.length === 4, 10_000, "both tunnels again");
+      assert.deepEqual(lines.slice(2), [`http://web.localhost:${port}`, tcpUrl]);
+      using conn = await dialPort(group.tunnels[1]!.remotePort!);
+      await writeAllTo(conn, encode("again"));
+      await conn.closeWrite();
+      assert.equal(decode(await readAll(conn)), "again");
+      assert.equal(new Set(server.tunnels().map((t) => t.peer)).size, 1);
+    } finally {
+      await group.close();
+      await server.close();
+      await web.shutdown();
     }
   },
 });

@@ -35,6 +35,7 @@ export class ClientTunnel implements TunnelHandle {
 
   /** The tunnel `spec`, the `index`th of its client; `ca` is trusted for a `localHttps` app. */
   constructor(spec: TunnelSpec, index: number, ca: string[] | undefined) {
+    checkSpec(spec);
     this.spec = spec;
     this.name = spec.name ?? `tunnel${index + 1}`;
     this.ref = this.name;
@@ -165,5 +166,30 @@ export class ClientTunnel implements TunnelHandle {
     this.#state = "failed";
     this.#error = error;
     this.#settled.resolve();
+  }
+}
+
+/** Checks one tunnel's options; throws TypeError or RangeError naming the bad one. */
+export function checkSpec(spec: TunnelSpec): void {
+  if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535) {
+    throw new RangeError(`Invalid local port ${spec.port}: use 1-65535`);
+  }
+  if (spec.hostHeader !== undefined && !/^[\x21-\x7e]+$/.test(spec.hostHeader)) {
+    throw new TypeError(`hostHeader must be printable ASCII: ${JSON.stringify(spec.hostHeader)}`);
+  }
+  if (spec.remotePort !== undefined) {
+    if (!spec.tcp) throw new TypeError("remotePort needs tcp: true");
+    if (!Number.isInteger(spec.remotePort) || spec.remotePort < 1 || spec.remotePort > 65535) {
+      throw new RangeError(`Invalid remotePort ${spec.remotePort}: use 1-65535`);
+    }
+  }
+  if (spec.tcp && (spec.subdomain !== undefined || spec.customDomain !== undefined)) {
+    throw new TypeError("A TCP tunnel has a port, not a subdomain or custom domain");
+  }
+  if (spec.subdomain !== undefined && spec.customDomain !== undefined) {
+    throw new TypeError("Give a subdomain or a custom domain, not both");
+  }
+  if (spec.proxyProtocol && !spec.tcp && !spec.raw) {
+    throw new TypeError("proxyProtocol needs tcp or raw: HTTP visitors share app connections");
   }
 }

@@ -12,9 +12,6 @@ import {
   DEFAULT_POOL_SIZE,
   MAX_IDLE_PROXIES,
   MAX_TUNNELS_PER_SESSION,
-  PEER_TIMEOUT_MS,
-  RECONNECT_MAX_MS,
-  RECONNECT_MIN_MS,
 } from "../limits.ts";
 import {
   type ClientMessage,
@@ -29,21 +26,10 @@ import type { CaptureStore } from "./inspector/store.ts";
 import { captureStoreFor, tunnelObservers } from "./observers.ts";
 import { type Established, openControl, refusalError } from "./handshake.ts";
 import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
-import { backoffDelay, reconnect, RESERVED_RETRY_MARGIN_MS } from "./reconnect.ts";
+import { afterRefusal, reconnect } from "./reconnect.ts";
 import { ProxyPool } from "./proxy.ts";
 import { ClientTunnel } from "./client_tunnel.ts";
-import type { TunnelGroup, TunnelHandle, TunnelsOptions, TunnelSpec } from "./tunnel_types.ts";
-
-/** Refusals of one tunnel after which claiming it again cannot help. */
-const FATAL_CLAIMS: ReadonlySet<string> = new Set([
-  "invalid-subdomain",
-  "invalid-host",
-  "invalid-port",
-  "unauthorized",
-  "replaced",
-  "bad-request",
-  "version",
-]);
+import type { TunnelGroup, TunnelHandle, TunnelsOptions } from "./tunnel_types.ts";
 
 /**
  * Opens several tunnels over one control connection to a Gotunnel server.
@@ -107,7 +93,6 @@ export class TunnelClient implements TunnelGroup {
     this.#log = throttleWarnings(options.logger ?? silentLogger);
     const names = new Set<string>();
     this.#tunnels = options.tunnels.map((spec, i) => {
-      checkSpec(spec);
       const tunnel = new ClientTunnel(spec, i, options.ca);
       if (names.has(tunnel.name)) throw new TypeError(`Two tunnels are named "${tunnel.name}"`);
       names.add(tunnel.name);
@@ -265,32 +250,26 @@ export class TunnelClient implements TunnelGroup {
       const error = new TunnelError(grant.code, grant.message, {
         retryAfterMs: grant.retryAfterMs,
       });
-      const reserved = grant.code === "subdomain-reserved" || grant.code === "port-reserved";
-      const taken = grant.code === "subdomain-taken" || grant.code === "port-taken";
-      if (reserved && (!first || this.#options.wait)) {
-        // Held for a lease we lack: wait until it is free.
-        const ms = (grant.retryAfterMs ?? RECONNECT_MIN_MS) + RESERVED_RETRY_MARGIN_MS;
-        this.#log.info("Name reserved, waiting", { tunnel: tunnel.name, ms });
-        this.#reclaimLater(tunnel, ms);
-      } else if (taken && !first) {
-        // The server may not have noticed yet that our old connection is gone (up to
-        // PEER_TIMEOUT_MS); after that, someone else holds the name.
+      if (grant.code === "subdomain-taken" || grant.code === "port-taken") {
         tunnel.takenSince ??= Date.now();
-        if (Date.now() - tunnel.takenSince > PEER_TIMEOUT_MS + RECONNECT_MAX_MS) {
-          this.#fail(tunnel, error);
-        } else {
-          this.#log.warn("Name taken, trying again", { tunnel: tunnel.name, error: grant.message });
-          this.#reclaimLater(tunnel, backoffDelay(tunnel.attempts++));
-        }
-      } else if (!first && !FATAL_CLAIMS.has(grant.code)) {
-        this.#log.warn("Tunnel refused, trying again", {
-          tunnel: tunnel.name,
-          error: grant.message,
-        });
-        this.#reclaimLater(tunnel, backoffDelay(tunnel.attempts++));
-      } else {
+      } else tunnel.takenSince = undefined;
+      const next = afterRefusal(grant, {
+        first,
+        wait: this.#options.wait === true,
+        takenSince: tunnel.takenSince,
+        attempts: tunnel.attempts,
+      });
+      if (next === undefined) {
         this.#fail(tunnel, error);
+        continue;
       }
+      tunnel.attempts++;
+      this.#log.warn("Tunnel refused, claiming it again", {
+        tunnel: tunnel.name,
+        error: grant.message,
+        in_ms: next,
+      });
+      this.#reclaimLater(tunnel, next);
     }
     // Every tunnel lost for good: nothing left to keep up.
     if (this.#started && this.#tunnels.every((t) => t.state === "failed")) this.#allFailed();
@@ -426,30 +405,5 @@ export class TunnelClient implements TunnelGroup {
   async #forget(pool: ProxyPool): Promise<void> {
     await pool.drained;
     this.#pools.delete(pool);
-  }
-}
-
-/** Checks one tunnel's options; throws TypeError or RangeError naming the bad one. */
-function checkSpec(spec: TunnelSpec): void {
-  if (!Number.isInteger(spec.port) || spec.port < 1 || spec.port > 65535) {
-    throw new RangeError(`Invalid local port ${spec.port}: use 1-65535`);
-  }
-  if (spec.hostHeader !== undefined && !/^[\x21-\x7e]+$/.test(spec.hostHeader)) {
-    throw new TypeError(`hostHeader must be printable ASCII: ${JSON.stringify(spec.hostHeader)}`);
-  }
-  if (spec.remotePort !== undefined) {
-    if (!spec.tcp) throw new TypeError("remotePort needs tcp: true");
-    if (!Number.isInteger(spec.remotePort) || spec.remotePort < 1 || spec.remotePort > 65535) {
-      throw new RangeError(`Invalid remotePort ${spec.remotePort}: use 1-65535`);
-    }
-  }
-  if (spec.tcp && (spec.subdomain !== undefined || spec.customDomain !== undefined)) {
-    throw new TypeError("A TCP tunnel has a port, not a subdomain or custom domain");
-  }
-  if (spec.subdomain !== undefined && spec.customDomain !== undefined) {
-    throw new TypeError("Give a subdomain or a custom domain, not both");
-  }
-  if (spec.proxyProtocol && !spec.tcp && !spec.raw) {
-    throw new TypeError("proxyProtocol needs tcp or raw: HTTP visitors share app connections");
   }
 }
