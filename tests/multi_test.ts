@@ -13,6 +13,7 @@ import {
   readAll,
   serveApp,
   spawnCli,
+  startApp,
   startTestServer,
   T,
   waitFor,
@@ -20,6 +21,7 @@ import {
 } from "./helpers.ts";
 import { dialPort, freePortRange } from "./tcp_helpers.ts";
 import { afterRefusal } from "../lib/client/reconnect.ts";
+import { openTunnels } from "../lib/client/tunnels.ts";
 
 /** A TCP app that says its name, then echoes. */
 function namedEcho(name: string) {
@@ -221,4 +223,61 @@ Deno.test("afterRefusal(): held names are waited out, taken ones retried after a
     assert.equal(afterRefusal({ code }, again), undefined, code);
   }
   assert.ok(afterRefusal({ code: "limit" }, again)! > 0, "a limit may pass");
+});
+
+Deno.test({
+  name:
+    "one inspector shows the exchanges of every HTTP tunnel by name, and replays to the right app",
+  ...T,
+  async fn() {
+    const one = startApp("one");
+    const two = startApp("two");
+    await using server = await startTestServer();
+    const group = await openTunnels({
+      server: `http://${HOST}:${server.addr.port}`,
+      leaseFile: false,
+      inspect: { hostname: HOST, port: 0 },
+      tunnels: [
+        { name: "one", port: one.addr.port, localHost: HOST, subdomain: "one" },
+        { name: "two", port: two.addr.port, localHost: HOST, subdomain: "two" },
+      ],
+    });
+    try {
+      const api = (path: string, init?: RequestInit) =>
+        fetch(`${group.inspector!.url}${path}`, init);
+      for (const name of ["one", "two"]) {
+        const host = `${name}.localhost:${server.addr.port}`;
+        assert.match(
+          await rawRequest(
+            server.addr.port,
+            `GET /whoami HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+          ),
+          new RegExp(`"name":"${name}"`),
+        );
+      }
+      type Summary = {
+        id: number;
+        tunnel: string | null;
+        status: number | null;
+        replayOf: number | null;
+      };
+      const list = async (): Promise<Summary[]> =>
+        (await (await api("/api/requests")).json()).requests;
+      await waitFor(async () => (await list()).filter((r) => r.status === 200).length === 2);
+      const second = (await list()).find((r) => r.tunnel === "two")!;
+      assert.ok(second, "the exchange of tunnel two, by name");
+      assert.equal((await list()).find((r) => r.tunnel === "one")?.status, 200);
+      const replay = await api(`/api/requests/${second.id}/replay`, { method: "POST" });
+      assert.equal(replay.status, 201);
+      const { id } = await replay.json();
+      const body = await (await api(`/api/requests/${id}/response/body`)).text();
+      assert.match(body, /"name":"two"/, "replayed to tunnel two's app");
+      const status = await (await api("/api/status")).json();
+      assert.deepEqual(status.tunnels.map((t: { name: string }) => t.name), ["one", "two"]);
+    } finally {
+      await group.close();
+      await one.shutdown();
+      await two.shutdown();
+    }
+  },
 });

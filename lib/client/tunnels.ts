@@ -121,7 +121,8 @@ export class TunnelClient implements TunnelGroup {
       const spec = tunnel.spec;
       tunnel.local.http = {
         hostHeader: spec.hostHeader,
-        observe: tunnelObservers(options, this.#store, tunnel.name),
+        // The inspector names the tunnel of each exchange when there are several.
+        observe: tunnelObservers(options, this.#store, http.length > 1 ? tunnel.name : undefined),
         isolateCookiesFor: undefined, // set from the URL once granted
       };
     }
