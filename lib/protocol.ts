@@ -86,6 +86,35 @@ export function encodeFrame(message: ClientMessage | ServerMessage): Uint8Array 
   return frame;
 }
 
+/** Room left in a frame for the message around a list (type, key, brackets), in bytes. */
+const LIST_FRAME_OVERHEAD_BYTES = 64;
+
+/**
+ * Splits `items` (claims or grants) into lists whose frames stay within
+ * `maxBytes`, in order; an item too large for any frame alone is a RangeError.
+ * A `claim` or `claimed` of many tunnels with long names may need several frames.
+ */
+export function frameBatches<T>(items: readonly T[], maxBytes: number = MAX_FRAME_BYTES): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let size = LIST_FRAME_OVERHEAD_BYTES;
+  for (const item of items) {
+    const bytes = encoder.encode(JSON.stringify(item)).length + 1; // and its comma
+    if (bytes + LIST_FRAME_OVERHEAD_BYTES > maxBytes) {
+      throw new RangeError(`Cannot encode a list item of ${bytes} bytes in a frame`);
+    }
+    if (size + bytes > maxBytes && batch.length > 0) {
+      batches.push(batch);
+      batch = [];
+      size = LIST_FRAME_OVERHEAD_BYTES;
+    }
+    batch.push(item);
+    size += bytes;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
 /** Decodes the first frame in `bytes` as a client message, of at most `maxBytes`. */
 export function decodeClientFrame(
   bytes: Uint8Array,

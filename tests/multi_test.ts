@@ -22,6 +22,7 @@ import {
 import { dialPort, freePortRange } from "./tcp_helpers.ts";
 import { afterRefusal } from "../lib/client/reconnect.ts";
 import { openTunnels } from "../lib/client/tunnels.ts";
+import { frameBatches } from "../lib/protocol.ts";
 
 /** A TCP app that says its name, then echoes. */
 function namedEcho(name: string) {
@@ -279,5 +280,34 @@ Deno.test({
       await one.shutdown();
       await two.shutdown();
     }
+  },
+});
+
+Deno.test({
+  name: "50 tunnels with long names: claims and grants span several frames, every tunnel comes up",
+  ...T,
+  async fn() {
+    await using server = await startTestServer({ limits: { maxTunnelsPerIp: 0 } });
+    const name = (i: number) => `${"n".repeat(60)}${String(i).padStart(2, "0")}`;
+    const group = await openTunnels({
+      server: `http://${HOST}:${server.addr.port}`,
+      leaseFile: false,
+      pool: 1,
+      tunnels: Array.from(
+        { length: 50 },
+        (_, i) => ({ name: `t${i}`, port: 9, subdomain: name(i) }),
+      ),
+    });
+    try {
+      assert.deepEqual(
+        group.tunnels.map((t) => t.url),
+        Array.from({ length: 50 }, (_, i) => `http://${name(i)}.localhost:${server.addr.port}`),
+      );
+      assert.equal(server.tunnelCount, 50);
+    } finally {
+      await group.close();
+    }
+    assert.throws(() => frameBatches(["x".repeat(20_000)]), RangeError);
+    assert.deepEqual(frameBatches([1, 2, 3], 69), [[1, 2], [3]]); // 64 + 2 bytes each
   },
 });

@@ -128,12 +128,33 @@ Deno.test({
     } finally {
       squatter.close();
     }
+    // A client that says bye frees its port at once: the listener is closed.
+    await first.close();
+    await waitFor(() => refused(from + 1), 5_000, "the port to be free after bye");
     // A server without --tcp-ports has none.
     await using plain = await startTestServer();
     await assert.rejects(
       openTestTunnel(plain, 9, { tcp: true }),
       refusal("invalid-port", /no TCP ports/),
     );
+  },
+});
+
+Deno.test({
+  name: "TCP visitors over the tunnel's stream limit are closed at once",
+  ...T,
+  async fn() {
+    await using app = echoApp();
+    await using server = await startTestServer({
+      tcpPorts: [freePortRange(2)],
+      limits: { maxStreamsPerTunnel: 1 },
+    });
+    await using tunnel = await openTestTunnel(server, app.port, { tcp: true });
+    using held = await dialPort(tunnel.remotePort!);
+    await writeAllTo(held, encode("x"));
+    assert.equal(await held.read(new Uint8Array(8)), 1);
+    using second = await dialPort(tunnel.remotePort!);
+    assert.equal((await readAll(second).catch(() => new Uint8Array())).length, 0, "closed");
   },
 });
 

@@ -3,14 +3,21 @@
 // refusal as a TunnelError).
 
 import { TunnelError } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 import { type ByteReader, closeQuietly, deadline, writeAll } from "../io.ts";
-import { CLAIM_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, MAX_FRAME_BYTES } from "../limits.ts";
+import {
+  CLAIM_TIMEOUT_MS,
+  HANDSHAKE_TIMEOUT_MS,
+  LIMIT_RANGES,
+  MAX_FRAME_BYTES,
+} from "../limits.ts";
 import { describeError, type Logger } from "../log.ts";
 import {
   type ClientMessage,
   decodeServerFrame,
   encodeFrame,
   FRAME_HEADER_BYTES,
+  frameBatches,
   PROTOCOL_VERSION,
   type ServerMessage,
   type TunnelClaim,
@@ -66,7 +73,12 @@ export async function openControl(
     hello,
     FRAME_HEADER_BYTES + MAX_FRAME_BYTES,
     signal,
-    encodeFrame({ type: "claim", tunnels: claims }),
+    concatBytes(
+      // Within the smallest frame any server takes (--max-frame-bytes).
+      ...frameBatches(claims, LIMIT_RANGES.maxFrameBytes[0]).map((tunnels) =>
+        encodeFrame({ type: "claim", tunnels })
+      ),
+    ),
   );
   let reply: ServerMessage | null;
   const stop = (): void => closeQuietly(conn);
@@ -74,12 +86,18 @@ export async function openControl(
   signal.addEventListener("abort", stop);
   if (signal.aborted) stop();
   let grants: ServerMessage | null = null;
+  const granted: TunnelGrant[] = [];
   try {
     reply = await reader.readFrame(decodeServerFrame);
     if (reply?.type === "welcome") {
       timer.clear();
       timer = deadline(CLAIM_TIMEOUT_MS, stop);
-      do grants = await reader.readFrame(decodeServerFrame); while (grants?.type === "ping");
+      // One answer per claim, maybe in several frames.
+      while (granted.length < claims.length) {
+        do grants = await reader.readFrame(decodeServerFrame); while (grants?.type === "ping");
+        if (grants?.type !== "claimed") break;
+        granted.push(...grants.tunnels);
+      }
     }
   } catch (e) {
     closeQuietly(conn);
@@ -89,14 +107,14 @@ export async function openControl(
     timer.clear();
     signal.removeEventListener("abort", stop);
   }
-  if (reply?.type === "welcome" && grants?.type === "claimed") {
+  if (reply?.type === "welcome" && granted.length === claims.length) {
     // Tell the server at once that the grants (and their leases) arrived: only then
     // does it hold the names for us if we vanish. A failed write shows up as a lost
     // control connection right after.
     await writeAll(conn, encodeFrame({ type: "ping" })).catch((e) =>
       log.debug("Cannot answer the welcome", { error: describeError(e) })
     );
-    return { conn, reader, welcome: reply, grants: grants.tunnels };
+    return { conn, reader, welcome: reply, grants: granted };
   }
   closeQuietly(conn);
   const refusal = reply?.type === "error" ? reply : grants?.type === "error" ? grants : undefined;

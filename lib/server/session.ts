@@ -13,6 +13,7 @@ import {
   type ClientMessage,
   decodeClientFrame,
   encodeFrame,
+  frameBatches,
   PROTOCOL_VERSION,
   type ServerMessage,
   type TunnelClaim,
@@ -179,8 +180,8 @@ export class Session implements TunnelCarrier {
       if (message.type === "claim") {
         // Batches are judged one after another; a bug in one is logged, and the session ends.
         this.#claims = this.#claims.then(async () => {
-          const tunnels = await this.#events.claim(this, message.tunnels);
-          this.send({ type: "claimed", tunnels });
+          const grants = await this.#events.claim(this, message.tunnels);
+          for (const tunnels of frameBatches(grants)) this.send({ type: "claimed", tunnels });
         }).catch((e) => {
           this.#log.error("Cannot judge claims", { error: describeError(e) });
           this.close();
