@@ -92,6 +92,12 @@ export const SHUTDOWN_GRACE_MS = 30_000;
 export const SHUTDOWN_POLL_MS = 50;
 /** How long a live session of the same client has to answer a ping before a new one replaces it. */
 export const LIVENESS_PROBE_MS = 2_000;
+/** The longest lease either side keeps or checks: a 253-character hostname and the rest. */
+export const MAX_LEASE_LENGTH = 400;
+/** The longest name of a tunnel (a config file's key; `ref` in claims and grants). */
+export const MAX_TUNNEL_NAME_LENGTH = 64;
+/** Bind attempts at most when the server picks a free TCP port (each a failed bind when busy). */
+export const TCP_PORT_PICK_ATTEMPTS = 1024;
 /** How long a subdomain stays held for a client that went away without saying bye. */
 export const LEASE_MS = 60_000;
 /** Bytes of randomness in a session secret. */

@@ -11,7 +11,7 @@ import type {
   TunnelClaim,
   TunnelGrant,
 } from "./messages.ts";
-import { MAX_FRAME_BYTES, MAX_TUNNELS_PER_SESSION } from "./limits.ts";
+import { MAX_FRAME_BYTES, MAX_TUNNEL_NAME_LENGTH, MAX_TUNNELS_PER_SESSION } from "./limits.ts";
 
 /**
  * Version carried in `hello` and `attach`; a server refuses any other, and
@@ -180,11 +180,9 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "shutdown",
 ]);
 const isCode = (v: unknown): v is ErrorCode => isString(v) && ERROR_CODES.has(v);
-/** Longest `ref` of a claim: a config file's tunnel name. */
-const MAX_REF_LENGTH = 64;
 
 function parseClaim(v: unknown): TunnelClaim | string {
-  if (!isRecord(v) || !isString(v.ref) || v.ref.length > MAX_REF_LENGTH) {
+  if (!isRecord(v) || !isString(v.ref) || v.ref.length > MAX_TUNNEL_NAME_LENGTH) {
     return "claim with a bad ref";
   }
   const { ref } = v;

@@ -311,3 +311,40 @@ Deno.test({
     assert.deepEqual(frameBatches([1, 2, 3], 69), [[1, 2], [3]]); // 64 + 2 bytes each
   },
 });
+
+Deno.test({
+  name: "a token that no longer covers one tunnel of a client closes that one; the others stay",
+  ...T,
+  async fn() {
+    const app = startApp("kept");
+    const token = "token-for-a-and-b-0123";
+    await using server = await startTestServer({ tokens: new Map([[token, ["a", "b"]]]) });
+    const failed: string[] = [];
+    const group = await openTunnels({
+      server: `http://${HOST}:${server.addr.port}`,
+      token,
+      leaseFile: false,
+      tunnels: [
+        { name: "a", port: app.addr.port, localHost: HOST, subdomain: "a" },
+        { name: "b", port: app.addr.port, localHost: HOST, subdomain: "b" },
+      ],
+      onFailed: (error, tunnel) => failed.push(`${tunnel.name}: ${error.code}`),
+    });
+    try {
+      assert.equal(await server.reloadAuth(new Map([[token, ["a"]]])), 1);
+      await waitFor(() => failed.length === 1, 5_000, "tunnel b to be told");
+      assert.deepEqual(failed, ["b: unauthorized"]);
+      const get = (name: string) =>
+        rawRequest(
+          server.addr.port,
+          `GET / HTTP/1.1\r\nHost: ${name}.localhost\r\nConnection: close\r\n\r\n`,
+        );
+      assert.match(await get("a"), /^HTTP\/1\.1 200 [^]*hello from kept/);
+      assert.match(await get("b"), /^HTTP\/1\.1 404 /);
+      assert.deepEqual(server.tunnels().map((t) => t.subdomain), ["a"]);
+    } finally {
+      await group.close();
+      await app.shutdown();
+    }
+  },
+});

@@ -2,7 +2,7 @@
 // read from a YAML document and checked key by key, each error with its line and
 // column. Pure: the YAML library is handed in (lib/client/config_file.ts loads it).
 
-import { MAX_TUNNELS_PER_SESSION } from "../limits.ts";
+import { MAX_TUNNEL_NAME_LENGTH, MAX_TUNNELS_PER_SESSION } from "../limits.ts";
 import { checkSubdomain, normalizeHost } from "../names.ts";
 
 /** The part of npm:yaml (2.x) the config reader uses, typed by hand (it is loaded on demand). */
@@ -123,7 +123,7 @@ const TUNNEL_KEYS: Record<string, Kind> = {
   "isolate-cookies": "boolean",
 };
 /** What a tunnel's name may be: it is also its key in leases and the inspector. */
-const TUNNEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const TUNNEL_NAME = new RegExp(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,${MAX_TUNNEL_NAME_LENGTH - 1}}$`);
 
 /**
  * Reads a config file's text with `yaml`: every key known, every value of its

@@ -1,5 +1,6 @@
 // Where a client keeps its leases between runs: a small JSON file in the user's cache.
 
+import { MAX_LEASE_LENGTH } from "../limits.ts";
 import { describeError, type Logger } from "../log.ts";
 
 /** The default lease file: `$XDG_CACHE_HOME/gotunnel/leases.json`, else under `~/.cache`. */
@@ -15,8 +16,6 @@ export function defaultLeaseFile(): string | undefined {
 
 type Entries = Record<string, { lease: string; saved: string }>;
 
-/** The longest lease a client keeps or sends (a 253-character hostname and the rest). */
-const MAX_LEASE_LENGTH = 400;
 /** The name of a lease: a subdomain, a hostname, or `tcp:<port>`. */
 const LEASE_NAME = /^(?:[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*|tcp:\d{1,5})$/;
 /** The rest of a lease as the server issues it: `.<nonce>.<issued-at>.<signature>`. */

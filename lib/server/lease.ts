@@ -4,10 +4,9 @@
 
 import { fromBase64url, toBase64url } from "../bytes.ts";
 import { randomToken } from "../names.ts";
+import { MAX_LEASE_LENGTH } from "../limits.ts";
 
 const encoder = new TextEncoder();
-/** The longest lease: a 253-character hostname and the rest. */
-export const MAX_LEASE_LENGTH = 400;
 
 /** Why a subdomain cannot be claimed without its lease right now, and for how long. */
 export interface Hold {

@@ -4,14 +4,12 @@
 // names none. Each accepted connection goes to the server's handler.
 
 import { closeQuietly } from "../io.ts";
+import { TCP_PORT_PICK_ATTEMPTS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { acceptLoop } from "./accept.ts";
 
 /** Port ranges, inclusive. */
 export type PortRanges = readonly (readonly [number, number])[];
-
-/** Bind attempts at most when picking a free port (each a failed bind when busy). */
-const MAX_PICK_ATTEMPTS = 1024;
 
 /**
  * Reads `--tcp-ports`: a range `20000-20099`, a port, or a comma-separated
@@ -97,8 +95,9 @@ export class TcpPorts {
 
   /**
    * Binds `port`, or when undefined a free port of the ranges (within `allowed`,
-   * a token's ranges, and skipping those `skip` says are someone's); resolves
-   * with the port, or why it could not be had.
+   * a token's ranges, and skipping those `skip` says are someone's); returns
+   * the port, or why it could not be had. Synchronous: nothing can claim the
+   * port between the caller's checks and this bind.
    */
   open(
     port: number | undefined,
@@ -127,7 +126,7 @@ export class TcpPorts {
       .filter((p) => !this.#bound.has(p) && !skip(p));
     // From a random place in the list, so that clients do not all fight over the first port.
     const start = Math.floor(Math.random() * pool.length);
-    for (let i = 0; i < Math.min(pool.length, MAX_PICK_ATTEMPTS); i++) {
+    for (let i = 0; i < Math.min(pool.length, TCP_PORT_PICK_ATTEMPTS); i++) {
       const candidate = pool[(start + i) % pool.length]!;
       if (this.#bind(candidate)) return candidate;
     }
