@@ -195,7 +195,7 @@ export interface ServerLimits {
   maxTcpConnectionsPerIp: number;
   /** Tunnels one IP may hold. */
   maxTunnelsPerIp: number;
-  /** New tunnels one IP may open per minute (only those whose token passed count). */
+  /** New control connections one IP may open per minute (only those whose token passed count). */
   maxSessionsPerIpPerMinute: number;
   /** Missing or wrong tokens one IP may send per minute; past it they are answered `limit`. */
   maxAuthFailuresPerIpPerMinute: number;

@@ -1,5 +1,5 @@
 // Admission by client IP against the server's limits: connections being routed,
-// TCP visitors connected, tunnels held, new tunnels a minute.
+// TCP visitors connected, tunnels held, new control connections a minute.
 
 import type { ServerLimits } from "../limits.ts";
 

@@ -123,7 +123,7 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     flag: "max-sessions-per-ip-per-minute",
     key: "maxSessionsPerIpPerMinute",
     kind: "count",
-    help: "new tunnels per client IP per minute",
+    help: "new control connections (clients) per IP per minute",
   },
   {
     flag: "max-auth-failures-per-ip-per-minute",
