@@ -139,6 +139,20 @@ Deno.test({
         none.stderr,
         /gotunnel-client: Cannot register subdomain "taken": already in use/,
       );
+      // Two tunnels of one client asking for the same name: the second is refused.
+      await using server2 = await startTestServer();
+      const twice = await openTunnels({
+        server: `http://${HOST}:${server2.addr.port}`,
+        leaseFile: false,
+        tunnels: [{ name: "x", port: 9, subdomain: "same" }, {
+          name: "y",
+          port: 9,
+          subdomain: "same",
+        }],
+      });
+      assert.equal(twice.tunnels[0]!.url, `http://same.localhost:${server2.addr.port}`);
+      assert.match(twice.tunnels[1]!.error!.message, /another tunnel of yours has it/);
+      await twice.close();
       const unknown = await spawnCli("client.ts", ["--config", file, "zeta"]).exited;
       assert.equal(unknown.code, 2);
       assert.match(unknown.stderr, /No tunnel "zeta" in .* \(it has a, b, c\)/);

@@ -152,11 +152,19 @@ async function judge(
       for (let probed = false;;) {
         if (session.closed) return refusal(ctx, ref, "shutdown", "The session has ended");
         const holder = ctx.registry.get(name);
+        if (holder?.session === session) {
+          return refusal(
+            ctx,
+            ref,
+            taken,
+            `Cannot register ${what}: another tunnel of yours has it`,
+          );
+        }
         if (holder && lease !== undefined && lease.nonce === holder.leaseNonce) {
           // The same client (its lease) while its tunnel is registered: a second copy
           // of it, or the same one back before the old connection was found dead.
           const holderSession = holder.session as Session;
-          if (!claim.replace && !probed && holderSession !== session) {
+          if (!claim.replace && !probed) {
             probed = true;
             let probe = probes.get(holderSession);
             if (!probe) probes.set(holderSession, probe = holderSession.probe(LIVENESS_PROBE_MS));
