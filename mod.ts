@@ -27,7 +27,7 @@
 
 export { startServer } from "./lib/server/server.ts";
 export type { ServerOptions, ServerTls, TunnelServer } from "./lib/server/server.ts";
-export type { TunnelInfo } from "./lib/server/session.ts";
+export type { TunnelInfo, TunnelKind } from "./lib/server/tunnel.ts";
 export type { AdminOptions } from "./lib/server/admin.ts";
 export type { TokenRules, TokenScope } from "./lib/server/auth.ts";
 export { DEFAULT_SERVER_LIMITS } from "./lib/limits.ts";
@@ -41,6 +41,14 @@ export { DEFAULT_ACME_TIMINGS } from "./lib/limits.ts";
 export type { AcmeTimings } from "./lib/limits.ts";
 export { openTunnel } from "./lib/client/tunnel.ts";
 export type { Tunnel, TunnelOptions } from "./lib/client/tunnel.ts";
+export { openTunnels } from "./lib/client/tunnels.ts";
+export type {
+  SessionOptions,
+  TunnelGroup,
+  TunnelHandle,
+  TunnelsOptions,
+  TunnelSpec,
+} from "./lib/client/tunnel_types.ts";
 export type { HeartbeatTiming } from "./lib/control.ts";
 export type { ExchangeObserver, RequestRecord } from "./lib/client/exchanges.ts";
 export type { InspectOptions } from "./lib/client/inspector/inspector.ts";
@@ -61,4 +69,6 @@ export type { LogFields, Logger, LoggerOptions, LogLevel } from "./lib/log.ts";
 export { sniff, sniffHttpHost, sniffTlsSni } from "./lib/sniff.ts";
 export type { SniffedHttp, SniffedTls, SniffResult } from "./lib/sniff.ts";
 export { GOTUNNEL_VERSION, PROTOCOL_VERSION } from "./lib/protocol.ts";
-export type { ErrorCode } from "./lib/protocol.ts";
+export type { ErrorCode, TunnelClaim, TunnelGrant } from "./lib/protocol.ts";
+export { decodeProxyHeader, encodeProxyV2 } from "./lib/proxy_protocol.ts";
+export type { ProxyDecodeResult, ProxyEndpoint, ProxyHeader } from "./lib/proxy_protocol.ts";

@@ -24,9 +24,9 @@ Deno.bench("sniff openssl ClientHello (320 B)", { group: "sniff" }, () => {
   sniff(opensslHello);
 });
 
-const open = encodeFrame({ type: "open", peer: "203.0.113.7:54321", proto: "http" });
+const open = encodeFrame({ type: "open", tunnel: 1, peer: "203.0.113.7:54321", proto: "http" });
 Deno.bench("encode open frame", { group: "frame" }, () => {
-  encodeFrame({ type: "open", peer: "203.0.113.7:54321", proto: "http" });
+  encodeFrame({ type: "open", tunnel: 1, peer: "203.0.113.7:54321", proto: "http" });
 });
 Deno.bench("decode open frame", { group: "frame" }, () => {
   decodeServerFrame(open);

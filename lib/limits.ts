@@ -6,6 +6,12 @@ export const MAX_SNIFF_BYTES = 16 * 1024;
 export const SNIFF_TIMEOUT_MS = 10_000;
 /** Largest control frame payload, either direction. */
 export const MAX_FRAME_BYTES = 16 * 1024;
+/** Tunnels one control connection may carry (and one `claim` frame may ask for). */
+export const MAX_TUNNELS_PER_SESSION = 50;
+/** How long a client waits for the answer to its `claim` (the server may probe a holder first). */
+export const CLAIM_TIMEOUT_MS = 10_000;
+/** TCP visitors from one IP address connected at once, over all TCP ports. */
+export const MAX_TCP_CONNECTIONS_PER_IP = 256;
 /** Time a new client connection has to complete its upgrade and first frame. */
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 /** Interval between heartbeats, sent by both sides. */
@@ -113,6 +119,12 @@ export const SHUTDOWN_GRACE_MS = 30_000;
 export const SHUTDOWN_POLL_MS = 50;
 /** How long a live session of the same client has to answer a ping before a new one replaces it. */
 export const LIVENESS_PROBE_MS = 2_000;
+/** The longest lease either side keeps or checks: a 253-character hostname and the rest. */
+export const MAX_LEASE_LENGTH = 400;
+/** The longest name of a tunnel (a config file's key; `ref` in claims and grants). */
+export const MAX_TUNNEL_NAME_LENGTH = 64;
+/** Bind attempts at most when the server picks a free TCP port (each a failed bind when busy). */
+export const TCP_PORT_PICK_ATTEMPTS = 1024;
 /** How long a subdomain stays held for a client that went away without saying bye. */
 export const LEASE_MS = 60_000;
 /** Bytes of randomness in a session secret. */
@@ -211,9 +223,11 @@ export interface ServerLimits {
   maxSniffingPerIp: number;
   /** Connections still being sniffed, in all (more are closed). */
   maxSniffingTotal: number;
+  /** TCP visitors one IP may have connected at once, over all TCP ports (more are closed). */
+  maxTcpConnectionsPerIp: number;
   /** Tunnels one IP may hold. */
   maxTunnelsPerIp: number;
-  /** New tunnels one IP may open per minute (only those whose token passed count). */
+  /** New control connections one IP may open per minute (only those whose token passed count). */
   maxSessionsPerIpPerMinute: number;
   /** Missing or wrong tokens one IP may send per minute; past it they are answered `limit`. */
   maxAuthFailuresPerIpPerMinute: number;
@@ -248,6 +262,7 @@ export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = {
   maxIdleProxies: MAX_IDLE_PROXIES,
   maxSniffingPerIp: MAX_SNIFFING_PER_IP,
   maxSniffingTotal: MAX_SNIFFING_TOTAL,
+  maxTcpConnectionsPerIp: MAX_TCP_CONNECTIONS_PER_IP,
   maxTunnelsPerIp: MAX_TUNNELS_PER_IP,
   maxSessionsPerIpPerMinute: MAX_SESSIONS_PER_IP_PER_MINUTE,
   maxAuthFailuresPerIpPerMinute: MAX_AUTH_FAILURES_PER_IP_PER_MINUTE,
@@ -279,6 +294,7 @@ export const LIMIT_RANGES: Readonly<Record<keyof ServerLimits, readonly [number,
   maxIdleProxies: COUNT,
   maxSniffingPerIp: COUNT,
   maxSniffingTotal: COUNT,
+  maxTcpConnectionsPerIp: COUNT,
   maxTunnelsPerIp: COUNT,
   maxSessionsPerIpPerMinute: COUNT,
   maxAuthFailuresPerIpPerMinute: COUNT,

@@ -3,10 +3,21 @@
 // encoders and decoders over bytes, no sockets.
 
 import { concatBytes } from "./bytes.ts";
-import { MAX_FRAME_BYTES } from "./limits.ts";
+import { dataFrame, FRAME_HEADER_BYTES } from "./stream_frames.ts";
+import type {
+  ClientMessage,
+  ErrorCode,
+  ServerMessage,
+  TunnelClaim,
+  TunnelGrant,
+} from "./messages.ts";
+import { MAX_FRAME_BYTES, MAX_TUNNEL_NAME_LENGTH, MAX_TUNNELS_PER_SESSION } from "./limits.ts";
 
 /**
- * Version carried in `hello` and `attach`; a server refuses any other.
+ * Version carried in `hello` and `attach`; a server refuses any other, and
+ * says so with an `error` of code `version` that carries its own. Version 3
+ * carries several tunnels per control connection (`claim`, a tunnel id in each
+ * `open`), TCP tunnels and custom hostnames.
  *
  * @example
  * ```ts
@@ -14,7 +25,7 @@ import { MAX_FRAME_BYTES } from "./limits.ts";
  * console.log(`speaks protocol ${PROTOCOL_VERSION}`);
  * ```
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
 /**
  * Package version, reported by `--version` and `GET /api/status`.
  *
@@ -26,8 +37,6 @@ export const PROTOCOL_VERSION = 2;
  */
 export const GOTUNNEL_VERSION = "0.1.0";
 
-/** Bytes in a frame's header: a length (control frames) or a kind and a length (stream frames). */
-export const FRAME_HEADER_BYTES = 4;
 /** Largest `demand` count in one frame. */
 export const MAX_DEMAND = 1024;
 
@@ -36,73 +45,26 @@ export const UPGRADE_TOKEN = "gotunnel";
 /** Request target of the upgrade request, on any Host. */
 export const UPGRADE_PATH = "/_gotunnel";
 
-/** Why a server refused a client; the client branches on it. */
-export type ErrorCode =
-  | "version" // protocol version not supported
-  | "invalid-subdomain" // malformed subdomain
-  | "subdomain-taken" // another client holds it
-  | "subdomain-reserved" // held for a client that went away, until its lease ends
-  | "replaced" // this session's client came back on a new connection
-  | "bad-request" // malformed or unexpected frame
-  | "unauthorized" // unknown tunnel or wrong secret
-  | "pool-full" // too many idle proxy connections
-  | "limit" // a per-IP limit: too many tunnels, or too many new ones a minute
-  | "shutdown"; // server is going away
-
-/** Frames a client sends. `hello` opens a control connection, `attach` a proxy one. */
-export type ClientMessage =
-  | {
-    type: "hello";
-    version: number;
-    subdomain?: string;
-    token?: string;
-    lease?: string;
-    /** Take the name over from a live session of the same client (same lease). */
-    replace?: boolean;
-  }
-  | { type: "attach"; version: number; tunnel: string; secret: string }
-  | { type: "ping" }
-  | { type: "bye" };
-
-/** Frames a server sends. `open` announces a public connection on a proxy connection. */
-export type ServerMessage =
-  | {
-    type: "welcome";
-    version: number;
-    tunnel: string;
-    secret: string;
-    subdomain: string;
-    url: string;
-    /** Lets this client reclaim the subdomain after a disconnect. */
-    lease: string;
-    /**
-     * How often the server pings each idle proxy connection: one that hears
-     * nothing for three times this long is dead (a NAT dropped it) and is replaced.
-     */
-    proxyPingMs?: number;
-  }
-  | { type: "error"; code: ErrorCode; message: string; retryAfterMs?: number }
-  | {
-    type: "open";
-    peer: string;
-    proto: "http" | "tls";
-    scheme?: "http" | "https";
-    /**
-     * The connection was quiet for a while (a NAT may have dropped it): the
-     * client answers ACCEPT first, before anything else of the stream.
-     */
-    accept?: true;
-  }
-  | { type: "demand"; count: number }
-  | { type: "lease"; lease: string }
-  /**
-   * The tunnel's public URL changed after the welcome: its `https://` URL is
-   * ready (the server obtained its certificate). Optional: a client that does
-   * not know it ignores nothing else.
-   */
-  | { type: "url"; url: string }
-  /** A heartbeat; with `echo`, the client answers with a ping at once (a liveness probe). */
-  | { type: "ping"; echo?: true };
+export {
+  ABORT_FRAME,
+  ACCEPT_FRAME,
+  dataFrame,
+  END_FRAME,
+  FRAME_HEADER_BYTES,
+  FrameKind,
+  lastDataFrame,
+  MAX_DATA_BYTES,
+  putDataHeader,
+  StreamDecoder,
+} from "./stream_frames.ts";
+export type { StreamDecodeResult, StreamEnd } from "./stream_frames.ts";
+export type {
+  ClientMessage,
+  ErrorCode,
+  ServerMessage,
+  TunnelClaim,
+  TunnelGrant,
+} from "./messages.ts";
 
 /** A decoder's answer: a message and the bytes it used, or why it cannot give one. */
 export type DecodeResult<M> =
@@ -123,6 +85,35 @@ export function encodeFrame(message: ClientMessage | ServerMessage): Uint8Array 
   new DataView(frame.buffer).setUint32(0, json.length);
   frame.set(json, FRAME_HEADER_BYTES);
   return frame;
+}
+
+/** Room left in a frame for the message around a list (type, key, brackets), in bytes. */
+const LIST_FRAME_OVERHEAD_BYTES = 64;
+
+/**
+ * Splits `items` (claims or grants) into lists whose frames stay within
+ * `maxBytes`, in order; an item too large for any frame alone is a RangeError.
+ * A `claim` or `claimed` of many tunnels with long names may need several frames.
+ */
+export function frameBatches<T>(items: readonly T[], maxBytes: number = MAX_FRAME_BYTES): T[][] {
+  const batches: T[][] = [];
+  let batch: T[] = [];
+  let size = LIST_FRAME_OVERHEAD_BYTES;
+  for (const item of items) {
+    const bytes = encoder.encode(JSON.stringify(item)).length + 1; // and its comma
+    if (bytes + LIST_FRAME_OVERHEAD_BYTES > maxBytes) {
+      throw new RangeError(`Cannot encode a list item of ${bytes} bytes in a frame`);
+    }
+    if (size + bytes > maxBytes && batch.length > 0) {
+      batches.push(batch);
+      batch = [];
+      size = LIST_FRAME_OVERHEAD_BYTES;
+    }
+    batch.push(item);
+    size += bytes;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
 }
 
 /** Decodes the first frame in `bytes` as a client message, of at most `maxBytes`. */
@@ -167,11 +158,21 @@ function decodeFrame<M>(
 const isString = (v: unknown): v is string => typeof v === "string";
 const isCount = (v: unknown): v is number =>
   typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= MAX_DEMAND;
+const isId = (v: unknown): v is number =>
+  typeof v === "number" && Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
+const isPort = (v: unknown): v is number =>
+  typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 65535;
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "version",
   "invalid-subdomain",
+  "invalid-host",
+  "invalid-port",
   "subdomain-taken",
   "subdomain-reserved",
+  "port-taken",
+  "port-reserved",
   "replaced",
   "bad-request",
   "unauthorized",
@@ -179,32 +180,93 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "limit",
   "shutdown",
 ]);
+const isCode = (v: unknown): v is ErrorCode => isString(v) && ERROR_CODES.has(v);
+
+function parseClaim(v: unknown): TunnelClaim | string {
+  if (!isRecord(v) || !isString(v.ref) || v.ref.length > MAX_TUNNEL_NAME_LENGTH) {
+    return "claim with a bad ref";
+  }
+  const { ref } = v;
+  if (v.lease !== undefined && !isString(v.lease)) return "claim with a non-string lease";
+  const extra = {
+    ...(v.lease === undefined ? {} : { lease: v.lease as string }),
+    ...(v.replace === true ? { replace: true } : {}),
+  };
+  if (v.kind === "tcp") {
+    if (v.port !== undefined && !isPort(v.port)) return "claim with a bad port";
+    return { ref, kind: "tcp", ...(v.port === undefined ? {} : { port: v.port }), ...extra };
+  }
+  if (v.kind !== "http") return "claim of an unknown kind";
+  if (v.subdomain !== undefined && !isString(v.subdomain)) return "claim with a bad subdomain";
+  if (v.host !== undefined && !isString(v.host)) return "claim with a bad host";
+  if (v.subdomain !== undefined && v.host !== undefined) return "claim with subdomain and host";
+  return {
+    ref,
+    kind: "http",
+    ...(v.subdomain === undefined ? {} : { subdomain: v.subdomain }),
+    ...(v.host === undefined ? {} : { host: v.host }),
+    ...extra,
+  };
+}
+
+function parseGrant(v: unknown): TunnelGrant | string {
+  if (!isRecord(v) || !isString(v.ref)) return "grant without a ref";
+  if (v.ok === true) {
+    if (!isId(v.id) || !isString(v.name) || !isString(v.url) || !isString(v.lease)) {
+      return "grant with missing fields";
+    }
+    return { ref: v.ref, ok: true, id: v.id, name: v.name, url: v.url, lease: v.lease };
+  }
+  if (!isCode(v.code) || !isString(v.message)) return "refusal with an unknown code";
+  const refusal: TunnelGrant = { ref: v.ref, ok: false, code: v.code, message: v.message };
+  if (typeof v.retryAfterMs === "number" && v.retryAfterMs >= 0) {
+    refusal.retryAfterMs = v.retryAfterMs;
+  }
+  return refusal;
+}
+
+/** A list of at most MAX_TUNNELS_PER_SESSION items, each parsed, or why not. */
+function parseList<T>(v: unknown, parse: (item: unknown) => T | string): T[] | string {
+  if (!Array.isArray(v) || v.length === 0) return "an empty or missing tunnel list";
+  if (v.length > MAX_TUNNELS_PER_SESSION) {
+    return `${v.length} tunnels in one frame: at most ${MAX_TUNNELS_PER_SESSION}`;
+  }
+  const out: T[] = [];
+  for (const item of v) {
+    const parsed = parse(item);
+    if (typeof parsed === "string") return parsed;
+    out.push(parsed);
+  }
+  return out;
+}
 
 function parseClientMessage(v: Record<string, unknown>): ClientMessage | string {
   switch (v.type) {
     case "hello": {
+      // Any other version is read for its number alone: the server refuses it by
+      // version (with an "upgrade" sentence), whatever else an older client sent.
       if (typeof v.version !== "number") return "hello without a numeric version";
       const hello: ClientMessage = { type: "hello", version: v.version };
-      if (v.subdomain !== undefined) {
-        if (!isString(v.subdomain)) return "hello with a non-string subdomain";
-        hello.subdomain = v.subdomain;
-      }
+      if (v.version !== PROTOCOL_VERSION) return hello;
       if (v.token !== undefined) {
         if (!isString(v.token)) return "hello with a non-string token";
         hello.token = v.token;
       }
-      if (v.lease !== undefined) {
-        if (!isString(v.lease)) return "hello with a non-string lease";
-        hello.lease = v.lease;
-      }
-      if (v.replace === true) hello.replace = true;
       return hello;
     }
+    case "claim": {
+      const tunnels = parseList(v.tunnels, parseClaim);
+      return typeof tunnels === "string" ? tunnels : { type: "claim", tunnels };
+    }
     case "attach":
-      if (typeof v.version !== "number" || !isString(v.tunnel) || !isString(v.secret)) {
-        return "attach needs version, tunnel and secret";
+      if (typeof v.version !== "number") return "attach without a numeric version";
+      if (v.version !== PROTOCOL_VERSION) {
+        return { type: "attach", version: v.version, session: "", secret: "" };
       }
-      return { type: "attach", version: v.version, tunnel: v.tunnel, secret: v.secret };
+      if (!isString(v.session) || !isString(v.secret)) {
+        return "attach needs version, session and secret";
+      }
+      return { type: "attach", version: v.version, session: v.session, secret: v.secret };
     case "ping":
     case "bye":
       return { type: v.type };
@@ -216,57 +278,60 @@ function parseClientMessage(v: Record<string, unknown>): ClientMessage | string 
 function parseServerMessage(v: Record<string, unknown>): ServerMessage | string {
   switch (v.type) {
     case "welcome": {
-      const { version, tunnel, secret, subdomain, url, lease } = v;
-      if (
-        typeof version !== "number" || !isString(tunnel) || !isString(secret) ||
-        !isString(subdomain) || !isString(url) || !isString(lease)
-      ) return "welcome with missing fields";
-      const welcome: ServerMessage = {
-        type: "welcome",
-        version,
-        tunnel,
-        secret,
-        subdomain,
-        url,
-        lease,
-      };
+      const { version, session, secret } = v;
+      if (typeof version !== "number" || !isString(session) || !isString(secret)) {
+        return "welcome with missing fields";
+      }
+      const welcome: ServerMessage = { type: "welcome", version, session, secret };
       if (typeof v.proxyPingMs === "number" && v.proxyPingMs > 0) {
         welcome.proxyPingMs = v.proxyPingMs;
       }
       return welcome;
     }
+    case "claimed": {
+      const tunnels = parseList(v.tunnels, parseGrant);
+      return typeof tunnels === "string" ? tunnels : { type: "claimed", tunnels };
+    }
     case "error": {
-      if (!isString(v.code) || !ERROR_CODES.has(v.code) || !isString(v.message)) {
-        return "error frame with unknown code";
-      }
-      const error: ServerMessage = { type: "error", code: v.code as ErrorCode, message: v.message };
+      if (!isCode(v.code) || !isString(v.message)) return "error frame with unknown code";
+      const error: ServerMessage = { type: "error", code: v.code, message: v.message };
       if (typeof v.retryAfterMs === "number" && v.retryAfterMs >= 0) {
         error.retryAfterMs = v.retryAfterMs;
       }
+      if (typeof v.version === "number") error.version = v.version;
       return error;
     }
-    case "open":
-      if (!isString(v.peer) || (v.proto !== "http" && v.proto !== "tls")) {
+    case "open": {
+      if (
+        !isId(v.tunnel) || !isString(v.peer) ||
+        (v.proto !== "http" && v.proto !== "tls" && v.proto !== "tcp")
+      ) {
         return "open frame with bad fields";
       }
       if (v.scheme !== undefined && v.scheme !== "http" && v.scheme !== "https") {
         return "open frame with a bad scheme";
       }
-      {
-        const open: ServerMessage = { type: "open", peer: v.peer, proto: v.proto };
-        if (v.scheme !== undefined) open.scheme = v.scheme;
-        if (v.accept === true) open.accept = true;
-        return open;
-      }
+      if (v.dest !== undefined && !isString(v.dest)) return "open frame with a bad dest";
+      const open: ServerMessage = { type: "open", tunnel: v.tunnel, peer: v.peer, proto: v.proto };
+      if (v.scheme !== undefined) open.scheme = v.scheme;
+      if (v.dest !== undefined) open.dest = v.dest;
+      if (v.accept === true) open.accept = true;
+      return open;
+    }
     case "demand":
       if (!isCount(v.count)) return "demand frame with bad count";
       return { type: "demand", count: v.count };
     case "lease":
-      if (!isString(v.lease)) return "lease frame without a lease";
-      return { type: "lease", lease: v.lease };
+      if (!isId(v.tunnel) || !isString(v.lease)) return "lease frame without a tunnel or lease";
+      return { type: "lease", tunnel: v.tunnel, lease: v.lease };
     case "url":
-      if (!isString(v.url)) return "url frame without a url";
-      return { type: "url", url: v.url };
+      if (!isId(v.tunnel) || !isString(v.url)) return "url frame without a tunnel or url";
+      return { type: "url", tunnel: v.tunnel, url: v.url };
+    case "closed":
+      if (!isId(v.tunnel) || !isCode(v.code) || !isString(v.message)) {
+        return "closed frame with bad fields";
+      }
+      return { type: "closed", tunnel: v.tunnel, code: v.code, message: v.message };
     case "ping":
       return v.echo === true ? { type: "ping", echo: true } : { type: "ping" };
     default:
@@ -287,142 +352,11 @@ export const UPGRADE_RESPONSE: Uint8Array = encoder.encode(
   `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${UPGRADE_TOKEN}\r\n\r\n`,
 );
 
-// Stream frames. On a proxy connection, frames share the control frames' 4-byte
-// header: its first byte is the kind, the other three the payload length. A JSON
-// frame (kind 0) is a control frame unchanged (they are at most 16 KiB, so their
-// first byte is 0). Between streams the server may send `ping` on an idle proxy
-// connection and the client answers `ping` (a dead one is found and closed). A
-// stream starts with the server's `open`; on a connection quiet for a while the
-// `open` asks for the client's ACCEPT first (until it comes, a visitor can be
-// moved to another connection, as a NAT may have dropped this one); then DATA
-// frames ending, per direction, in one END (half-close) or ABORT (the stream
-// failed). Once both directions have ended, the connection carries the next
-// `open`: proxy connections are reused, not redialled.
-
-/** Frame kinds on a proxy connection. */
-export const FrameKind = { json: 0, data: 1, end: 2, abort: 3, accept: 4 } as const;
-
-/** Largest DATA payload: the 24-bit length of the header. */
-export const MAX_DATA_BYTES = 0xff_ffff;
-
-/** How a direction of a stream ended. */
-export type StreamEnd = "end" | "abort";
-
-/** The END frame (this direction is over: a half-close). */
-export const END_FRAME: Uint8Array = Uint8Array.of(FrameKind.end, 0, 0, 0);
-/** The ABORT frame (this direction failed: close the connection). */
-export const ABORT_FRAME: Uint8Array = Uint8Array.of(FrameKind.abort, 0, 0, 0);
-/** The ACCEPT frame: the client's first answer to `open`, before anything else of the stream. */
-export const ACCEPT_FRAME: Uint8Array = Uint8Array.of(FrameKind.accept, 0, 0, 0);
 /** A `ping` frame, either way (on idle proxy connections, the server's and the client's answer). */
 export const PING_FRAME: Uint8Array = encodeFrame({ type: "ping" });
-
-/** Writes a DATA header for `length` payload bytes into `buffer[0..4]`. */
-export function putDataHeader(buffer: Uint8Array, length: number): void {
-  if (length < 1 || length > MAX_DATA_BYTES) throw new RangeError(`Bad DATA length ${length}`);
-  buffer[0] = FrameKind.data;
-  buffer[1] = length >>> 16;
-  buffer[2] = (length >>> 8) & 0xff;
-  buffer[3] = length & 0xff;
-}
-
-/** A whole DATA frame holding `payload` (a copy; for small, one-off payloads). */
-export function dataFrame(payload: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
-  putDataHeader(frame, payload.length);
-  frame.set(payload, FRAME_HEADER_BYTES);
-  return frame;
-}
-
-/**
- * A direction's last bytes: a DATA frame (none for no bytes) and END, to send
- * in one write.
- *
- * @example
- * ```ts
- * import { lastDataFrame } from "./protocol.ts";
- * console.log(lastDataFrame(new Uint8Array([104, 105]))); // DATA "hi", then END
- * ```
- */
-export function lastDataFrame(payload: Uint8Array): Uint8Array {
-  const data = payload.length > 0 ? FRAME_HEADER_BYTES + payload.length : 0;
-  const frames = new Uint8Array(data + END_FRAME.length);
-  if (data > 0) {
-    putDataHeader(frames, payload.length);
-    frames.set(payload, FRAME_HEADER_BYTES);
-  }
-  frames.set(END_FRAME, data);
-  return frames;
-}
 
 /** The start of a stream as the server writes it: `open`, then the bytes read so far as DATA. */
 export function encodeStreamStart(open: ServerMessage, prefix: Uint8Array): Uint8Array {
   const first = encodeFrame(open);
   return prefix.length === 0 ? first : concatBytes(first, dataFrame(prefix));
-}
-
-/** What {@linkcode StreamDecoder.decode} found in a chunk. */
-export type StreamDecodeResult =
-  /** The chunk held only DATA: its payload is now its first `payload` bytes. */
-  | { state: "data"; payload: number }
-  /**
-   * The direction ended (`how`) after the chunk's first `used` bytes; the
-   * payload before it is the chunk's first `payload` bytes, and the bytes from
-   * `used` on belong to what follows the stream.
-   */
-  | { state: "end"; how: StreamEnd; payload: number; used: number }
-  /** Not a stream frame: the connection is out of step. */
-  | { state: "invalid"; reason: string };
-
-/**
- * Decodes one direction of a stream, chunk by chunk, in place: each chunk's
- * payload bytes are moved over the frame headers between them to its start, so
- * a relay writes them on with one write per chunk. Headers may be split
- * across chunks. No I/O: the relay and the fuzzer feed it alike.
- */
-export class StreamDecoder {
-  #header = new Uint8Array(FRAME_HEADER_BYTES);
-  #have = 0; // header bytes gathered
-  #remaining = 0; // payload bytes of the current DATA frame still to come
-
-  /** Decodes `chunk`, which follows what was decoded before; moves its payload to its start. */
-  decode(chunk: Uint8Array): StreamDecodeResult {
-    let at = 0;
-    let out = 0;
-    while (at < chunk.length) {
-      if (this.#remaining > 0) {
-        const take = Math.min(this.#remaining, chunk.length - at);
-        if (out !== at) chunk.copyWithin(out, at, at + take);
-        out += take;
-        at += take;
-        this.#remaining -= take;
-        continue;
-      }
-      const take = Math.min(FRAME_HEADER_BYTES - this.#have, chunk.length - at);
-      this.#header.set(chunk.subarray(at, at + take), this.#have);
-      this.#have += take;
-      at += take;
-      if (this.#have < FRAME_HEADER_BYTES) break;
-      this.#have = 0;
-      const h = this.#header;
-      const kind = h[0]!;
-      const length = (h[1]! << 16) | (h[2]! << 8) | h[3]!;
-      if (kind === FrameKind.data && length > 0) {
-        this.#remaining = length;
-      } else if ((kind === FrameKind.end || kind === FrameKind.abort) && length === 0) {
-        return {
-          state: "end",
-          how: kind === FrameKind.end ? "end" : "abort",
-          payload: out,
-          used: at,
-        };
-      } else {
-        return {
-          state: "invalid",
-          reason: `unexpected frame (kind ${kind}, ${length} bytes) in a stream`,
-        };
-      }
-    }
-    return { state: "data", payload: out };
-  }
 }

@@ -203,6 +203,35 @@ Deno.test({
 });
 
 Deno.test({
+  name: "HTTP-01: a custom hostname gets its own certificate once its tunnel registers",
+  ...PEBBLE,
+  fn: () =>
+    withTempDir(async (certDir) => {
+      await using pebble = await startPebble();
+      await using app = startApp();
+      const token = "token-for-shop-example-com";
+      const { server } = await acmeServer(pebble, certDir, {}, {
+        tokens: new Map([[token, ["host:shop.example.com"]]]),
+      });
+      await using _server = server;
+      await waitFor(() => server.url.startsWith("https:"), CERT_WAIT_MS, "the apex certificate");
+      const urls: string[] = [];
+      await using _tunnel = await openTestTunnel(server, app.addr.port, {
+        customDomain: "shop.example.com",
+        token,
+        onReady: (url) => urls.push(url),
+      });
+      assert.equal(urls[0], `http://shop.example.com:${server.addr.port}`);
+      await waitFor(() => urls.length === 2, CERT_WAIT_MS, "the hostname's https URL");
+      const tlsPort = server.tlsAddr!.port;
+      assert.equal(urls[1], `https://shop.example.com:${tlsPort}`);
+      const root = await pebble.root();
+      assert.equal((await httpsWhoami(tlsPort, "shop.example.com", root)).xfp, "https");
+      assert.equal(pebble.orders.length, 2); // the apex, then the hostname
+    }),
+});
+
+Deno.test({
   name: "a visitor's SNI for a name with no tunnel orders nothing, even with per-name issuance",
   ...PEBBLE,
   fn: () =>

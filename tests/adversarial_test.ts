@@ -14,6 +14,7 @@ import {
   connect,
   decode,
   encode,
+  helloFrames,
   HOST,
   openTestTunnel,
   rawApp,
@@ -80,7 +81,7 @@ Deno.test({
       [rawFrame('{"type":"launch"}'), "bad-request"],
       [rawFrame('{"type":"ping"}'), "bad-request"],
       [encodeFrame({ type: "hello", version: 99 }), "version"],
-      [encodeFrame({ type: "attach", version: 99, tunnel: "t", secret: "s" }), "version"],
+      [encodeFrame({ type: "attach", version: 99, session: "t", secret: "s" }), "version"],
     ];
     for (const [payload, code] of cases) {
       const reply = await handshake(port, payload);
@@ -100,15 +101,15 @@ Deno.test({
     // Register a session by hand to learn its id and secret.
     const { conn: control, reader } = await rawClient(
       port,
-      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "victim" }),
+      helloFrames({ subdomain: "victim" }),
     );
     const welcome = await reader.readFrame(decodeServerFrame);
     assert.equal(welcome?.type, "welcome");
-    const { tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;
+    const { session: tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;
     const attach = (t: string, s: string) =>
       handshake(
         port,
-        encodeFrame({ type: "attach", version: PROTOCOL_VERSION, tunnel: t, secret: s }),
+        encodeFrame({ type: "attach", version: PROTOCOL_VERSION, session: t, secret: s }),
       );
     const unauthorized = (m: ServerMessage | null) =>
       m?.type === "error" && m.code === "unauthorized";

@@ -2,7 +2,7 @@
 
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
-import { parseTokensFile } from "../lib/server/auth.ts";
+import { Auth, parseTokensFile, type TokenScope } from "../lib/server/auth.ts";
 import { HOST, openTestTunnel, spawnCli, startTestServer, T } from "./helpers.ts";
 
 const ANY = "any-subdomain-token-0123456789";
@@ -53,6 +53,53 @@ Deno.test("parseTokensFile() reads tokens, scopes and comments, and names a bad 
   assert.throws(() => parseTokensFile("short demo"), /Line 1/);
   assert.throws(() => parseTokensFile(`${ANY}\n${SCOPED} bad_name`), /Line 2: invalid subdomain/);
   assert.throws(() => parseTokensFile(`${ANY} a b`), /Line 1/);
+});
+
+Deno.test("parseTokensFile() reads port ranges and hostnames in scopes, and names a bad one", () => {
+  const rules = parseTokensFile(
+    `${SCOPED} demo,tcp:20000-20010,tcp:2222,host:App.Example.com,host:*.example.org\n`,
+  );
+  assert.deepEqual([...rules], [[SCOPED, [
+    "demo",
+    "tcp:20000-20010",
+    "tcp:2222",
+    "host:app.example.com",
+    "host:*.example.org",
+  ]]]);
+  for (const bad of ["tcp:0", "tcp:20010-20000", "tcp:70000", "tcp:x", "host:1.2.3.4", "host:*"]) {
+    assert.throws(() => parseTokensFile(`${SCOPED} ${bad}`), /Line 1: invalid/, bad);
+  }
+});
+
+Deno.test("Auth scopes: * is any subdomain and port but no hostname; lists allow what they name", async () => {
+  const auth = await Auth.create(
+    new Map<string, TokenScope>([
+      [ANY, "*"],
+      [SCOPED, ["demo", "tcp:20000-20010", "host:*.example.org"]],
+    ]),
+  );
+  const key = async (token: string) => {
+    const who = await auth.identify(token);
+    assert.ok(who.ok);
+    return who.key;
+  };
+  const any = await key(ANY);
+  const scoped = await key(SCOPED);
+  assert.equal(auth.refusal(any, { kind: "port", port: 1 }), undefined);
+  assert.equal(auth.refusal(any, { kind: "subdomain", name: undefined }), undefined);
+  assert.match(auth.refusal(any, { kind: "host", host: "a.example.org" })!, /host:a\.example\.org/);
+  assert.equal(auth.refusal(scoped, { kind: "port", port: 20005 }), undefined);
+  assert.equal(auth.refusal(scoped, { kind: "port", port: undefined }), undefined);
+  assert.match(auth.refusal(scoped, { kind: "port", port: 20011 })!, /only 20000-20010/);
+  assert.equal(auth.refusal(scoped, { kind: "host", host: "shop.example.org" }), undefined);
+  assert.ok(auth.refusal(scoped, { kind: "host", host: "example.org" }));
+  assert.ok(auth.refusal(scoped, { kind: "host", host: "a.b.example.orgx" }));
+  assert.deepEqual(auth.portRanges(scoped), [[20000, 20010]]);
+  assert.equal(auth.portRanges(any), undefined);
+  // With no tokens at all, ports are open and hostnames closed.
+  const open = await Auth.create(undefined);
+  assert.equal(open.refusal(undefined, { kind: "port", port: 1 }), undefined);
+  assert.ok(open.refusal(undefined, { kind: "host", host: "a.example.org" }));
 });
 
 Deno.test({

@@ -2,11 +2,11 @@
 
 import assert from "node:assert/strict";
 
-import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 import {
   connect,
   decode,
   encode,
+  helloFrames,
   HOST,
   openTestTunnel,
   rawApp,
@@ -104,7 +104,7 @@ Deno.test({
     // A client that registers but never opens a proxy connection.
     const { conn: control } = await rawClient(
       server.addr.port,
-      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "stuck" }),
+      helloFrames({ subdomain: "stuck" }),
     );
     await waitFor(() => server.tunnelCount === 1, 5_000, "registration");
     const answer = await rawRequest(

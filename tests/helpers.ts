@@ -8,8 +8,11 @@ import { concatBytes, latin1Bytes, latin1Text } from "../lib/bytes.ts";
 import { isBug, type LogFields, type Logger } from "../lib/log.ts";
 import {
   decodeServerFrame,
+  encodeFrame,
   encodeUpgradeRequest,
+  PROTOCOL_VERSION,
   type ServerMessage,
+  type TunnelClaim,
   UPGRADE_RESPONSE,
 } from "../lib/protocol.ts";
 import type { ServerLimits } from "../lib/limits.ts";
@@ -638,6 +641,35 @@ export async function rawClient(
   }
   reader.consume(UPGRADE_RESPONSE.length);
   return { conn, reader, upgraded: true };
+}
+
+/**
+ * The first frames of a client made by hand: a hello (with `token`) and a claim
+ * of one HTTP tunnel (`subdomain`, or any other claim fields given).
+ */
+export function helloFrames(
+  claim: { subdomain?: string; kind?: "http" | "tcp"; port?: number; host?: string } = {},
+  token?: string,
+): Uint8Array {
+  const one = { ref: "t", kind: "http", ...claim } as TunnelClaim;
+  return concatBytes(
+    encodeFrame({ type: "hello", version: PROTOCOL_VERSION, ...(token ? { token } : {}) }),
+    encodeFrame({ type: "claim", tunnels: [one] }),
+  );
+}
+
+/**
+ * What a server made by hand answers a hello and claim with: a welcome, and a
+ * grant of `name` to the first tunnel of a client (`tunnel1`).
+ */
+export function welcomeFrames(name: string, url = `http://${name}.localhost`): Uint8Array {
+  return concatBytes(
+    encodeFrame({ type: "welcome", version: PROTOCOL_VERSION, session: "t", secret: "s" }),
+    encodeFrame({
+      type: "claimed",
+      tunnels: [{ ref: "tunnel1", ok: true, id: 1, name, url, lease: `v1.${name}.n.1.mac` }],
+    }),
+  );
 }
 
 /** The next frame from the server that is not a ping; null at end of stream. */

@@ -2,7 +2,8 @@
 // and --raw have none, a taken port is a clear error, a non-loopback address a warning.
 
 import assert from "node:assert/strict";
-import { parseInspectAddress, readClientCommand } from "../lib/client/options.ts";
+import { parseInspectAddress } from "../lib/client/options.ts";
+import { readClientCommand } from "../lib/client/command.ts";
 import { HOST, spawnCli, startApp, startTestServer, T, waitFor } from "./helpers.ts";
 
 const INSPECTOR_LINE = /^Inspector (http:\/\/\S+)$/m;
@@ -116,7 +117,7 @@ Deno.test("--inspect, --no-inspect, --inspect-limit and $GOTUNNEL_INSPECT read i
   }
   const inspect = async (args: string[], env: Record<string, string> = {}) => {
     const command = await readClientCommand(["3000", ...args], (name) => env[name]);
-    return command.kind === "tunnel" ? command.options.inspect : undefined;
+    return command.kind === "tunnels" ? command.options.inspect : undefined;
   };
   assert.deepEqual(await inspect([]), { limit: 500 }, "on by default: 4040-4050 on 127.0.0.1");
   assert.deepEqual(await inspect(["--inspect-limit", "20", "--inspect", "5000"]), {

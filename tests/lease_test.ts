@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
 import {
+  helloFrames,
   type Hop,
   HOST,
   logRecorder,
@@ -17,7 +18,6 @@ import {
   waitFor,
 } from "./helpers.ts";
 import { LeaseStore } from "../lib/client/lease_store.ts";
-import { encodeFrame, PROTOCOL_VERSION } from "../lib/protocol.ts";
 
 const get = (port: number, host: string) =>
   rawRequest(port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
@@ -249,7 +249,7 @@ Deno.test({
     await using server = await startTestServer();
     const { conn } = await rawClient(
       server.addr.port,
-      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "ghost" }),
+      helloFrames({ subdomain: "ghost" }),
     );
     await waitFor(() => server.tunnelCount === 1, 5_000, "registration");
     conn.close(); // gone before saying anything after the welcome

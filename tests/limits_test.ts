@@ -17,6 +17,7 @@ import { readLimitFlags } from "../lib/server/limit_flags.ts";
 import {
   connect,
   encode,
+  helloFrames,
   logRecorder,
   openTestTunnel,
   rawApp,
@@ -202,13 +203,13 @@ Deno.test({
     const hello = (frame: Uint8Array) => rawClient(server.addr.port, frame);
     // A client that registers, attaches one proxy connection, and then never answers on it.
     const control = await hello(
-      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "mute" }),
+      helloFrames({ subdomain: "mute" }),
     );
     const welcome = await control.reader.readFrame(decodeServerFrame);
     assert.equal(welcome?.type, "welcome");
-    const { tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;
+    const { session: tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;
     const proxy = await hello(
-      encodeFrame({ type: "attach", version: PROTOCOL_VERSION, tunnel, secret }),
+      encodeFrame({ type: "attach", version: PROTOCOL_VERSION, session: tunnel, secret }),
     );
     const visitor = await connect(server.addr.port);
     try {

@@ -17,6 +17,7 @@ import {
   decodeServerFrame,
   encodeFrame,
   END_FRAME,
+  PROTOCOL_VERSION,
   type ServerMessage,
   StreamDecoder,
 } from "../lib/protocol.ts";
@@ -29,25 +30,38 @@ import { encode } from "./helpers.ts";
 Deno.test("encodeFrame() and the decoders round-trip every message, at every split", () => {
   const client: ClientMessage[] = [
     { type: "hello", version: 1 },
-    { type: "hello", version: 1, subdomain: "demo" },
-    { type: "hello", version: 1, subdomain: "demo", token: "t", lease: "v1.demo.n.m" },
-    { type: "attach", version: 1, tunnel: "t", secret: "s" },
+    { type: "hello", version: PROTOCOL_VERSION },
+    { type: "hello", version: PROTOCOL_VERSION, token: "t" },
+    { type: "claim", tunnels: [{ ref: "web", kind: "http", subdomain: "demo" }] },
+    {
+      type: "claim",
+      tunnels: [
+        { ref: "a", kind: "http", host: "app.example.com", lease: "v1.app.example.com.n.1.m" },
+        { ref: "b", kind: "tcp", port: 20022, replace: true },
+        { ref: "c", kind: "tcp" },
+      ],
+    },
+    { type: "attach", version: PROTOCOL_VERSION, session: "t", secret: "s" },
     { type: "ping" },
     { type: "bye" },
   ];
   const server: ServerMessage[] = [
+    { type: "welcome", version: PROTOCOL_VERSION, session: "t", secret: "s", proxyPingMs: 20 },
     {
-      type: "welcome",
-      version: 1,
-      tunnel: "t",
-      secret: "s",
-      subdomain: "d",
-      url: "http://d.x",
-      lease: "v1.d.n.m",
+      type: "claimed",
+      tunnels: [
+        { ref: "web", ok: true, id: 1, name: "d", url: "http://d.x", lease: "v1.d.n.1.m" },
+        { ref: "b", ok: false, code: "port-reserved", message: "held", retryAfterMs: 10 },
+      ],
     },
+    { type: "error", code: "version", message: "upgrade", version: PROTOCOL_VERSION },
+    { type: "lease", tunnel: 2, lease: "v1.tcp:20022.n.1.m" },
+    { type: "url", tunnel: 1, url: "https://d.x" },
+    { type: "closed", tunnel: 1, code: "replaced", message: "taken over" },
     { type: "error", code: "subdomain-reserved", message: "held", retryAfterMs: 4200 },
     { type: "error", code: "subdomain-taken", message: "in use" },
-    { type: "open", peer: "127.0.0.1:5000", proto: "http" },
+    { type: "open", tunnel: 1, peer: "127.0.0.1:5000", proto: "http" },
+    { type: "open", tunnel: 2, peer: "[::1]:5000", proto: "tcp", dest: "127.0.0.1:20022" },
     { type: "demand", count: 3 },
     { type: "ping" },
   ];
@@ -78,8 +92,13 @@ Deno.test("the decoders refuse oversized, non-JSON, non-object and ill-typed fra
       '"x"',
       '{"type":"launch"}',
       '{"type":"hello"}',
-      '{"type":"hello","version":1,"subdomain":5}',
-      '{"type":"attach","version":1,"tunnel":"t"}',
+      `{"type":"hello","version":${PROTOCOL_VERSION},"token":5}`,
+      `{"type":"attach","version":${PROTOCOL_VERSION},"session":"t"}`,
+      '{"type":"claim","tunnels":[]}',
+      '{"type":"claim","tunnels":[{"ref":"a","kind":"udp"}]}',
+      '{"type":"claim","tunnels":[{"ref":"a","kind":"tcp","port":70000}]}',
+      '{"type":"claim","tunnels":[{"ref":"a","kind":"http","subdomain":"a","host":"b.c"}]}',
+      `{"type":"claim","tunnels":[${Array(51).fill('{"ref":"a","kind":"tcp"}').join(",")}]}`,
     ]
   ) {
     assert.equal(decodeClientFrame(rawFrame(json)).state, "invalid", json);
@@ -90,14 +109,17 @@ Deno.test("the decoders refuse oversized, non-JSON, non-object and ill-typed fra
       '{"type":"demand","count":-1}',
       '{"type":"demand","count":1.5}',
       '{"type":"error","code":"teapot","message":"x"}',
-      '{"type":"open","peer":"x","proto":"udp"}',
+      '{"type":"open","tunnel":1,"peer":"x","proto":"udp"}',
+      '{"type":"open","peer":"x","proto":"tcp"}',
+      '{"type":"claimed","tunnels":[{"ref":"a","ok":true}]}',
+      '{"type":"closed","tunnel":1,"code":"teapot","message":"x"}',
       '{"type":"welcome","version":1}',
     ]
   ) {
     assert.equal(decodeServerFrame(rawFrame(json)).state, "invalid", json);
   }
   assert.throws(
-    () => encodeFrame({ type: "hello", version: 1, subdomain: "x".repeat(MAX_FRAME_BYTES) }),
+    () => encodeFrame({ type: "hello", version: 1, token: "x".repeat(MAX_FRAME_BYTES) }),
     RangeError,
   );
 });

@@ -3,15 +3,10 @@
 import assert from "node:assert/strict";
 import { ByteReader, closeQuietly, FRAME_READER_CAPACITY, writeAll } from "../lib/io.ts";
 import { concatBytes } from "../lib/bytes.ts";
-import {
-  decodeClientFrame,
-  decodeServerFrame,
-  encodeFrame,
-  PROTOCOL_VERSION,
-  UPGRADE_RESPONSE,
-} from "../lib/protocol.ts";
+import { decodeClientFrame, decodeServerFrame, UPGRADE_RESPONSE } from "../lib/protocol.ts";
 import {
   decode,
+  helloFrames,
   HOST,
   openTestTunnel,
   rawApp,
@@ -22,6 +17,7 @@ import {
   startTestServer,
   T,
   waitFor,
+  welcomeFrames,
 } from "./helpers.ts";
 
 const FAST = { intervalMs: 50, peerTimeoutMs: 300 };
@@ -98,7 +94,7 @@ Deno.test({
     });
     const { conn, reader } = await rawClient(
       server.addr.port,
-      encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "mute" }),
+      helloFrames({ subdomain: "mute" }),
     );
     try {
       assert.equal((await reader.readFrame(decodeServerFrame))?.type, "welcome");
@@ -139,15 +135,7 @@ Deno.test({
       const first = await reader.readFrame(decodeClientFrame);
       if (first?.type === "hello") {
         hellos.push(Date.now());
-        const welcome = encodeFrame({
-          type: "welcome",
-          version: PROTOCOL_VERSION,
-          tunnel: "t",
-          secret: "s",
-          subdomain: "quiet",
-          url: "http://quiet.localhost",
-          lease: "v1.quiet.n.mac",
-        });
+        const welcome = welcomeFrames("quiet", "http://quiet.localhost");
         await writeAll(conn, concatBytes(UPGRADE_RESPONSE, welcome));
       }
       await readAll(conn); // and then nothing at all (proxy connections just hang) until it goes

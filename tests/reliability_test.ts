@@ -23,6 +23,7 @@ import { headEnd } from "../lib/http/head.ts";
 import {
   connect,
   encode,
+  helloFrames,
   HOST,
   logRecorder,
   openTestTunnel,
@@ -38,6 +39,7 @@ import {
   startTestServer,
   tcpHop,
   waitFor,
+  welcomeFrames,
   writeAllTo,
 } from "./helpers.ts";
 
@@ -170,15 +172,18 @@ async function drain(reader: ByteReader): Promise<void> {
 async function handMadeClient(port: number, name: string) {
   const control = await rawClient(
     port,
-    encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: name }),
+    helloFrames({ subdomain: name }),
   );
   const welcome = await control.reader.readFrame(decodeServerFrame);
   assert.equal(welcome?.type, "welcome");
-  const { tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;
+  const { session: tunnel, secret } = welcome as Extract<ServerMessage, { type: "welcome" }>;
   return {
     control,
     attach: () =>
-      rawClient(port, encodeFrame({ type: "attach", version: PROTOCOL_VERSION, tunnel, secret })),
+      rawClient(
+        port,
+        encodeFrame({ type: "attach", version: PROTOCOL_VERSION, session: tunnel, secret }),
+      ),
   };
 }
 
@@ -229,20 +234,12 @@ Deno.test({
       reader.consume(headEnd(reader.buffered, 0));
       const first = await reader.readFrame(decodeClientFrame);
       if (first?.type === "hello") {
-        const welcome = encodeFrame({
-          type: "welcome",
-          version: PROTOCOL_VERSION,
-          tunnel: "t",
-          secret: "s",
-          subdomain: "x",
-          url: "http://x.localhost",
-          lease: "v1.x.n.1.mac",
-        });
+        const welcome = welcomeFrames("x", "http://x.localhost");
         const more = encodeFrame({ type: "demand", count: 60 });
         await writeAllTo(conn, concatBytes(UPGRADE_RESPONSE, welcome, more));
         return await drain(reader); // held until the end
       }
-      const open = encodeFrame({ type: "open", peer: "192.0.2.1:1", proto: "http" });
+      const open = encodeFrame({ type: "open", tunnel: 1, peer: "192.0.2.1:1", proto: "http" });
       const request = dataFrame(encode("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
       await writeAllTo(conn, concatBytes(UPGRADE_RESPONSE, open, request));
       let answer = "";

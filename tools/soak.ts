@@ -211,7 +211,8 @@ if (HOSTILE) {
   stuck = await Deno.connect({ hostname: V6, port });
   await stuck.write(concatBytes(
     encodeUpgradeRequest("localhost"),
-    encodeFrame({ type: "hello", version: PROTOCOL_VERSION, subdomain: "stuck" }),
+    encodeFrame({ type: "hello", version: PROTOCOL_VERSION }),
+    encodeFrame({ type: "claim", tunnels: [{ ref: "stuck", kind: "http", subdomain: "stuck" }] }),
   ));
   relay = droppingRelay();
   nat = await spawnDeno("client.ts", clientArgs("nat", relay.port), `${work}/nat-client.log`);

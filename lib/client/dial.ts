@@ -83,6 +83,7 @@ export async function dialServer(
   first: ClientMessage,
   capacity: number,
   signal?: AbortSignal,
+  after: Uint8Array = new Uint8Array(0),
 ): Promise<{ conn: Deno.Conn; reader: ByteReader }> {
   const stopped = new AbortController();
   let conn: Deno.Conn | undefined;
@@ -122,7 +123,10 @@ export async function dialServer(
     } catch (e) {
       throw new TunnelError("connect", `Cannot connect to ${target.url}: ${why(e)}`, { cause: e });
     }
-    await writeAll(conn, concatBytes(encodeUpgradeRequest(target.host), encodeFrame(first)));
+    await writeAll(
+      conn,
+      concatBytes(encodeUpgradeRequest(target.host), encodeFrame(first), after),
+    );
     const reader = new ByteReader(conn, Math.max(capacity, MAX_SNIFF_BYTES));
     let end = -1;
     while ((end = headEnd(reader.buffered, 0)) < 0) {

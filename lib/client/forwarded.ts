@@ -27,6 +27,8 @@ export interface VisitorInfo {
    * is kept from the app (the client ends the visitor's stream itself).
    */
   keepAppAlive?: boolean;
+  /** The name of the tunnel it came through (the inspector shows it). */
+  tunnel?: string | undefined;
 }
 
 // RFC 7239 section 4: elements of token=value pairs, a value a token or a quoted-string.

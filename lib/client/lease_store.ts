@@ -1,5 +1,6 @@
 // Where a client keeps its leases between runs: a small JSON file in the user's cache.
 
+import { MAX_LEASE_LENGTH } from "../limits.ts";
 import { describeError, type Logger } from "../log.ts";
 
 /** The default lease file: `$XDG_CACHE_HOME/gotunnel/leases.json`, else under `~/.cache`. */
@@ -15,24 +16,27 @@ export function defaultLeaseFile(): string | undefined {
 
 type Entries = Record<string, { lease: string; saved: string }>;
 
-/** The longest lease a client keeps or sends (the server's are about 100 characters). */
-const MAX_LEASE_LENGTH = 256;
-/** A lease as the server issues it: `v1.<subdomain>.<nonce>.<issued-at>.<signature>`. */
-const LEASE = /^v1\.([a-z0-9-]{1,63})\.[A-Za-z0-9_-]{1,64}\.\d{1,16}\.[A-Za-z0-9_-]{1,128}$/;
+/** The name of a lease: a subdomain, a hostname, or `tcp:<port>`. */
+const LEASE_NAME = /^(?:[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})*|tcp:\d{1,5})$/;
+/** The rest of a lease as the server issues it: `.<nonce>.<issued-at>.<signature>`. */
+const LEASE_TAIL = /\.[A-Za-z0-9_-]{1,64}\.\d{1,16}\.[A-Za-z0-9_-]{1,128}$/;
 
 /**
- * Why the entry under `key` (`"<server> <subdomain>"`) is unusable, if it is:
- * not an object with a string `lease` of the server's shape for that subdomain.
+ * Why the entry under `key` (`"<server> <name>"`) is unusable, if it is: not
+ * an object with a string `lease` of the server's shape
+ * (`v1.<name>.<nonce>.<issued-at>.<signature>`) for that name.
  */
 export function invalidLeaseEntry(key: string, value: unknown): string | undefined {
-  const subdomain = key.slice(key.lastIndexOf(" ") + 1);
+  const name = key.slice(key.lastIndexOf(" ") + 1);
   if (typeof value !== "object" || value === null) return "not an object";
   const lease = (value as { lease?: unknown }).lease;
   if (typeof lease !== "string") return "no lease string";
   if (lease.length > MAX_LEASE_LENGTH) return `a lease of ${lease.length} characters`;
-  const match = LEASE.exec(lease);
-  if (!match) return "not a lease";
-  if (match[1] !== subdomain) return `a lease for "${match[1]}" under "${subdomain}"`;
+  const tail = LEASE_TAIL.exec(lease);
+  if (!lease.startsWith("v1.") || !tail) return "not a lease";
+  const leased = lease.slice(3, tail.index);
+  if (!LEASE_NAME.test(leased)) return "not a lease";
+  if (leased !== name) return `a lease for "${leased}" under "${name}"`;
   return undefined;
 }
 

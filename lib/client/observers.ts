@@ -1,8 +1,17 @@
 // Several watchers of a tunnel's streams (the request log, the inspector, the caller's
-// own) as one observer factory.
+// own) as one observer factory, and the capture store they fill.
 
-import type { ExchangeObserver } from "./exchanges.ts";
+import {
+  INSPECTOR_BODY_BUDGET_BYTES,
+  INSPECTOR_LIMIT,
+  INSPECTOR_MAX_BODY_BYTES,
+} from "../limits.ts";
+import { describeError, type Logger } from "../log.ts";
+import type { ExchangeObserver, RequestRecord } from "./exchanges.ts";
 import type { VisitorInfo } from "./forwarded.ts";
+import { captureStream } from "./inspector/capture.ts";
+import type { InspectOptions } from "./inspector/inspector.ts";
+import { type CapturedExchange, CaptureStore } from "./inspector/store.ts";
 
 /** Makes an observer for a visitor's stream, or none. */
 export type ObserverFactory = (visitor: VisitorInfo) => ExchangeObserver | undefined;
@@ -34,4 +43,58 @@ function fanOut(observers: ExchangeObserver[]): ExchangeObserver {
     raw: (from, bytes) => observers.forEach((o) => o.raw?.(from, bytes)),
     close: () => observers.forEach((o) => o.close?.()),
   };
+}
+
+/** What a tunnel's watchers come from. */
+export interface WatchOptions {
+  /** The request log's (or the caller's) record of each exchange. */
+  onRequest?: ((record: RequestRecord) => void) | undefined;
+  /** The caller's own observer. */
+  observe?: ObserverFactory | undefined;
+  /** The inspector, when on. */
+  inspect?: false | InspectOptions | undefined;
+  /** The caller's callback per captured exchange. */
+  onExchange?: ((exchange: CapturedExchange) => void) | undefined;
+}
+
+/**
+ * The capture store for the inspector or `onExchange` (undefined when neither
+ * asks for one), within the inspector's limits or the defaults.
+ */
+export function captureStoreFor(options: WatchOptions, log: Logger): CaptureStore | undefined {
+  const inspect = options.inspect || undefined;
+  if (!inspect && !options.onExchange) return undefined;
+  const store = new CaptureStore({
+    limit: inspect?.limit ?? INSPECTOR_LIMIT,
+    bodyBudgetBytes: inspect?.bodyBudgetBytes ?? INSPECTOR_BODY_BUDGET_BYTES,
+    maxBodyBytes: inspect?.maxBodyBytes ?? INSPECTOR_MAX_BODY_BYTES,
+  });
+  const onExchange = options.onExchange;
+  if (onExchange) {
+    store.onComplete = (exchange) => {
+      try {
+        onExchange(exchange);
+      } catch (e) {
+        log.error("onExchange callback failed", { error: describeError(e) });
+      }
+    };
+  }
+  return store;
+}
+
+/**
+ * Who watches each HTTP stream of the tunnel named `tunnel`: the request log,
+ * the caller's observer, the capture.
+ */
+export function tunnelObservers(
+  options: WatchOptions,
+  store: CaptureStore | undefined,
+  tunnel?: string,
+): ObserverFactory | undefined {
+  const { onRequest, observe } = options;
+  return combineObservers([
+    onRequest && (() => ({ exchange: onRequest })),
+    observe,
+    store && ((visitor) => captureStream(store, { ...visitor, tunnel })),
+  ]);
 }

@@ -1,21 +1,17 @@
-// The client's command line, read into tunnel options: flags, the local target,
-// usage text. client.ts does the printing, the signals and the exit code.
+// The client's flags: the table, the usage text, the local target and the inspector's
+// address; lib/client/command.ts reads a command line with them.
 
-import { type FlagValue, intFlag, logLevelFlag, parseFlags, UsageError } from "../cli.ts";
+import { type FlagValue, intFlag, UsageError } from "../cli.ts";
 import type { TunnelError } from "../errors.ts";
 import {
   DEFAULT_CLIENT_MAX_STREAMS,
   DEFAULT_POOL_SIZE,
   INSPECTOR_LIMIT,
-  MAX_CLIENT_PROXIES,
   MAX_IDLE_PROXIES,
 } from "../limits.ts";
-import { createLogger } from "../log.ts";
-import { checkSubdomain, hostWithPort, HTTP_PORT, HTTPS_PORT } from "../names.ts";
+import { HTTP_PORT, HTTPS_PORT } from "../names.ts";
 import { GOTUNNEL_VERSION } from "../protocol.ts";
-import { parseServerUrl } from "./dial.ts";
 import type { InspectOptions } from "./inspector/inspector.ts";
-import type { TunnelOptions } from "./tunnel.ts";
 
 /** Most exchanges `--inspect-limit` lets the inspector keep. */
 const MAX_INSPECTOR_LIMIT = 100_000;
@@ -25,9 +21,12 @@ export const CLIENT_USAGE =
   `Gotunnel client ${GOTUNNEL_VERSION}: exposes a local app at a public URL
 
 Usage: gotunnel-client <target> [options]
+       gotunnel-client --config FILE [NAME...] [options]
 
 <target> is the local app: 3000, localhost:3000, http://127.0.0.1:3000, or
 https://localhost:8443 for an app that speaks TLS itself. Start the app first.
+With --config, the tunnels come from a YAML file (all of them, or the NAMEs given),
+over one connection to the server; see the README for its keys.
 
 Options:
   --server URL         Gotunnel server, http:// or https:// (default $GOTUNNEL_SERVER, else
@@ -35,6 +34,12 @@ Options:
   --subdomain NAME     subdomain to ask for: a-z, 0-9, "-", 1-63 chars (default: a random one)
   --token TOKEN        token for a server that requires one (default $GOTUNNEL_TOKEN)
   --ca FILE            trust this CA (PEM) for an https:// server (and a --local-https app)
+  --config FILE        tunnels from a YAML file: server, token and named tunnels (see README)
+  --tcp                a TCP tunnel: the server gives a port (tcp://HOST:PORT), bytes as they are
+  --remote-port N      with --tcp: the server port to ask for (one of its --tcp-ports)
+  --proxy-protocol     with --tcp or --raw: a PROXY protocol v2 header to the app per visitor
+  --custom-domain HOST a hostname of yours (CNAME to the server) instead of a subdomain; needs a
+                       token whose scope names it
   --wait               if the subdomain is held for its previous client, wait until it is free
   --replace            take the subdomain over from this machine's client that holds it now
   --local-host HOST    host of the local app (default localhost); when given (here or in
@@ -72,6 +77,8 @@ Examples:
   gotunnel-client 3000 --server https://tunnel.example  # a self-hosted server
   gotunnel-client localhost:5173                        # Vite checks Host: it sees localhost:5173
   gotunnel-client https://localhost:8443 --allow-invalid-cert  # an app with a self-signed certificate
+  gotunnel-client 22 --tcp --server http://tunnel.example  # SSH: tcp://tunnel.example:20022
+  gotunnel-client --config gotunnel.yaml web api        # two tunnels of the file
 `;
 
 /** The client's flags, as `node:util` `parseArgs` takes them. */
@@ -91,6 +98,11 @@ export const CLIENT_FLAGS = {
   "local-https": { type: "boolean" },
   "allow-invalid-cert": { type: "boolean" },
   "local-host": { type: "string" },
+  tcp: { type: "boolean" },
+  "remote-port": { type: "string" },
+  "proxy-protocol": { type: "boolean" },
+  "custom-domain": { type: "string" },
+  config: { type: "string" },
   pool: { type: "string" },
   "max-streams": { type: "string" },
   "log-level": { type: "string" },
@@ -99,7 +111,7 @@ export const CLIENT_FLAGS = {
 } as const;
 
 /** Flags people bring from other tunnels, and what to do instead. */
-const FOREIGN_FLAGS = {
+export const FOREIGN_FLAGS = {
   port: "the local port is positional: gotunnel-client 3000",
   host: "use --local-host HOST, or give it in the target: gotunnel-client HOST:3000",
 } as const;
@@ -116,7 +128,7 @@ export interface LocalTarget {
   https: boolean;
 }
 
-const HOST_NAME = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)$/;
+export const HOST_NAME = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\]|[0-9A-Fa-f:.]+)$/;
 
 /** Reads `3000`, `host:3000`, `[::1]:3000`, `http://host[:port]` or `https://host[:port]`. */
 export function parseTarget(text: string): LocalTarget {
@@ -173,7 +185,7 @@ export function parseInspectAddress(text: string, flag = "--inspect"): InspectOp
 }
 
 /** The inspector the flags ask for (false: none). */
-function inspectFlags(
+export function inspectFlags(
   values: Record<string, FlagValue>,
   raw: boolean,
   env: (name: string) => string | undefined,
@@ -202,103 +214,14 @@ function inspectFlags(
   return { ...address, limit };
 }
 
-/** What the command line asks for: a tunnel, or a help or version text. */
-export type ClientCommand =
-  | { kind: "tunnel"; options: TunnelOptions; quiet: boolean }
-  | { kind: "help" }
-  | { kind: "version" };
-
-/** Builds the tunnel's options from the command line; throws UsageError on a bad one. */
-export async function readClientCommand(
-  args: string[],
-  env: (name: string) => string | undefined,
-): Promise<ClientCommand> {
-  const { values, positionals } = parseFlags(args, CLIENT_FLAGS, FOREIGN_FLAGS);
-  if (values.help) return { kind: "help" };
-  if (values.version) return { kind: "version" };
-  if (positionals.length !== 1) {
-    throw new UsageError(
-      positionals.length === 0 ? "Missing <target> (e.g. 3000)" : "Too many arguments",
-    );
-  }
-  const target = parseTarget(positionals[0]!);
-  const string = (v: FlagValue): string | undefined => typeof v === "string" ? v : undefined;
-  const localHttps = values["local-https"] === true || target.https;
-  if (values["allow-invalid-cert"] && !localHttps) {
-    throw new UsageError("--allow-invalid-cert needs --local-https (or an https:// target)");
-  }
-  const server = string(values.server) ?? env("GOTUNNEL_SERVER") ?? "http://localhost:8080";
-  try {
-    parseServerUrl(server);
-  } catch (e) {
-    throw new UsageError(`Invalid --server: ${(e as Error).message}`);
-  }
-  const subdomain = string(values.subdomain);
-  if (subdomain !== undefined) {
-    const checked = checkSubdomain(subdomain);
-    if (!checked.ok) throw new UsageError(checked.reason);
-  }
-  const flagHost = string(values["local-host"]);
-  if (flagHost !== undefined && !HOST_NAME.test(flagHost)) {
-    throw new UsageError(`Invalid --local-host: ${JSON.stringify(flagHost)}`);
-  }
-  if (flagHost !== undefined && target.hostGiven && flagHost !== target.host) {
-    throw new UsageError(`--local-host ${flagHost} contradicts the target ${positionals[0]}`);
-  }
-  const localHost = flagHost ?? target.host;
-  const explicitHost = flagHost !== undefined || target.hostGiven;
-  const token = string(values.token) ?? env("GOTUNNEL_TOKEN");
-  let ca: string[] | undefined;
-  const caFile = string(values.ca);
-  if (caFile !== undefined) {
-    try {
-      ca = [await Deno.readTextFile(caFile)];
-    } catch (e) {
-      throw new UsageError(`Cannot read --ca ${caFile}: ${(e as Error).message}`);
-    }
-  }
-  const raw = values.raw === true;
-  if (raw && values["isolate-cookies"]) {
-    throw new UsageError("--isolate-cookies needs the HTTP-aware path: drop --raw");
-  }
-  return {
-    kind: "tunnel",
-    quiet: values.quiet === true || raw,
-    options: {
-      port: target.port,
-      server,
-      ...(subdomain === undefined ? {} : { subdomain }),
-      ...(token === undefined ? {} : { token }),
-      ...(ca === undefined ? {} : { ca }),
-      wait: values.wait === true,
-      replace: values.replace === true,
-      localHost,
-      // An explicit host is also the Host the app sees (dev servers check it).
-      ...(explicitHost ? { hostHeader: hostWithPort(localHost, target.port, -1) } : {}),
-      raw,
-      isolateCookies: values["isolate-cookies"] === true,
-      inspect: inspectFlags(values, raw, env),
-      localHttps,
-      allowInvalidCert: values["allow-invalid-cert"] === true,
-      pool: intFlag("pool", values.pool, DEFAULT_POOL_SIZE, 1, MAX_IDLE_PROXIES),
-      maxStreams: intFlag(
-        "max-streams",
-        values["max-streams"],
-        DEFAULT_CLIENT_MAX_STREAMS,
-        0,
-        MAX_CLIENT_PROXIES,
-      ),
-      logger: createLogger({ level: logLevelFlag(values["log-level"]) }),
-    },
-  };
-}
-
 /** A hint the CLI adds to a refusal, naming the flag that helps. */
 export function refusalHint(error: TunnelError): string {
-  if (error.code === "subdomain-reserved") return " (--wait waits until it is free)";
+  if (error.code === "subdomain-reserved" || error.code === "port-reserved") {
+    return " (--wait waits until it is free)";
+  }
   if (error.code === "inspect") return " (--inspect another address, or --no-inspect)";
-  if (error.code === "version") {
-    return " (this client and the server run different Gotunnel versions: upgrade the older one)";
+  if (error.code === "unauthorized" && /hostname/.test(error.message)) {
+    return " (the server's operator adds host:NAME to your token's scope)";
   }
   return "";
 }

@@ -16,11 +16,11 @@ import {
 } from "../protocol.ts";
 import { type Duplex, logStream, relayStream } from "../relay.ts";
 import { dialServer, type ServerTarget } from "./dial.ts";
-import type { ExchangeObserver } from "./exchanges.ts";
 import type { VisitorInfo } from "./forwarded.ts";
 import { HttpStream } from "./http_stream.ts";
-import type { LocalDialer } from "./local_dialer.ts";
-import { AppLink, type AppPool } from "./app_pool.ts";
+import { AppLink } from "./app_pool.ts";
+import type { LocalTarget } from "./local_target.ts";
+export type { HttpAwareness } from "./local_target.ts";
 
 /** An idle proxy connection that ends younger than this is not replaced (no spinning). */
 const POOL_REFILL_MIN_AGE_MS = 1_000;
@@ -29,12 +29,12 @@ const PROXY_READER_BYTES = 4096;
 
 type Open = Extract<ServerMessage, { type: "open" }>;
 
-/** What a pool needs from its tunnel. */
+/** What a pool needs from its session. */
 export interface ProxyPoolOptions {
   /** The server. */
   target: ServerTarget;
   /** The session the connections attach to. */
-  tunnel: string;
+  session: string;
   /** The session's secret. */
   secret: string;
   /** Idle connections to keep ready. */
@@ -51,29 +51,15 @@ export interface ProxyPoolOptions {
   idleSilenceMs: number | undefined;
   /** Visitors served at once at most (more are refused with 503 or a close); 0: no limit. */
   maxStreams: number;
-  /** Reaches the local app. */
-  dialer: LocalDialer;
-  /** Keep-alive connections to the app, shared by HTTP visitors. */
-  appPool: AppPool;
-  /** HTTP awareness: rewrite each request head (undefined: a plain TCP relay). */
-  http: HttpAwareness | undefined;
+  /** The local side of the tunnel with this id on the session; undefined: none (ended). */
+  local(tunnel: number): LocalTarget | undefined;
   /** Where logs go. */
   log: Logger;
   /** Runs a background task that the tunnel waits for when it closes. */
   track(task: Promise<void>): void;
 }
 
-/** What the client does with HTTP it relays. */
-export interface HttpAwareness {
-  /** Host header for the local app instead of the public one. */
-  hostHeader: string | undefined;
-  /** Watches a visitor's exchanges (the request log, an inspector); none: nothing watches. */
-  observe: ((visitor: VisitorInfo) => ExchangeObserver | undefined) | undefined;
-  /** The tunnel's public host, when Set-Cookie Domain attributes above it are dropped. */
-  isolateCookiesFor: string | undefined;
-}
-
-/** One session's proxy connections. */
+/** One session's proxy connections, shared by its tunnels. */
 export class ProxyPool {
   #options: ProxyPoolOptions;
   #idle = new Set<Deno.Conn>();
@@ -156,13 +142,13 @@ export class ProxyPool {
 
   // One proxy connection for its whole life: idle until `open`, a stream, idle again...
   async #run(): Promise<void> {
-    const { target, tunnel, secret, log } = this.#options;
+    const { target, session, secret, log } = this.#options;
     let dialed;
     this.#connecting++;
     try {
       dialed = await dialServer(
         target,
-        { type: "attach", version: PROTOCOL_VERSION, tunnel, secret },
+        { type: "attach", version: PROTOCOL_VERSION, session, secret },
         PROXY_READER_BYTES,
         this.#stop.signal,
       );
@@ -232,7 +218,12 @@ export class ProxyPool {
 
   // One visitor's stream; true when the channel may carry the next one.
   async #serveVisitor(channel: ProxyChannel, open: Open): Promise<boolean> {
-    const { dialer, log, maxStreams } = this.#options;
+    const { log, maxStreams } = this.#options;
+    const target = this.#options.local(open.tunnel);
+    if (!target) {
+      log.warn("Visitor for a tunnel that is gone: refused", { tunnel: open.tunnel });
+      return await refuseVisitor(channel, open, 502, "this tunnel is closing", log);
+    }
     if (maxStreams > 0 && this.#busy > maxStreams) {
       // A server (or anyone on a plain http:// link) cannot make us flood the app.
       log.warn("At the limit of connections to the local app: visitor refused", {
@@ -246,14 +237,21 @@ export class ProxyPool {
         log,
       );
     }
-    const http = open.proto === "http" ? this.#options.http : undefined;
+    const { dialer } = target;
+    const http = open.proto === "http" ? target.http : undefined;
     let local: Duplex;
     let link: AppLink | undefined;
     try {
-      // HTTP visitors share keep-alive connections to the app; TLS ones (end to end,
-      // opaque) get their own.
-      if (http) local = link = await AppLink.open(this.#options.appPool, this.#stop.signal);
-      else local = await dialer.dial(open.proto === "tls", this.#stop.signal);
+      // HTTP visitors share keep-alive connections to the app; TLS (end to end, opaque),
+      // TCP and raw ones get their own.
+      if (http && target.appPool) {
+        local = link = await AppLink.open(target.appPool, this.#stop.signal);
+      } else {
+        local = await target.dialFor(
+          { peer: open.peer, dest: open.dest, tls: open.proto === "tls" },
+          this.#stop.signal,
+        );
+      }
     } catch (e) {
       log.warn("Cannot reach local app", { local: dialer.where, error: describeError(e) });
       return await refuseVisitor(channel, open, 502, unreachable(dialer.where, e, log), log);
@@ -265,7 +263,7 @@ export class ProxyPool {
         peer: open.peer,
         scheme: open.scheme ?? "http",
         hostHeader: http.hostHeader,
-        keepAppAlive: true,
+        keepAppAlive: link !== undefined,
       };
       stream = new HttpStream(local, visitor, http.observe?.(visitor), log, http.isolateCookiesFor);
       link?.watch(stream);

@@ -65,3 +65,39 @@ export async function reconnect(
   }
   return undefined;
 }
+
+/** Refusals of one tunnel after which claiming it again cannot help. */
+const FATAL_CLAIMS: ReadonlySet<string> = new Set([
+  "invalid-subdomain",
+  "invalid-host",
+  "invalid-port",
+  "unauthorized",
+  "replaced",
+  "bad-request",
+  "version",
+]);
+
+/**
+ * What to do with a tunnel the server refused: the milliseconds after which to
+ * claim it again, or undefined to give it up. A name held for a lease we lack
+ * is waited out (at start only with `wait`); a name taken after a reconnect is
+ * claimed again while the server may not have noticed our old connection is
+ * gone; at start, anything else ends the tunnel.
+ */
+export function afterRefusal(
+  refusal: { code: string; retryAfterMs?: number | undefined },
+  state: { first: boolean; wait: boolean; takenSince: number | undefined; attempts: number },
+  now: number = Date.now(),
+): number | undefined {
+  const { code } = refusal;
+  if (code === "subdomain-reserved" || code === "port-reserved") {
+    if (state.first && !state.wait) return undefined;
+    return (refusal.retryAfterMs ?? RECONNECT_MIN_MS) + RESERVED_RETRY_MARGIN_MS;
+  }
+  if (state.first || FATAL_CLAIMS.has(code)) return undefined;
+  if (code === "subdomain-taken" || code === "port-taken") {
+    const since = state.takenSince ?? now;
+    if (now - since > PEER_TIMEOUT_MS + RECONNECT_MAX_MS) return undefined;
+  }
+  return backoffDelay(state.attempts);
+}

@@ -1,5 +1,5 @@
 // Admission by client IP against the server's limits: connections being routed,
-// tunnels held, new tunnels a minute.
+// TCP visitors connected, tunnels held, new control connections a minute.
 
 import type { ServerLimits } from "../limits.ts";
 
@@ -30,6 +30,7 @@ export class Admission {
   #sniffing = new Map<string, number>();
   #sniffingTotal = 0;
   #tunnels = new Map<string, number>();
+  #tcp = new Map<string, number>();
   #sessions = new MinuteCounter();
   #failures = new MinuteCounter();
 
@@ -58,6 +59,24 @@ export class Admission {
     this.#sniffingTotal--;
   }
 
+  /** Counts a TCP visitor from `address`; false (and not counted) over its per-IP limit. */
+  enterTcp(address: string): boolean {
+    const ip = ipKey(address);
+    const max = this.#limits.maxTcpConnectionsPerIp;
+    const mine = this.#tcp.get(ip) ?? 0;
+    if (max > 0 && mine >= max) return false;
+    this.#tcp.set(ip, mine + 1);
+    return true;
+  }
+
+  /** Uncounts a TCP visitor counted by `enterTcp`. */
+  leaveTcp(address: string): void {
+    const ip = ipKey(address);
+    const left = (this.#tcp.get(ip) ?? 1) - 1;
+    if (left > 0) this.#tcp.set(ip, left);
+    else this.#tcp.delete(ip);
+  }
+
   /**
    * Takes a tunnel slot for `ip` if it holds fewer than its limit: undefined if
    * taken (give it back with `releaseTunnel`), else why not.
@@ -69,6 +88,14 @@ export class Admission {
     if (perIp > 0 && held >= perIp) return `Too many tunnels from ${ip}: at most ${perIp}`;
     this.#tunnels.set(ip, held + 1);
     return undefined;
+  }
+
+  /** Why `address` cannot have one more tunnel now (at its limit), or undefined if it can. */
+  tunnelsFull(address: string): string | undefined {
+    const ip = ipKey(address);
+    const perIp = this.#limits.maxTunnelsPerIp;
+    const held = this.#tunnels.get(ip) ?? 0;
+    return perIp > 0 && held >= perIp ? `Too many tunnels from ${ip}: at most ${perIp}` : undefined;
   }
 
   /** Gives back a slot taken by `reserveTunnel`. */

@@ -5,40 +5,48 @@
 
 import type { ProxyChannel } from "../channel.ts";
 import { httpError } from "../http/response.ts";
+import { portName } from "./claim.ts";
 import {
   answerAndLinger,
-  type ByteReader,
+  ByteReader,
   closeQuietly,
   type Conn,
   peerOf,
   withFirstRead,
 } from "../io.ts";
+import { hostWithPort } from "../names.ts";
 import { encodeStreamStart, type ServerMessage } from "../protocol.ts";
 import { logStream, relayStream } from "../relay.ts";
 import type { ServerContext } from "./context.ts";
 import type { Session } from "./session.ts";
+import type { ServerTunnel } from "./tunnel.ts";
+import type { TcpOutcome } from "./server_metrics.ts";
 
 /**
  * What a public connection carries: HTTP in the clear, HTTP the server decrypted
- * (its TLS port), or TLS relayed end to end.
+ * (its TLS port), TLS relayed end to end, or a TCP port's bytes.
  */
-export type Carried = "http" | "https" | "tls";
+export type Carried = "http" | "https" | "tls" | "tcp";
 
 /**
  * Reads a waiting visitor's connection into its reader (while there is room),
  * so that a visitor that goes away is noticed and what it sends meanwhile is
- * kept for the stream.
+ * kept for the stream. With `halfClose`, an end of stream is not leaving (a TCP
+ * visitor may send everything, half-close, and wait for the answer): it goes
+ * to the app as the stream's END.
  */
 class VisitorWatch {
   #reader: ByteReader;
   #read: Promise<boolean> | undefined;
   #sent = 0;
-  /** Resolves once the visitor's end of stream or an error was read. */
+  #halfClose: boolean;
+  /** Resolves once the visitor's end of stream (unless `halfClose`) or an error was read. */
   readonly gone: Promise<void>;
   #leave!: () => void;
 
-  constructor(reader: ByteReader) {
+  constructor(reader: ByteReader, halfClose: boolean) {
     this.#reader = reader;
+    this.#halfClose = halfClose;
     this.gone = new Promise((resolve) => this.#leave = resolve);
     this.#next();
   }
@@ -50,7 +58,7 @@ class VisitorWatch {
     read.then((more) => {
       if (this.#read !== read) return; // handed to the stream
       if (more) this.#next();
-      else this.#leave();
+      else if (!this.#halfClose) this.#leave();
     }, () => {
       if (this.#read === read) this.#leave(); // reset: gone (the stream sees the error itself)
     });
@@ -90,20 +98,27 @@ export async function forward(
   ctx: ServerContext,
   conn: Conn,
   reader: ByteReader,
-  session: Session,
+  tunnel: ServerTunnel,
   carried: Carried,
   id: number,
 ): Promise<void> {
-  const where = { conn: id, subdomain: session.subdomain };
-  if (!session.enterStream()) {
+  const where = { conn: id, tunnel: tunnel.name };
+  const session = tunnel.session as Session;
+  const http = carried === "http" || carried === "https";
+  // TCP visitors are counted apart: they were never sniffed.
+  const report = (outcome: TcpOutcome, status: 503 | 504 | "abandoned"): void => {
+    if (carried === "tcp") ctx.metrics.tcpConnection(outcome);
+    else ctx.metrics.connection(status);
+  };
+  if (!tunnel.enterStream()) {
     ctx.log.warn("Tunnel at its stream limit", { ...where, max: ctx.limits.maxStreamsPerTunnel });
-    ctx.metrics.connection(503);
-    if (carried !== "tls") {
+    report("busy", 503);
+    if (http) {
       await answerAndLinger(conn, httpError(503, "Tunnel is busy, try again"));
     }
     return;
   }
-  const watch = new VisitorWatch(reader);
+  const watch = new VisitorWatch(reader, carried === "tcp");
   const left = new AbortController();
   watch.gone.then(() => left.abort());
   let proxy: ProxyChannel | undefined;
@@ -121,9 +136,10 @@ export async function forward(
       // A connection heard from lately is alive: the stream starts at once. One quiet
       // for longer may be dead, and the client must take the stream first.
       const quiet = Date.now() - proxy.heardAt >= ctx.limits.acceptAfterQuietMs;
-      const open: ServerMessage = carried === "tls"
-        ? { type: "open", peer, proto: "tls" }
-        : { type: "open", peer, proto: "http", scheme: carried };
+      const open: ServerMessage = carried === "tls" || carried === "tcp"
+        ? { type: "open", tunnel: tunnel.id, peer, proto: carried }
+        : { type: "open", tunnel: tunnel.id, peer, proto: "http", scheme: carried };
+      if (carried === "tcp") open.dest = localOf(conn);
       if (quiet) open.accept = true;
       await proxy.sendStart(encodeStreamStart(open, watch.prefix()));
       if (!quiet || await proxy.readAccept(ctx.limits.streamAcceptTimeoutMs)) break;
@@ -135,13 +151,13 @@ export async function forward(
     }
     if (proxy) ctx.metrics.proxyWaited(performance.now() - waitStarted);
     if (left.signal.aborted && !proxy) {
-      ctx.metrics.connection("abandoned");
+      report("abandoned", "abandoned");
       return ctx.log.debug("Visitor left while waiting for the tunnel: nothing forwarded", where);
     }
     if (!proxy) {
       ctx.log.warn("No proxy connection in time", where);
-      ctx.metrics.connection(504);
-      if (carried !== "tls") {
+      report("timeout", 504);
+      if (http) {
         await answerAndLinger(conn, httpError(504, "Tunnel did not answer in time"));
       }
       return;
@@ -149,17 +165,47 @@ export async function forward(
     const rest = watch.rest();
     const relaying = relayStream(rest ? withFirstRead(conn, rest) : conn, proxy, {
       idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
-      signal: session.streamSignal,
+      signal: tunnel.streamSignal,
     });
-    const result = await ctx.metrics.relayed(session.stats, watch.prefixLength, relaying);
+    const result = await ctx.metrics.relayed(
+      tunnel.stats,
+      watch.prefixLength,
+      relaying,
+      carried === "tcp",
+    );
     logStream(ctx.log, result, where);
     ctx.conns.delete(proxy.conn);
     reused = result.reusable && !ctx.closing && session.addProxy(proxy);
   } finally {
-    session.leaveStream();
+    tunnel.leaveStream();
     if (proxy) {
       ctx.conns.delete(proxy.conn);
       if (!reused) closeQuietly(proxy.conn);
     }
   }
+}
+
+/** The address a connection reached, `ip:port`. */
+function localOf(conn: Conn): string {
+  const addr = (conn as Deno.Conn).localAddr as Deno.NetAddr | undefined;
+  return addr ? hostWithPort(addr.hostname, addr.port, -1) : "";
+}
+
+/**
+ * A visitor of a TCP tunnel's port: relayed to the tunnel that holds the port,
+ * or closed at once while the port is held for a client that went away.
+ */
+export async function forwardTcp(
+  ctx: ServerContext,
+  conn: Deno.TcpConn,
+  port: number,
+  id: number,
+): Promise<void> {
+  conn.setNoDelay(true);
+  const tunnel = ctx.registry.get(portName(port));
+  if (!tunnel) {
+    ctx.metrics.tcpConnection("closed");
+    return ctx.log.debug("TCP visitor for a held port: closed", { conn: id, port });
+  }
+  await forward(ctx, conn, new ByteReader(conn, ctx.limits.maxSniffBytes), tunnel, "tcp", id);
 }

@@ -1,8 +1,10 @@
 // Reconnect leases: a signed token that lets only a tunnel's own client reclaim its
-// subdomain for a while after a disconnect, across server restarts given a stable key.
+// name (a subdomain, a hostname, or `tcp:<port>`) for a while after a disconnect,
+// across server restarts given a stable key.
 
 import { fromBase64url, toBase64url } from "../bytes.ts";
 import { randomToken } from "../names.ts";
+import { MAX_LEASE_LENGTH } from "../limits.ts";
 
 const encoder = new TextEncoder();
 
@@ -24,7 +26,8 @@ export interface LeaseClaim {
 
 /**
  * Issues and checks leases; remembers names held for clients that went away.
- * A lease is `v1.<subdomain>.<nonce>.<issuedAt>.<HMAC-SHA256>`; the server
+ * A lease is `v1.<name>.<nonce>.<issuedAt>.<HMAC-SHA256>` (a name is a
+ * subdomain, a hostname, or `tcp:<port>`); the server
  * renews a live session's lease every half lease time, so after a restart a
  * lease that is recent enough comes from the name's last holder.
  */
@@ -80,15 +83,18 @@ export class Leases {
 
   /** The claim in `lease` if this key signed it for `subdomain`. */
   async verify(lease: string | undefined, subdomain: string): Promise<LeaseClaim | undefined> {
-    if (lease === undefined || lease.length > 256) return undefined;
+    if (lease === undefined || lease.length > MAX_LEASE_LENGTH) return undefined;
+    // The name may hold dots (a hostname): the last three parts are nonce, time and MAC.
     const parts = lease.split(".");
-    if (parts.length !== 5 || parts[0] !== "v1" || parts[1] !== subdomain) return undefined;
-    const issuedAt = Number(parts[3]);
-    const mac = fromBase64url(parts[4]!);
+    if (parts.length < 5 || parts[0] !== "v1") return undefined;
+    if (parts.slice(1, -3).join(".") !== subdomain) return undefined;
+    const [nonce, issued, signature] = parts.slice(-3) as [string, string, string];
+    const issuedAt = Number(issued);
+    const mac = fromBase64url(signature);
     if (!mac || !Number.isSafeInteger(issuedAt)) return undefined;
-    const body = encoder.encode(parts.slice(0, 4).join("."));
+    const body = encoder.encode(parts.slice(0, -1).join("."));
     const valid = await crypto.subtle.verify("HMAC", this.#key, mac, body);
-    return valid ? { nonce: parts[2]!, issuedAt } : undefined;
+    return valid ? { nonce, issuedAt } : undefined;
   }
 
   /**

@@ -108,6 +108,12 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     help: "connections being routed, in all",
   },
   {
+    flag: "max-tcp-per-ip",
+    key: "maxTcpConnectionsPerIp",
+    kind: "count",
+    help: "TCP visitors connected at once from one IP, all TCP ports (more are closed)",
+  },
+  {
     flag: "max-tunnels-per-ip",
     key: "maxTunnelsPerIp",
     kind: "count",
@@ -117,7 +123,7 @@ export const LIMIT_FLAGS: readonly LimitFlag[] = [
     flag: "max-sessions-per-ip-per-minute",
     key: "maxSessionsPerIpPerMinute",
     kind: "count",
-    help: "new tunnels per client IP per minute",
+    help: "new control connections (clients) per IP per minute",
   },
   {
     flag: "max-auth-failures-per-ip-per-minute",

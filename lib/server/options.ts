@@ -20,6 +20,7 @@ import { durationFlag, LIMIT_FLAGS, limitUsage, readLimitFlags } from "./limit_f
 import { ADMIN_FLAGS, ADMIN_USAGE, readAdminFlags } from "./admin_flags.ts";
 import type { ServerOptions } from "./server.ts";
 import { ACME_FLAGS, ACME_USAGE, readAcmeFlags } from "./acme/flags.ts";
+import { parsePortRanges } from "./tcp_ports.ts";
 
 /** The server's `--help` text. */
 export const SERVER_USAGE =
@@ -34,8 +35,9 @@ Options:
   --log-level LEVEL  debug, info, warn, error or silent (default info)
   --log-format FMT   text or json (default text)
   --token TOKEN      require this token (16+ characters) to open tunnels, any subdomain (repeatable)
-  --tokens-file FILE require a token from FILE: lines "TOKEN [SUB,SUB...|*]", # comments;
-                     an empty file lets no one in; re-read on SIGHUP
+  --tokens-file FILE require a token from FILE: lines "TOKEN [SCOPE,SCOPE...|*]", # comments;
+                     a scope is a subdomain, tcp:PORT or tcp:A-B, host:NAME or host:*.DOMAIN
+                     (* is any subdomain and port); an empty file lets no one in; re-read on SIGHUP
   --reserved-names F more names (one per line) that only a token scoped to them may claim,
                      besides www, api, admin, mail, localhost and xn--*; re-read on SIGHUP
   --revoke-at-once   a token removed on SIGHUP cuts its tunnels' connections at once (default:
@@ -44,6 +46,11 @@ Options:
   --tls-key FILE     ...and this PEM key; both re-read on SIGHUP
   --tls-port N       HTTPS port (default 8443; 443 in production)
   --redirect-http    answer plain HTTP requests for tunnels with 308 to https://
+  --tcp-ports RANGES TCP tunnels: ports clients may have, e.g. 20000-20099 or 2222,20000-20010
+                     (off by default); each is listened on while its tunnel lives
+  --default-tunnel N connections whose Host or SNI names no tunnel go to the tunnel N (a
+                     subdomain or custom hostname) instead of a 404: one app, no wildcard DNS
+  --default-tunnel-apex  with --default-tunnel: the domain itself (and IP addresses) too
   --lease TIME       how long a client that went away keeps its subdomain (default 60s, 5s-24h)
   --lease-key-file F key that signs leases, created if missing; keep it so that clients
                      reclaim their subdomains after a server restart (default: new each run)
@@ -82,6 +89,9 @@ export const SERVER_FLAGS = {
   "tls-port": { type: "string" },
   "redirect-http": { type: "boolean" },
   "lease-key-file": { type: "string" },
+  "tcp-ports": { type: "string" },
+  "default-tunnel": { type: "string" },
+  "default-tunnel-apex": { type: "boolean" },
   ...ADMIN_FLAGS,
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -255,6 +265,21 @@ export async function readServerCommand(
       port: intFlag("tls-port", values["tls-port"], 8443, 0, 65535),
     };
   }
+  const tcpFlag = string("tcp-ports");
+  const tcpPorts = tcpFlag === undefined ? undefined : parsePortRanges(tcpFlag);
+  if (typeof tcpPorts === "string") throw new UsageError(`Invalid --tcp-ports: ${tcpPorts}`);
+  const defaultTunnel = string("default-tunnel")?.toLowerCase();
+  if (defaultTunnel !== undefined) {
+    const host = normalizeHost(defaultTunnel);
+    if (typeof host === "string" || host.ip || defaultTunnel.includes(":")) {
+      throw new UsageError(
+        `Invalid --default-tunnel ${JSON.stringify(defaultTunnel)}: use a subdomain or hostname`,
+      );
+    }
+  }
+  if (values["default-tunnel-apex"] && defaultTunnel === undefined) {
+    throw new UsageError("--default-tunnel-apex needs --default-tunnel");
+  }
   const acme = await readAcmeFlags(values, values["tls-port"]);
   if (acme && tls) throw new UsageError("--acme-email and --tls-cert exclude each other");
   if (!tls && !acme && (values["tls-port"] !== undefined || values["redirect-http"])) {
@@ -281,6 +306,11 @@ export async function readServerCommand(
       ...(tokens ? { tokens } : {}),
       ...(reservedNames.length > 0 ? { reservedNames } : {}),
       revokeAtOnce: values["revoke-at-once"] === true,
+      ...(tcpPorts ? { tcpPorts } : {}),
+      ...(defaultTunnel === undefined ? {} : {
+        defaultTunnel,
+        defaultTunnelApex: values["default-tunnel-apex"] === true,
+      }),
       ...(admin ? { admin } : {}),
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: string("hostname") ?? "0.0.0.0",

@@ -12,13 +12,14 @@ import {
   writeAll,
 } from "../io.ts";
 import { LINGER_MS } from "../limits.ts";
-import { hostWithPort, HTTPS_PORT, routeHost } from "../names.ts";
+import { hostWithPort, HTTPS_PORT, type NormalizedHost, type Route, routeHost } from "../names.ts";
 import { UPGRADE_PATH, UPGRADE_TOKEN } from "../protocol.ts";
 import { sniff, type SniffedHttp, type SniffResult } from "../sniff.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import { forward } from "./forward.ts";
 import { handleClient } from "./handshake.ts";
 import { renderPage } from "./pages.ts";
+import type { ServerTunnel } from "./tunnel.ts";
 
 const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request timeout");
 
@@ -109,13 +110,15 @@ export async function routeConnection(
       }
       return;
     case "tls": {
-      const route = result.serverName === undefined
+      const host = result.serverName === undefined
         ? undefined
-        : routeHost({ host: result.serverName, ip: false }, ctx.domain);
-      const session = route?.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
-      if (!session) ctx.metrics.connection("closed");
-      if (!session) return ctx.log.debug("TLS for no tunnel", { conn: id, sni: result.serverName });
-      return await forward(ctx, conn, reader, session, "tls", id);
+        : { host: result.serverName, ip: false };
+      const found = findTunnel(ctx, host);
+      if (!found.tunnel) ctx.metrics.connection("closed");
+      if (!found.tunnel) {
+        return ctx.log.debug("TLS for no tunnel", { conn: id, sni: result.serverName });
+      }
+      return await forward(ctx, conn, reader, found.tunnel, "tls", id);
     }
     case "http":
       return await routeHttp(ctx, conn, reader, result, id, secure, routed);
@@ -145,8 +148,10 @@ async function routeHttp(
   // ACME HTTP-01: a token being validated now is answered whatever the Host.
   const challenge = secure ? undefined : ctx.acme?.answer(head.method, head.target);
   if (challenge) return await answerAndLinger(conn, challenge);
-  const route = routeHost({ host: head.host, ip: head.ip }, ctx.domain);
-  if (route.kind === "apex") {
+  const host = { host: head.host, ip: head.ip };
+  const found = findTunnel(ctx, host);
+  const { route, tunnel } = found;
+  if (route.kind === "apex" && !tunnel) {
     ctx.metrics.connection("page");
     const page = renderPage(head.method, head.target, {
       url: ctx.url,
@@ -156,17 +161,22 @@ async function routeHttp(
     });
     return await answerAndLinger(conn, page);
   }
+  // Plain requests for a subdomain (or a custom hostname with its own certificate) go to HTTPS.
+  const own = route.kind === "tunnel"
+    ? `${route.name}.${ctx.domain}`
+    : found.own
+    ? tunnel?.name
+    : undefined;
   if (
-    !secure && route.kind === "tunnel" && ctx.redirectPort !== undefined &&
-    (ctx.acme?.covers(`${route.name}.${ctx.domain}`) ?? true)
+    !secure && own !== undefined && ctx.redirectPort !== undefined &&
+    (ctx.acme?.covers(own) ?? route.kind === "tunnel")
   ) {
     const path = head.target.replace(/^https?:\/\/[^/]*/i, "") || "/";
     const location = `https://${hostWithPort(head.host, ctx.redirectPort, HTTPS_PORT)}${path}`;
     ctx.metrics.connection("redirect");
     return await answerAndLinger(conn, httpRedirect(location));
   }
-  const session = route.kind === "tunnel" ? ctx.registry.get(route.name) : undefined;
-  if (!session) {
+  if (!tunnel) {
     if (route.kind === "tunnel" && ctx.leases.isHeld(route.name)) {
       const body = `Tunnel ${head.host} is reconnecting, try again shortly`;
       ctx.metrics.connection(502);
@@ -178,5 +188,33 @@ async function routeHttp(
       : `Unknown host ${head.host}`;
     return await answerAndLinger(conn, httpError(404, body));
   }
-  await forward(ctx, conn, reader, session, secure ? "https" : "http", id);
+  await forward(ctx, conn, reader, tunnel, secure ? "https" : "http", id);
+}
+
+/**
+ * The tunnel a host routes to: a subdomain's, a custom hostname's, or else the
+ * default tunnel (for the apex only with `apex`); `own` when reached by its own name.
+ */
+export function findTunnel(
+  ctx: ServerContext,
+  host: NormalizedHost | undefined,
+): { route: Route; tunnel: ServerTunnel | undefined; own: boolean } {
+  const route: Route = host === undefined ? { kind: "other" } : routeHost(host, ctx.domain);
+  const name = route.kind === "tunnel"
+    ? route.name
+    : route.kind === "other" && host !== undefined
+    ? host.host
+    : undefined;
+  const own = name === undefined ? undefined : ctx.registry.get(name);
+  if (own?.kind === "http") return { route, tunnel: own, own: true };
+  const fallback = ctx.defaultTunnel;
+  if (!fallback || (route.kind === "apex" && !fallback.apex)) {
+    return { route, tunnel: undefined, own: false };
+  }
+  // A name held for its client that went away stays its own: it answers 502, not the default.
+  if (route.kind === "tunnel" && ctx.leases.isHeld(route.name)) {
+    return { route, tunnel: undefined, own: false };
+  }
+  const tunnel = ctx.registry.get(fallback.name);
+  return { route, tunnel: tunnel?.kind === "http" ? tunnel : undefined, own: false };
 }

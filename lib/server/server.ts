@@ -1,6 +1,6 @@
 // The public server: one port for browsers and clients; routes each connection by its first bytes.
 
-import { closeQuietly, type Conn, ipOf, sleep } from "../io.ts";
+import { closeQuietly, sleep } from "../io.ts";
 import {
   checkLimits,
   DEFAULT_SERVER_LIMITS,
@@ -10,165 +10,29 @@ import {
   SHUTDOWN_GRACE_MS,
   SHUTDOWN_POLL_MS,
 } from "../limits.ts";
-import {
-  describeError,
-  isDisconnect,
-  type Logger,
-  silentLogger,
-  throttleWarnings,
-} from "../log.ts";
+import { silentLogger, throttleWarnings } from "../log.ts";
 import { hostWithPort, HTTPS_PORT, normalizeHost } from "../names.ts";
-import type { Outcome, ServerContext } from "./context.ts";
+import type { ServerContext } from "./context.ts";
 import { Admission } from "./admission.ts";
 import { Auth, type TokenRules } from "./auth.ts";
 import { Leases } from "./lease.ts";
 import { Registry } from "./registry.ts";
 import { acceptLoop } from "./accept.ts";
-import { routeConnection } from "./route.ts";
+import { Connections, listenOrExplain, openTlsPort } from "./listeners.ts";
+import type { ServerOptions, TunnelServer } from "./server_types.ts";
 import type { TlsPort } from "./tls_port.ts";
 import { useMemoryTrimmer } from "../memory.ts";
-import type { ServerAcme } from "./acme/service.ts";
-import type { Session, TunnelInfo } from "./session.ts";
+import type { Session } from "./session.ts";
+import type { ServerTunnel, TunnelInfo } from "./tunnel.ts";
+import { TcpPorts } from "./tcp_ports.ts";
+import { revokeTunnel, tunnelTarget } from "./claim.ts";
 import { ServerMetrics } from "./server_metrics.ts";
-import { AdminListener, type AdminOptions, checkAdminOptions } from "./admin.ts";
+import { AdminListener, checkAdminOptions } from "./admin.ts";
 import { adminStatus } from "./admin_status.ts";
 
-/** Options for {@linkcode startServer}. */
-export interface ServerOptions {
-  /** TCP port for browsers and clients; 0 picks a free one. @default {8080} */
-  port?: number;
-  /** Address to listen on. @default {"0.0.0.0"} */
-  hostname?: string;
-  /** Tunnels are `<name>.<domain>`; the domain itself serves the landing page. @default {"localhost"} */
-  domain?: string;
-  /** Where logs go. @default {silent} */
-  logger?: Logger;
-  /** Aborting it closes the server. */
-  signal?: AbortSignal;
-  /** Limits and timeouts; see {@linkcode ServerLimits}. @default {DEFAULT_SERVER_LIMITS} */
-  limits?: Partial<ServerLimits>;
-  /**
-   * Tokens a client must present to open a tunnel, each mapped to the
-   * subdomains it may claim (`"*"`: any). An empty map lets no one open a
-   * tunnel. @default {undefined: anyone may open tunnels}
-   */
-  tokens?: TokenRules;
-  /**
-   * Subdomains that only a token scoped to them may claim, besides the default
-   * ones (`www`, `api`, `admin`, `mail`, `localhost`) and `xn--` labels. @default {[]}
-   */
-  reservedNames?: readonly string[];
-  /**
-   * When `reloadAuth()` revokes a token, cut its tunnels' relayed connections at
-   * once instead of letting them finish. @default {false}
-   */
-  revokeAtOnce?: boolean;
-  /** How long a client that went away keeps its subdomain for itself. @default {60 s} */
-  leaseMs?: number;
-  /**
-   * Key that signs leases (32 random bytes, kept across restarts so that
-   * clients reclaim their names after one). @default {a random key per process}
-   */
-  leaseKey?: Uint8Array;
-  /**
-   * With a `leaseKey`, whether this start may be a restart: then, for the
-   * first `leaseMs`, a subdomain can only be claimed with a valid lease (its
-   * previous client may be on its way back). @default {true}
-   */
-  leaseGrace?: boolean;
-  /** Terminate TLS on a second port: tunnel URLs become `https://`. */
-  tls?: ServerTls;
-  /** Answer plain-HTTP requests for tunnels with 308 to `https://` (needs `tls` or `acme`). @default {false} */
-  redirectHttp?: boolean;
-  /**
-   * Serve `/metrics`, `/api/tunnels` and `/dashboard` on a listener of their
-   * own; off loopback it needs a token. @default {undefined: no admin listener}
-   */
-  admin?: AdminOptions;
-  /**
-   * Automatic HTTPS: certificates from an ACME CA, obtained, stored and renewed
-   * by the server, served on a TLS port by SNI (instead of `tls`).
-   */
-  acme?: ServerAcme;
-}
-
-/** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */
-export interface ServerTls {
-  /** PEM certificate chain. */
-  cert: string;
-  /** PEM private key. */
-  key: string;
-  /** Port for HTTPS; 0 picks a free one. @default {8443} */
-  port?: number;
-}
-
-/** A running server. */
-export interface TunnelServer {
-  /** The address the server listens on, with the bound port. */
-  readonly addr: Deno.NetAddr;
-  /**
-   * The server's own URL, e.g. `http://localhost:8080` (`https://…` with TLS;
-   * with ACME, once a certificate covers the domain).
-   */
-  readonly url: string;
-  /** The HTTPS address, when TLS is on. */
-  readonly tlsAddr: Deno.NetAddr | undefined;
-  /** The admin listener's address, when there is one. */
-  readonly adminAddr: Deno.NetAddr | undefined;
-  /**
-   * Swaps the TLS certificate: new connections get the new one, open ones
-   * are untouched. Rejects (keeping the old one) if the pair is unusable.
-   */
-  reloadTls(cert: string, key: string): Promise<void>;
-  /**
-   * Swaps the tokens and reserved names (`tokens` undefined: an open server).
-   * Tunnels whose token no longer allows their name are told and closed once
-   * their relayed connections end (at once with `revokeAtOnce`); resolves with
-   * how many were revoked.
-   */
-  reloadAuth(tokens: TokenRules | undefined, reservedNames?: readonly string[]): Promise<number>;
-  /** Resolves when the server has closed and every connection is closed. */
-  readonly finished: Promise<void>;
-  /** Number of tunnels registered now. */
-  readonly tunnelCount: number;
-  /** The tunnels registered now, each as a snapshot. */
-  tunnels(): TunnelInfo[];
-  /** Stops accepting, closes every connection at once, resolves when all are closed. */
-  close(): Promise<void>;
-  /**
-   * Graceful stop: stops accepting, tells clients (they reconnect with
-   * backoff), lets relayed connections finish for up to `graceMs`, then
-   * closes what is left. Resolves when all are closed; `close()` during it
-   * ends it at once.
-   */
-  shutdown(graceMs?: number): Promise<void>;
-  /** Same as `close()`, for `await using`. */
-  [Symbol.asyncDispose](): Promise<void>;
-}
+export type { ServerOptions, ServerTls, TunnelServer } from "./server_types.ts";
 
 const DEFAULT_TLS_PORT = 8443;
-/**
- * A listen failure that says which address could not be had (the plain or
- * the TLS port), or that the certificate or key is unusable; keeps the cause.
- */
-function explainListenError(e: unknown, where: string, tls = false): Error {
-  const why = e instanceof Error ? e.message : String(e);
-  const certificate = tls && (e instanceof Deno.errors.InvalidData || /key|certificate/i.test(why));
-  if (certificate) return new Error(`Cannot use the TLS certificate and key: ${why}`, { cause: e });
-  if (e instanceof Deno.errors.AddrInUse) {
-    return new Deno.errors.AddrInUse(`Cannot listen on ${where}: address already in use`);
-  }
-  return new Error(`Cannot listen on ${where}: ${why}`, { cause: e });
-}
-
-/** Runs `listen`; a failure becomes {@linkcode explainListenError}'s. */
-function listenOrExplain<L>(listen: () => L, where: string): L {
-  try {
-    return listen();
-  } catch (e) {
-    throw explainListenError(e, where);
-  }
-}
 
 /**
  * Starts a Gotunnel server listening on one TCP port. Resolves once it listens.
@@ -224,82 +88,34 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     throw e;
   }
   const addr = listener.addr;
-  const registry = new Registry<Session>();
+  const registry = new Registry<ServerTunnel, Session>();
   const admission = new Admission(limits);
+  const tunnels = (): TunnelInfo[] => [...registry.tunnels()].map((tunnel) => tunnel.info());
   const metrics = new ServerMetrics({
-    tunnels: () => [...registry.sessions()].map((session) => session.info()),
+    tunnels,
     heldNames: () => leases.heldCount,
+    idleProxies: () => [...registry.sessions()].reduce((sum, s) => sum + s.idleCount, 0),
+    tcpPorts: (): number => ports?.size ?? 0,
   }, options.admin?.perTunnelMetrics === true);
-  const conns = new Set<Conn>();
-  const controlConns = new Set<Conn>(); // closed by their sessions, after a last frame
-  const tasks = new Set<Promise<void>>();
+  const connections = new Connections(admission, metrics, log);
+  const ports: TcpPorts | undefined = options.tcpPorts && options.tcpPorts.length > 0
+    ? new TcpPorts({ hostname, ranges: options.tcpPorts, onConnection: connections.handleTcp, log })
+    : undefined;
+  const { conns, controlConns } = connections;
   let closing = false;
-  let nextId = 1;
   const stopAccepting = new AbortController();
-  const track = (task: Promise<void>): void => {
-    tasks.add(task);
-    task.finally(() => tasks.delete(task));
-  };
-  // Every connection, from either port, once it counts against the per-IP limit
-  // of connections being routed; `routed` uncounts it.
-  const handle = (conn: Conn, secure: boolean, routed: () => void): void => {
-    const id = nextId++;
-    conns.add(conn);
-    track(
-      routeConnection(ctx, conn, id, routed, secure)
-        .finally(routed)
-        .catch((e): Outcome => {
-          const fields = { conn: id, error: describeError(e) };
-          if (isDisconnect(e)) log.debug("Connection ended", fields);
-          else log.warn("Connection failed", fields);
-        })
-        .then((outcome) => {
-          conns.delete(conn);
-          if (outcome !== "kept") closeQuietly(conn);
-        }),
-    );
-  };
-  const admitPlain = (conn: Deno.Conn): void => {
-    const ip = ipOf(conn);
-    if (!admission.enterSniffing(ip)) {
-      metrics.connection("limit");
-      log.debug("Over the limit of connections being routed", { ip });
-      return closeQuietly(conn);
-    }
-    let sniffing = true;
-    handle(conn, false, () => {
-      if (sniffing) admission.leaveSniffing(ip);
-      sniffing = false;
-    });
-  };
   let tlsPort: TlsPort | undefined;
   let admin: AdminListener | undefined;
   try {
     if (options.tls || acme) {
       const { cert, key, port = DEFAULT_TLS_PORT } = options.tls ?? { port: acme?.port };
-      // Loaded only for a TLS port: node:tls costs a plain server ~5 MiB of RSS.
-      const { TlsPort } = await import("./tls_port.ts");
-      tlsPort = await TlsPort.open({
-        hostname,
-        port,
-        cert,
-        key,
-        sni: acme && ((host) => acme.book.contextFor(host)),
-        handshakeTimeoutMs: limits.sniffTimeoutMs,
-        admit: (ip) => {
-          const admitted = admission.enterSniffing(ip);
-          if (!admitted) metrics.connection("limit");
-          return admitted;
-        },
-        release: (ip) => admission.leaveSniffing(ip),
-        onConnection: (conn, routed) => handle(conn, true, routed),
-        onHandshakeError: (e) => {
-          metrics.connection("tls_error");
-          log.debug("TLS handshake failed", { error: describeError(e) });
-        },
-      }).catch((e) => {
-        throw explainListenError(e, `${hostname}:${port} (TLS port)`, true);
-      });
+      tlsPort = await openTlsPort(
+        { hostname, port, cert, key, acme, limits },
+        connections,
+        admission,
+        metrics,
+        log,
+      );
     }
     if (options.admin) {
       admin = await AdminListener.open(
@@ -330,6 +146,17 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     get url() {
       return serverUrl();
     },
+    // ACME: https once a certificate covers it; a static certificate covers the subdomains only.
+    hostUrl: (host, custom) =>
+      acme
+        ? acme.covers(host) ? httpsUrl(host) : plainUrl(host)
+        : tlsAddr && !custom
+        ? httpsUrl(host)
+        : plainUrl(host),
+    ports,
+    defaultTunnel: options.defaultTunnel === undefined
+      ? undefined
+      : { name: options.defaultTunnel, apex: options.defaultTunnelApex === true },
     acme,
     certificates: acme?.tunnels(plainUrl, httpsUrl),
     limits,
@@ -348,7 +175,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       return closing;
     },
   };
-  const accepting = acceptLoop(listener, admitPlain, log, stopAccepting.signal);
+  connections.ctx = ctx;
+  const accepting = acceptLoop(listener, connections.admitPlain, log, stopAccepting.signal);
   const reloadTls = async (cert: string, key: string): Promise<void> => {
     await Promise.resolve();
     if (!tlsPort || closing) throw new Error("Cannot reload TLS: the server has no TLS port");
@@ -364,6 +192,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     closeQuietly(listener);
     tlsPort?.close();
     await accepting;
+    await ports?.close();
     for (const session of registry.sessions()) {
       session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
     }
@@ -374,8 +203,8 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       cutShort.abort();
       await stopServing();
       await admin?.close();
-      for (const conn of conns) if (!controlConns.has(conn)) closeQuietly(conn);
-      while (tasks.size > 0) await Promise.allSettled([...tasks]);
+      connections.closeAll();
+      await connections.settled();
       await acme?.close();
       stopTrimmer();
       log.info("Server closed");
@@ -392,8 +221,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       log.info("Shutting down", { grace_ms: graceMs });
       await stopServing();
       const deadline = Date.now() + graceMs;
-      const busy = (): boolean => [...conns].some((c) => !controlConns.has(c));
-      while (busy() && Date.now() < deadline && !cutShort.signal.aborted) {
+      while (connections.busy && Date.now() < deadline && !cutShort.signal.aborted) {
         await sleep(SHUTDOWN_POLL_MS, cutShort.signal);
       }
       await close();
@@ -407,6 +235,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   log.info("Listening", { url: serverUrl(), addr: hostWithPort(addr.hostname, addr.port, -1) });
   if (tlsAddr) {
     log.info("Listening for HTTPS", { addr: hostWithPort(tlsAddr.hostname, tlsAddr.port, -1) });
+  }
+  if (ports) {
+    const ranges = ports.ranges.map(([a, b]) => a === b ? `${a}` : `${a}-${b}`).join(",");
+    log.info("TCP tunnels on ports", { ports: ranges });
   }
   const warnAuth = (): void => {
     if (!auth.required) {
@@ -422,14 +254,10 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   ): Promise<number> => {
     auth = await Auth.create(tokens, reservedNames);
     let revoked = 0;
-    for (const session of [...registry.sessions()]) {
-      if (auth.allows(session.tokenKey, session.subdomain)) continue;
-      registry.remove(session);
-      session.revoke(options.revokeAtOnce === true);
-      log.info("Tunnel's token revoked", {
-        subdomain: session.subdomain,
-        streams: session.streams,
-      });
+    for (const tunnel of [...registry.tunnels()]) {
+      if (auth.allows(tunnel.session.tokenKey, tunnelTarget(tunnel))) continue;
+      log.info("Tunnel's token revoked", { tunnel: tunnel.name, streams: tunnel.streams });
+      revokeTunnel(ctx, tunnel, options.revokeAtOnce === true);
       revoked++;
     }
     log.info("Tokens reloaded", { tokens: auth.tokenCount, revoked });
@@ -456,7 +284,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     get tunnelCount() {
       return registry.size;
     },
-    tunnels: () => [...registry.sessions()].map((session) => session.info()),
+    tunnels,
     close,
     shutdown,
     [Symbol.asyncDispose]: close,

@@ -27,6 +27,18 @@ export const CONNECTION_OUTCOMES = [
 ] as const;
 
 /**
+ * What the server did with a visitor of a TCP tunnel's port: `routed`
+ * (relayed), `limit` (closed at accept: too many from its IP), `busy` (the
+ * tunnel at its stream limit), `timeout` (no proxy connection in time),
+ * `abandoned` (it left while waiting), `closed` (its port is held for a client
+ * that went away).
+ */
+export type TcpOutcome = typeof TCP_OUTCOMES[number];
+
+/** Every TCP visitor outcome. */
+export const TCP_OUTCOMES = ["routed", "limit", "busy", "timeout", "abandoned", "closed"] as const;
+
+/**
  * Where a client's handshake was refused: before a `hello` or `attach` could be
  * judged (`first`: unreadable frame, wrong version), or judging one.
  */
@@ -43,6 +55,10 @@ const REGISTRATION_RESULTS = [
   "limit",
   "subdomain-taken",
   "subdomain-reserved",
+  "invalid-host",
+  "invalid-port",
+  "port-taken",
+  "port-reserved",
   "bad-request",
 ] as const;
 const ATTACH_RESULTS = ["attached", "unauthorized", "bad-request", "pool-full"] as const;
@@ -75,6 +91,10 @@ export interface ServerView {
   tunnels(): TunnelSnapshot[];
   /** Names held now for clients that went away. */
   heldNames(): number;
+  /** Idle proxy connections now, of all control connections. */
+  idleProxies(): number;
+  /** TCP ports with a listener now (in use, or held for a client that went away). */
+  tcpPorts(): number;
 }
 
 /** A counter's values by one label, in the order they were first counted. */
@@ -133,6 +153,12 @@ export class ServerMetrics {
       "the status it answered, limit, abandoned, closed, tls_error.",
     ["outcome"],
   );
+  readonly #tcp = new Counter(
+    "gotunnel_tcp_connections_total",
+    "Visitors of TCP tunnels' ports by what the server did with them: routed, limit, busy, " +
+      "timeout, abandoned, closed.",
+    ["outcome"],
+  );
   readonly #bytes = new Counter(
     "gotunnel_relayed_bytes_total",
     "Bytes relayed, counted when each relayed connection ends: in (visitors to tunnels), " +
@@ -169,6 +195,7 @@ export class ServerMetrics {
     for (const reason of HANDSHAKE_FAILURES) this.#handshakeFailures.inc({ reason }, 0);
     for (const result of REGISTRATION_RESULTS) this.#registrations.inc({ result }, 0);
     for (const result of ATTACH_RESULTS) this.#attaches.inc({ result }, 0);
+    for (const outcome of TCP_OUTCOMES) this.#tcp.inc({ outcome }, 0);
     for (const direction of ["in", "out"]) this.#bytes.inc({ direction }, 0);
     this.#relaying.set({}, 0);
     const now = (): { tunnels: TunnelSnapshot[]; memory: Deno.MemoryUsage } =>
@@ -182,12 +209,18 @@ export class ServerMetrics {
     r.add(this.#attaches);
     r.add(this.#handshakeFailures);
     r.add(this.#connections);
+    r.add(this.#tcp);
+    r.add(gauge(
+      "gotunnel_tcp_ports",
+      "TCP ports with a listener now: in use by a tunnel, or held for a client that went away.",
+      () => view.tcpPorts(),
+    ));
     r.add(this.#bytes);
     r.add(this.#relaying);
     r.add(gauge(
       "gotunnel_idle_proxy_connections",
       "Idle proxy connections of all tunnels now.",
-      () => now().tunnels.reduce((sum, t) => sum + t.idleProxies, 0),
+      () => view.idleProxies(),
     ));
     r.add(this.#proxyWait);
     r.add(this.#sniff);
@@ -256,6 +289,11 @@ export class ServerMetrics {
     this.#connections.inc({ outcome: String(outcome) });
   }
 
+  /** A TCP visitor's outcome (but `routed`, which `relayed` counts). */
+  tcpConnection(outcome: TcpOutcome): void {
+    this.#tcp.inc({ outcome });
+  }
+
   /** How long a public connection's first bytes took to route (ms). */
   sniffed(ms: number): void {
     this.#sniff.observe(ms / 1000);
@@ -267,16 +305,18 @@ export class ServerMetrics {
   }
 
   /**
-   * Counts a stream that starts relaying (`routed`), and when `relay` settles,
-   * its bytes: `prefix` (sent with `open`) and the stream's own, each way.
+   * Counts a stream that starts relaying (`routed`, among TCP visitors with
+   * `tcp`), and when `relay` settles, its bytes: `prefix` (sent with `open`)
+   * and the stream's own, each way.
    */
   async relayed(
     stats: TunnelStats,
     prefix: number,
     relay: Promise<StreamResult>,
+    tcp = false,
   ): Promise<StreamResult> {
     const now = Date.now();
-    this.#connections.inc({ outcome: "routed" });
+    (tcp ? this.#tcp : this.#connections).inc({ outcome: "routed" });
     this.#relaying.add({}, 1);
     this.#rate.add(now);
     stats.started(now);

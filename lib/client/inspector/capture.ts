@@ -107,6 +107,7 @@ class StreamCapture implements ExchangeObserver {
     return this.last = this.#store.open({
       startedAt: Date.now(),
       visitor: this.#visitor.peer,
+      tunnel: this.#visitor.tunnel,
       scheme: this.#visitor.scheme,
       method,
       target,

@@ -40,16 +40,24 @@ export interface InspectOptions {
   maxBodyBytes?: number;
 }
 
-/** What the inspector works with, from its tunnel. */
-export interface InspectorParts {
-  /** The captured exchanges. */
-  store: CaptureStore;
-  /** Reaches the local app, for replays. */
+/** One HTTP tunnel the inspector shows. */
+export interface InspectedTunnel {
+  /** Its name. */
+  name: string;
+  /** Reaches its local app, for replays. */
   dialer: LocalDialer;
   /** The Host header the app sees instead of the public one, as the tunnel sends it. */
   hostHeader: string | undefined;
-  /** The tunnel's public URL (empty until it is up). */
-  publicUrl(): string;
+  /** Its public URL (empty until it is up). */
+  url: string;
+}
+
+/** What the inspector works with, from its client. */
+export interface InspectorParts {
+  /** The captured exchanges. */
+  store: CaptureStore;
+  /** The client's HTTP tunnels now, the first one the default for exchanges without a name. */
+  tunnels(): InspectedTunnel[];
   /** Where logs go. */
   log: Logger;
 }
@@ -104,8 +112,9 @@ export function startInspector(where: InspectOptions, parts: InspectorParts): In
     log,
     closing: stop.signal,
     status: () => ({
-      url: parts.publicUrl(),
-      local: parts.dialer.where,
+      url: parts.tunnels()[0]?.url ?? "",
+      local: parts.tunnels()[0]?.dialer.where ?? "",
+      tunnels: parts.tunnels().map((t) => ({ name: t.name, url: t.url, local: t.dialer.where })),
       exchanges: store.size,
       bodyBytes: store.bodyBytes,
       limits: store.limits,
@@ -117,15 +126,19 @@ export function startInspector(where: InspectOptions, parts: InspectorParts): In
       if (replays >= INSPECTOR_MAX_REPLAYS) return { status: 429, reason: "Too many replays" };
       const request = replayRequest(original, edit);
       if (!request.ok) return { status: request.status, reason: request.reason };
+      const tunnels = parts.tunnels();
+      const tunnel = tunnels.find((t) => t.name === original.tunnel) ?? tunnels[0];
+      if (!tunnel) return { status: 409, reason: "Its tunnel is gone" };
       const visitor: VisitorInfo = {
         peer: original.visitor,
         scheme: original.scheme,
-        hostHeader: parts.hostHeader,
+        hostHeader: tunnel.hostHeader,
+        tunnel: original.tunnel,
       };
       const observer = captureStream(store, visitor, id);
       replays++;
       const task = sendReplay(request, {
-        dialer: parts.dialer,
+        dialer: tunnel.dialer,
         visitor,
         observer,
         timeoutMs: INSPECTOR_REPLAY_TIMEOUT_MS,

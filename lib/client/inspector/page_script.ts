@@ -62,13 +62,15 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     }
     if (!q) return true;
     var hay = (r.method + " " + r.target + " " + (r.status === null ? "" : r.status) + " " +
-      r.visitor + " " + (r.upgrade || "") + " " + (r.problem || "")).toLowerCase();
+      r.visitor + " " + (r.upgrade || "") + " " + (r.problem || "") + " " + (r.tunnel || ""))
+      .toLowerCase();
     return hay.indexOf(q) >= 0;
   }
   function fill(tr, r) {
     tr.textContent = "";
     var path = el("td", null, "c-path");
     if (r.replayOf !== null) path.appendChild(el("span", "↻ ", "replay"));
+    if (r.tunnel) path.appendChild(el("span", r.tunnel + " ", "tunnel")); // a client with several
     path.appendChild(document.createTextNode(r.target));
     path.title = r.target + (r.problem ? " (" + r.problem + ")" : "");
     tr.appendChild(el("td", time(r.startedAt), "c-time"));

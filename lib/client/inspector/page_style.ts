@@ -52,6 +52,7 @@ td.c-duration, td.c-size { text-align: right; font-variant-numeric: tabular-nums
 .s2 { color: var(--ok); } .s3 { color: var(--redirect); } .s4 { color: var(--client); }
 .s5, .snone { color: var(--server); } .s1 { color: var(--accent); }
 .replay { color: var(--muted); }
+.tunnel { color: var(--muted); font-weight: 600; }
 #empty { color: var(--muted); padding: 16px 12px; }
 #detail { border-left: 1px solid var(--line); padding: 8px 12px; overflow: auto;
   max-height: calc(100vh - 96px); min-width: 0; }

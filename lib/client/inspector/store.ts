@@ -39,6 +39,8 @@ export interface CapturedExchange {
   readonly startedAt: number;
   /** The visitor's address, `ip:port`. */
   readonly visitor: string;
+  /** The name of the tunnel it came through, when the client has several. */
+  readonly tunnel: string | undefined;
   /** How the visitor reached the server. */
   readonly scheme: "http" | "https";
   /** Request method (`-` for a request the client refused before it could be read). */
@@ -119,6 +121,7 @@ export class ExchangeEntry implements CapturedExchange {
   readonly id: number;
   readonly startedAt: number;
   readonly visitor: string;
+  readonly tunnel: string | undefined;
   readonly scheme: "http" | "https";
   method: string;
   target: string;
@@ -140,6 +143,7 @@ export class ExchangeEntry implements CapturedExchange {
     this.id = id;
     this.startedAt = init.startedAt;
     this.visitor = init.visitor;
+    this.tunnel = init.tunnel;
     this.scheme = init.scheme;
     this.method = init.method;
     this.target = init.target;
@@ -156,6 +160,7 @@ export class ExchangeEntry implements CapturedExchange {
 export interface ExchangeInit {
   startedAt: number;
   visitor: string;
+  tunnel?: string | undefined;
   scheme: "http" | "https";
   method: string;
   target: string;

@@ -19,6 +19,8 @@ export interface ExchangeSummary {
   requestBytes: number;
   responseBytes: number;
   visitor: string;
+  /** The tunnel it came through (null when the client has one). */
+  tunnel: string | null;
   scheme: "http" | "https";
   state: "pending" | "open" | "complete";
   upgrade: string | null;
@@ -86,6 +88,7 @@ export function summarize(e: CapturedExchange): ExchangeSummary {
     requestBytes: e.request.size,
     responseBytes: e.response.size,
     visitor: e.visitor,
+    tunnel: e.tunnel ?? null,
     scheme: e.scheme,
     state: e.state,
     upgrade: e.upgrade ?? null,

@@ -56,6 +56,11 @@ export interface CertSchedulerOptions {
   };
   /** Answers the challenges. */
   solver: ChallengeSolver;
+  /**
+   * Answers the challenges of custom hostnames (HTTP-01 on the plain port:
+   * the server cannot publish DNS records for another domain). @default {solver}
+   */
+  hostSolver?: ChallengeSolver;
   /** Keeps certificates across restarts. */
   store: Pick<CertStore, "certificates" | "saveCertificate">;
   /** What the TLS port serves. */
@@ -85,6 +90,8 @@ interface Job {
   capped: boolean;
   /** Whether it should still be renewed. */
   keep(): boolean;
+  /** Its own challenge solver, if not the scheduler's. */
+  solver?: ChallengeSolver | undefined;
 }
 
 /** Keeps the certificates the server needs, ordered and renewed, until closed. */
@@ -145,6 +152,28 @@ export class CertScheduler {
     }
     this.#watchers.set(ready, host);
     if (!this.#options.wildcard) this.#perName(name);
+    return () => void this.#watchers.delete(ready);
+  }
+
+  /**
+   * A tunnel registered the custom hostname `host` (its token's scope allowed
+   * it): `ready` is called once with its `https://` URL when a certificate
+   * covers it; its own certificate is ordered over HTTP-01 if it has none.
+   * Returns the unsubscribe.
+   */
+  registeredHost(host: string, ready: (url: string) => void): () => void {
+    if (this.covers(host)) {
+      ready(this.#options.httpsUrl(host));
+      return () => {};
+    }
+    this.#watchers.set(ready, host);
+    this.#ensure({
+      id: host,
+      names: [host],
+      capped: false,
+      keep: () => this.#options.isRegistered(host),
+      solver: this.#options.hostSolver,
+    });
     return () => void this.#watchers.delete(ready);
   }
 
@@ -228,7 +257,7 @@ export class CertScheduler {
       const started = performance.now();
       log.info(current ? "Renewing certificate" : "Ordering certificate", { names: job.names });
       try {
-        const certificate = await ca.order(job.names, solver, signal);
+        const certificate = await ca.order(job.names, job.solver ?? solver, signal);
         await store.saveCertificate(job.id, certificate);
         book.set(job.id, certificate);
         this.#options.installed(job.id, certificate);

@@ -13,7 +13,7 @@ import { Http01Tokens, runDnsHook } from "./challenges.ts";
 import { AcmeCa, type ChallengeSolver } from "./client.ts";
 import { CertScheduler } from "./scheduler.ts";
 import { CertStore, defaultCertDir, type StoredCertificate } from "./store.ts";
-import type { TunnelCertificates } from "../session.ts";
+import type { TunnelCertificates } from "../context.ts";
 
 import {
   DEFAULT_ACME_TLS_PORT,
@@ -194,6 +194,7 @@ export class AcmeService {
       wildcard: options.dnsHook !== undefined,
       ca: this.#ca,
       solver: this.#solver(timings),
+      hostSolver: this.#http01(),
       store: this.#store,
       book: this.book,
       isReserved: (name) => names.has(name) || host.isScoped(name),
@@ -216,17 +217,20 @@ export class AcmeService {
     return this.#scheduler?.registered(name, ready) ?? (() => {});
   }
 
+  /** A tunnel registered the custom hostname `host`; see {@linkcode CertScheduler.registeredHost}. */
+  registeredHost(host: string, ready: (url: string) => void): () => void {
+    return this.#scheduler?.registeredHost(host, ready) ?? (() => {});
+  }
+
   /** How sessions see it: a tunnel's URL follows its certificate. */
   tunnels(
     plainUrl: (host: string) => string,
     httpsUrl: (host: string) => string,
   ): TunnelCertificates {
     return {
-      urlFor: (name) => {
-        const host = `${name}.${this.#domain}`;
-        return this.covers(host) ? httpsUrl(host) : plainUrl(host);
-      },
-      watch: (name, ready) => this.registered(name, ready),
+      urlFor: (host) => this.covers(host) ? httpsUrl(host) : plainUrl(host),
+      watch: (name, custom, ready) =>
+        custom ? this.registeredHost(name, ready) : this.registered(name, ready),
     };
   }
 
@@ -237,22 +241,25 @@ export class AcmeService {
     this.#store.close();
   }
 
+  // HTTP-01: tokens answered on the plain port.
+  #http01(): ChallengeSolver {
+    const tokens = this.#tokens;
+    return {
+      type: "http-01",
+      present: (_identifier, token, keyAuthorization) => {
+        tokens.add(token, keyAuthorization);
+        return Promise.resolve();
+      },
+      cleanup: (_identifier, token) => {
+        tokens.delete(token);
+        return Promise.resolve();
+      },
+    };
+  }
+
   #solver(timings: AcmeTimings): ChallengeSolver {
     const hook = this.#options.dnsHook;
-    const tokens = this.#tokens;
-    if (hook === undefined) {
-      return {
-        type: "http-01",
-        present: (_identifier, token, keyAuthorization) => {
-          tokens.add(token, keyAuthorization);
-          return Promise.resolve();
-        },
-        cleanup: (_identifier, token) => {
-          tokens.delete(token);
-          return Promise.resolve();
-        },
-      };
-    }
+    if (hook === undefined) return this.#http01();
     const record = (identifier: string): string =>
       `_acme-challenge.${identifier.replace(/^\*\./, "")}`;
     return {
