@@ -175,6 +175,7 @@ export class RedisLink {
   #lib: RedisLib;
   #client: LibClient | undefined;
   #closing = new AbortController();
+  /** The reconnect loop, while it runs (it clears this itself, before it says the link is up). */
   #reconnecting: Promise<void> | undefined;
   #known = new Set<string>();
 
@@ -278,13 +279,21 @@ export class RedisLink {
         ...(target.tls && caCerts ? { ca: caCerts } : {}),
       },
     });
-    client.on("error", () => {}); // also reported by `terminated` or the failed call
+    // Errors come again through `terminated` or the failed call; kept at debug.
+    client.on("error", (e) =>
+      this.#options.log.debug("Redis client error", {
+        link: this.#options.name,
+        error: describeError(e),
+      }));
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let onClose: (() => void) | undefined;
     const expired = new Promise<never>((_, reject) => {
       timer = setTimeout(
         () => reject(new Error(`no answer within ${timings.connectTimeoutMs} ms`)),
         timings.connectTimeoutMs,
       );
+      onClose = () => reject(new Error("the link is closing"));
+      this.#closing.signal.addEventListener("abort", onClose, { once: true });
     });
     try {
       const connecting = client.connect();
@@ -300,6 +309,7 @@ export class RedisLink {
       throw this.#wrap(e, `Cannot connect to Redis at ${target.redacted}`);
     } finally {
       clearTimeout(timer);
+      this.#closing.signal.removeEventListener("abort", onClose!);
     }
     client.on("terminated", (cause) => this.#lost(client, describeError(cause)));
     return client;
@@ -317,7 +327,7 @@ export class RedisLink {
       why,
     });
     this.#options.onDown?.();
-    this.#reconnecting ??= this.#reconnect().finally(() => this.#reconnecting = undefined);
+    this.#reconnecting ??= this.#reconnect();
   }
 
   async #reconnect(): Promise<void> {
@@ -340,6 +350,7 @@ export class RedisLink {
       }
       if (signal.aborted) return void await this.#shut(client, false);
       this.#client = client;
+      this.#reconnecting = undefined; // from here, a new loss starts a new loop
       this.#known.clear(); // a restarted Redis has forgotten the scripts
       this.#options.log.info("Reconnected to Redis", {
         redis: this.#options.target.redacted,
