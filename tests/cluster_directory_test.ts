@@ -6,11 +6,8 @@ import assert from "node:assert/strict";
 import type { ClusterTimings } from "../lib/limits.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Claim } from "../lib/server/cluster/claim.ts";
-import {
-  type Directory,
-  type DirectoryOptions,
-  openDirectory,
-} from "../lib/server/cluster/directory.ts";
+import { type Directory, openDirectory } from "../lib/server/cluster/directory.ts";
+import type { DirectoryOptions } from "../lib/server/cluster/options.ts";
 import { DirectoryError } from "../lib/server/cluster/errors.ts";
 import type { DirectoryEntry } from "../lib/server/cluster/records.ts";
 import { logRecorder, needs, rawApp, readAll, T, waitFor } from "./helpers.ts";

@@ -28,7 +28,7 @@ import {
   decodeNode,
   encodeNode,
 } from "../lib/server/cluster/records.ts";
-import { parseRedisUrl, redactRedisUrl } from "../lib/server/cluster/redis_link.ts";
+import { parseRedisUrl, redactRedisUrl } from "../lib/server/cluster/redis_url.ts";
 import { DirectoryView } from "../lib/server/cluster/view.ts";
 
 const key = await importClusterKey(new Uint8Array(32).fill(1));

@@ -1,7 +1,16 @@
 // A node's cache of directory lookups (pure): bounded, oldest first out, each value
 // fresh until a time; stale values are kept to answer while Redis is away.
 
-/** A cached value (undefined: cached absence) and until when it is fresh (ms, the caller's clock). */
+/**
+ * A cached value (undefined: cached absence) and until when it is fresh (ms, the caller's clock).
+ *
+ * @example
+ * ```ts
+ * import type { CacheSlot } from "./cache.ts";
+ * const slot: CacheSlot<string> = { value: undefined, freshUntil: 0 };
+ * console.log(slot.freshUntil > performance.now() ? "fresh" : "stale"); // stale
+ * ```
+ */
 export interface CacheSlot<V> {
   /** The value, or undefined for "not there". */
   readonly value: V | undefined;

@@ -12,6 +12,7 @@ import { describeError, type Logger, silentLogger } from "../../log.ts";
 import { randomToken } from "../../names.ts";
 import { DirectoryError } from "./errors.ts";
 import type { Claim, ClaimResult, ReleaseResult, Takeover } from "./claim.ts";
+import { DEFAULT_KEY_PREFIX, type DirectoryOptions } from "./options.ts";
 import { checkNodeId } from "./node_id.ts";
 import { NodeBook } from "./node_book.ts";
 import { DirectoryView } from "./view.ts";
@@ -25,37 +26,8 @@ import {
   readReply,
   SCRIPTS,
 } from "./records.ts";
-import { type LuaScript, luaScript, parseRedisUrl, RedisLink } from "./redis_link.ts";
-
-/** The default prefix of every key and of the channel, so that one Redis can serve other things. */
-export const DEFAULT_KEY_PREFIX = "gotunnel:";
-
-/** How to join the directory. */
-export interface DirectoryOptions {
-  /** `redis://[[user]:password@]host[:port][/db]` or `rediss://` (TLS). */
-  redis: string;
-  /** This node's id (`--node-id`). */
-  node: string;
-  /** Where other nodes reach this one, `HOST:PORT` (`--node-addr`). */
-  addr: string;
-  /** This node's cluster key fingerprint, published in its record. @default {""} */
-  keyFingerprint?: string;
-  /** Prefix of every key and of the channel. @default {"gotunnel:"} */
-  prefix?: string;
-  /** For `rediss://` with a private CA: its certificates (PEM). */
-  caCerts?: string[];
-  /** Deadlines, TTLs and bounds (tests shorten them). @default {DEFAULT_CLUSTER_TIMINGS} */
-  timings?: Partial<ClusterTimings>;
-  /** Where the directory says what went wrong. @default {silentLogger} */
-  log?: Logger;
-  /**
-   * A claim of this node was lost: taken over through another node (its
-   * lease holder came back there), or found held by another session when it
-   * was renewed or re-asserted after an outage. The tunnel must close.
-   * `current` is who holds it now, if anyone.
-   */
-  onLost?: (claim: Claim, current: DirectoryEntry | undefined) => void;
-}
+import { type LuaScript, luaScript, RedisLink } from "./redis_link.ts";
+import { parseRedisUrl } from "./redis_url.ts";
 
 /** A claim this node holds, when it was last renewed, and the revision it holds it at. */
 interface LiveClaim {
@@ -92,7 +64,17 @@ export async function openDirectory(options: DirectoryOptions): Promise<Director
   return await Directory.open(options);
 }
 
-/** The directory as one node sees it; see {@linkcode openDirectory}. */
+/**
+ * The directory as one node sees it; made by {@linkcode openDirectory}.
+ *
+ * @example Claim, look up, release
+ * ```ts ignore
+ * const result = await directory.claim("name", "demo", { session: tunnelId, holder: leaseNonce });
+ * if (!result.ok) throw new Error(`held by ${result.entry.node}`);
+ * console.log((await directory.lookup("name", "demo"))?.session === tunnelId); // true
+ * await directory.release(result.claim, { holdMs: 60_000 }); // its client left without goodbye
+ * ```
+ */
 export class Directory {
   /** This node's id. */
   readonly node: string;

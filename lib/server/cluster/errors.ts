@@ -5,6 +5,13 @@
  * or did not answer in time: retry later), `closed` (the directory was closed),
  * `node-id-taken` (another live process announces this node id), `redis`
  * (Redis answered with an error: a wrong password, a wrong database, a bug).
+ *
+ * @example
+ * ```ts
+ * import type { DirectoryErrorCode } from "./errors.ts";
+ * const retry = (code: DirectoryErrorCode) => code === "unavailable";
+ * console.log(retry("unavailable"), retry("redis")); // true false
+ * ```
  */
 export type DirectoryErrorCode = "unavailable" | "closed" | "node-id-taken" | "redis";
 

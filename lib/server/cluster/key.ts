@@ -4,7 +4,16 @@
 import { toBase64url } from "../../bytes.ts";
 import { KEY_FILE_BYTES, readOrCreateKey } from "../key_file.ts";
 
-/** The cluster key, ready for HMAC-SHA256, and a fingerprint that names it without giving it away. */
+/**
+ * The cluster key, ready for HMAC-SHA256, and a fingerprint that names it without giving it away.
+ *
+ * @example
+ * ```ts
+ * import { importClusterKey } from "./key.ts";
+ * const key = await importClusterKey(new Uint8Array(32));
+ * console.log(key.hmac.algorithm.name); // HMAC
+ * ```
+ */
 export interface ClusterKey {
   /** The HMAC-SHA256 key (not extractable). */
   readonly hmac: CryptoKey;

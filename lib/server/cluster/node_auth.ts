@@ -9,7 +9,15 @@ import { randomToken, timingSafeEqual } from "../../names.ts";
 import type { ClusterKey } from "./key.ts";
 import { checkNodeId } from "./node_id.ts";
 
-/** Version of the node hello and welcome; a node refuses any other. */
+/**
+ * Version of the node hello and welcome; a node refuses any other.
+ *
+ * @example
+ * ```ts
+ * import { NODE_AUTH_VERSION } from "./node_auth.ts";
+ * console.log(NODE_AUTH_VERSION); // 1
+ * ```
+ */
 export const NODE_AUTH_VERSION = 1;
 
 /**
@@ -17,6 +25,14 @@ export const NODE_AUTH_VERSION = 1;
  * and its clock, signed. `to` keeps a hello seen by one node from being played
  * to another; `time` and the receiver's memory of nonces keep it from being
  * played twice.
+ *
+ * @example
+ * ```ts
+ * import { importClusterKey } from "./key.ts";
+ * import { createNodeHello, type NodeHello } from "./node_auth.ts";
+ * const hello: NodeHello = await createNodeHello(await importClusterKey(new Uint8Array(32)), "a:1", "b:1");
+ * console.log(JSON.stringify(hello).length < 300); // true: one small frame
+ * ```
  */
 export interface NodeHello {
   /** Always `node-hello`. */
@@ -35,7 +51,18 @@ export interface NodeHello {
   mac: string;
 }
 
-/** The dialled node's answer: it holds the key, and answers this very hello. */
+/**
+ * The dialled node's answer: it holds the key, and answers this very hello.
+ *
+ * @example
+ * ```ts
+ * import { importClusterKey } from "./key.ts";
+ * import { createNodeHello, createNodeWelcome, type NodeWelcome } from "./node_auth.ts";
+ * const key = await importClusterKey(new Uint8Array(32));
+ * const welcome: NodeWelcome = await createNodeWelcome(key, await createNodeHello(key, "a:1", "b:1"));
+ * console.log(welcome.from, welcome.to); // b:1 a:1
+ * ```
+ */
 export interface NodeWelcome {
   /** Always `node-welcome`. */
   type: "node-welcome";
@@ -49,7 +76,16 @@ export interface NodeWelcome {
   mac: string;
 }
 
-/** A check's answer: the message, or why it is refused (for the log; the peer gets no detail). */
+/**
+ * A check's answer: the message, or why it is refused (for the log; the peer gets no detail).
+ *
+ * @example
+ * ```ts
+ * import type { NodeAuthResult, NodeHello } from "./node_auth.ts";
+ * const result: NodeAuthResult<NodeHello> = { ok: false, reason: "replayed hello" };
+ * if (!result.ok) console.log(`node connection refused: ${result.reason}`);
+ * ```
+ */
 export type NodeAuthResult<M> = { ok: true; message: M } | { ok: false; reason: string };
 
 const encoder = new TextEncoder();

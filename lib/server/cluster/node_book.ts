@@ -12,7 +12,24 @@ import { type LuaScript, luaScript, type RedisLink } from "./redis_link.ts";
 /** Node records read by one SCAN at most (a cluster is a handful of nodes; this bounds a stranger's keys). */
 const MAX_LISTED_NODES = 1_000;
 
-/** What a node book needs. */
+/**
+ * What a node book needs.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_CLUSTER_TIMINGS } from "../../limits.ts";
+ * import { silentLogger } from "../../log.ts";
+ * import type { NodeBookOptions } from "./node_book.ts";
+ * const options: NodeBookOptions = {
+ *   prefix: "gotunnel:",
+ *   channel: "gotunnel:changes",
+ *   record: { id: "a:1", addr: "10.0.0.1:1", keyFingerprint: "", instance: "i" },
+ *   timings: DEFAULT_CLUSTER_TIMINGS,
+ *   log: silentLogger,
+ * };
+ * console.log(options.record.id); // a:1
+ * ```
+ */
 export interface NodeBookOptions {
   /** The key prefix (`gotunnel:`). */
   prefix: string;

@@ -48,7 +48,16 @@ export function defaultNodeId(hostname: string, port: number): string {
   return `${host === "" ? "node" : host}${suffix}`;
 }
 
-/** Where the other nodes reach a node: a host (name or IP) and a port. */
+/**
+ * Where the other nodes reach a node: a host (name or IP) and a port.
+ *
+ * @example
+ * ```ts
+ * import { formatNodeAddr, type NodeAddr } from "./node_id.ts";
+ * const addr: NodeAddr = { hostname: "10.0.0.2", port: 8080 };
+ * console.log(formatNodeAddr(addr)); // 10.0.0.2:8080
+ * ```
+ */
 export interface NodeAddr {
   /** A DNS name or an IP address (IPv6 without brackets), lowercase. */
   hostname: string;

@@ -1,7 +1,16 @@
 // What the cluster directory keeps in Redis, and how (pure): keys, entry and node
 // records as JSON, change messages, and the Lua scripts that change entries atomically.
 
-/** What an entry names: a subdomain, a public TCP port, or a custom hostname. */
+/**
+ * What an entry names: a subdomain, a public TCP port, or a custom hostname.
+ *
+ * @example
+ * ```ts
+ * import type { DirectoryKind } from "./records.ts";
+ * const kind: DirectoryKind = "host";
+ * console.log(`${kind}:app.example.com`); // host:app.example.com
+ * ```
+ */
 export type DirectoryKind = "name" | "port" | "host";
 
 /**
@@ -19,6 +28,13 @@ export const DIRECTORY_KINDS: readonly DirectoryKind[] = ["name", "port", "host"
  * Who holds a name (port, hostname) in the cluster. `session` is empty while
  * the name is only held for `holder` (its session ended without goodbye), and
  * `expiresAt` comes from Redis' remaining TTL and this node's clock.
+ *
+ * @example
+ * ```ts
+ * import type { DirectoryEntry } from "./records.ts";
+ * const entry: DirectoryEntry = { node: "b", session: "", holder: "h", expiresAt: Date.now() + 5_000, revision: 9 };
+ * console.log(entry.session === "" ? "reserved for its holder" : "taken"); // reserved for its holder
+ * ```
  */
 export interface DirectoryEntry {
   /** The id of the node that holds it. */
@@ -33,7 +49,16 @@ export interface DirectoryEntry {
   readonly revision: number;
 }
 
-/** A node's record: where the others reach it. */
+/**
+ * A node's record: where the others reach it.
+ *
+ * @example
+ * ```ts
+ * import type { NodeRecord } from "./records.ts";
+ * const record: NodeRecord = { id: "b:8080", addr: "10.0.0.2:8080", keyFingerprint: "x", instance: "i" };
+ * console.log(record.addr); // 10.0.0.2:8080
+ * ```
+ */
 export interface NodeRecord {
   /** The node id. */
   readonly id: string;
@@ -131,6 +156,13 @@ export function encodeNode(record: NodeRecord): string {
  * `set` (claimed, taken over, restored, held) with the new entry and its TTL,
  * `del` (released), or `node` (a node record came or went). `item` is
  * `<kind>:<value>`, the key without its prefix.
+ *
+ * @example
+ * ```ts
+ * import type { ChangeMessage } from "./records.ts";
+ * const change: ChangeMessage = { op: "del", item: "name:demo", revision: 12 };
+ * console.log(change.op); // del
+ * ```
  */
 export type ChangeMessage =
   | { op: "set"; item: string; entry: string; ttlMs: number; revision: number }

@@ -6,8 +6,17 @@ import { sleep } from "../../io.ts";
 import type { ClusterTimings } from "../../limits.ts";
 import { describeError, type Logger } from "../../log.ts";
 import { DirectoryError } from "./errors.ts";
+import type { RedisTarget } from "./redis_url.ts";
 
-/** The node-redis release this code is written and tested against. */
+/**
+ * The node-redis release this code is written and tested against.
+ *
+ * @example
+ * ```ts
+ * import { REDIS_CLIENT_VERSION } from "./redis_link.ts";
+ * console.log(`npm:redis@${REDIS_CLIENT_VERSION}`); // npm:redis@6.3.1
+ * ```
+ */
 export const REDIS_CLIENT_VERSION = "6.3.1";
 
 /**
@@ -51,60 +60,25 @@ function loadLib(): Promise<RedisLib> {
   return loading;
 }
 
-/** A Redis URL read: itself, whether it is TLS, and a form safe to log. */
-export interface RedisTarget {
-  /** The URL as given (it may hold a password: never log it). */
-  readonly url: string;
-  /** `rediss://`: TLS. */
-  readonly tls: boolean;
-  /** The URL with its password (and user) replaced by `***`. */
-  readonly redacted: string;
-}
-
 /**
- * Reads a `redis://[[user]:password@]host[:port][/db]` or `rediss://` URL.
- * Throws a TypeError (its message holds the URL redacted) for another scheme,
- * a missing host or a database that is not a number.
+ * What a link is told, and how it behaves.
  *
  * @example
  * ```ts
- * import { parseRedisUrl } from "./redis_link.ts";
- * const target = parseRedisUrl("rediss://:s3cret@redis.internal:6380/2");
- * console.log(target.tls, target.redacted); // true rediss://***@redis.internal:6380/2
+ * import { DEFAULT_CLUSTER_TIMINGS } from "../../limits.ts";
+ * import { silentLogger } from "../../log.ts";
+ * import type { RedisLinkOptions } from "./redis_link.ts";
+ * import { parseRedisUrl } from "./redis_url.ts";
+ * const options: RedisLinkOptions = {
+ *   target: parseRedisUrl("redis://127.0.0.1:6379"),
+ *   name: "gotunnel:a:sub",
+ *   timings: DEFAULT_CLUSTER_TIMINGS,
+ *   log: silentLogger,
+ *   subscribe: { channels: ["gotunnel:changes"], onMessage: (m) => console.log(m) },
+ * };
+ * console.log(options.name); // gotunnel:a:sub
  * ```
  */
-export function parseRedisUrl(url: string): RedisTarget {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError(`Invalid Redis URL: expected redis://HOST[:PORT][/DB]`);
-  }
-  const redacted = redactRedisUrl(url);
-  const bad = (why: string) => new TypeError(`Invalid Redis URL ${redacted}: ${why}`);
-  if (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") {
-    throw bad("use redis:// or rediss:// (TLS)");
-  }
-  if (parsed.hostname === "") throw bad("the host is missing");
-  if (!/^(\/\d{0,5})?$/.test(parsed.pathname)) throw bad("the database must be a number");
-  if (parsed.search !== "" || parsed.hash !== "") throw bad("no query or fragment is read");
-  return { url, tls: parsed.protocol === "rediss:", redacted };
-}
-
-/**
- * `url` with its credentials replaced by `***`: what logs and errors show.
- *
- * @example
- * ```ts
- * import { redactRedisUrl } from "./redis_link.ts";
- * console.log(redactRedisUrl("redis://:s3cret@10.0.0.5:6379/0")); // redis://***@10.0.0.5:6379/0
- * ```
- */
-export function redactRedisUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, "$1***@");
-}
-
-/** What a link is told, and how it behaves. */
 export interface RedisLinkOptions {
   /** Where Redis is. */
   target: RedisTarget;
@@ -124,7 +98,16 @@ export interface RedisLinkOptions {
   onDown?: (() => void) | undefined;
 }
 
-/** A Lua script run by its SHA-1 (EVALSHA), sent whole once when Redis does not know it. */
+/**
+ * A Lua script run by its SHA-1 (EVALSHA), sent whole once when Redis does not know it.
+ *
+ * @example
+ * ```ts
+ * import { luaScript, type LuaScript } from "./redis_link.ts";
+ * const script: LuaScript = await luaScript("return redis.call('PING')");
+ * console.log(script.sha.length); // 40
+ * ```
+ */
 export interface LuaScript {
   /** The script's source. */
   readonly source: string;
@@ -160,7 +143,8 @@ export async function luaScript(source: string): Promise<LuaScript> {
  * ```ts ignore
  * import { DEFAULT_CLUSTER_TIMINGS } from "../../limits.ts";
  * import { silentLogger } from "../../log.ts";
- * import { parseRedisUrl, RedisLink } from "./redis_link.ts";
+ * import { RedisLink } from "./redis_link.ts";
+ * import { parseRedisUrl } from "./redis_url.ts";
  * await using link = await RedisLink.open({
  *   target: parseRedisUrl("redis://127.0.0.1:6379"),
  *   name: "gotunnel:example",

@@ -15,6 +15,13 @@ interface Known {
 /**
  * Asks Redis about an item (`<kind>:<value>`): its entry's JSON and TTL, or
  * `""` and the revision counter when it is absent.
+ *
+ * @example
+ * ```ts
+ * import type { Fetch } from "./view.ts";
+ * const nothing: Fetch = () => Promise.resolve(["", 41]);
+ * console.log(await nothing("name:demo")); // [ "", 41 ]
+ * ```
  */
 export type Fetch = (item: string) => Promise<[json: string, ttlOrRevision: number]>;
 
