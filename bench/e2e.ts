@@ -30,7 +30,8 @@ Settings (environment variables, with their defaults):
   BULK_MB=100     size of the bulk download and upload
   BULK_REPS=5     bulk transfers per direction (median)
   SETTLE=60       seconds to wait after the load before the last memory reading
-  ONLY="keepalive close 64k download upload"   rows to run
+  ONLY="keepalive close 64k download upload tcp"   rows to run (tcp: bench/tcp.ts, a TCP
+                  tunnel's bulk MB/s each way, BULK_MB and BULK_REPS, after the memory readings)
   V8_FLAGS=""     V8 flags for the server and clients (e.g. --max-semi-space-size=2)
   SERVER_ARGS=""  extra flags for server.ts
   CLIENT_ARGS=""  extra flags for client.ts
@@ -51,7 +52,7 @@ const RUNS = env("RUNS", 5);
 const BULK_MB = env("BULK_MB", 100);
 const BULK_REPS = env("BULK_REPS", 5);
 const SETTLE_S = env("SETTLE", 60);
-const ONLY = words("ONLY", "keepalive close 64k download upload");
+const ONLY = words("ONLY", "keepalive close 64k download upload tcp");
 const V8_FLAGS = words("V8_FLAGS");
 const DENO_FLAGS = V8_FLAGS.length > 0 ? [`--v8-flags=${V8_FLAGS.join(",")}`] : [];
 
@@ -226,6 +227,27 @@ try {
   note(`waiting ${SETTLE_S} s for memory to settle`);
   await sleep(Math.max(0, SETTLE_S - 2) * 1000);
   for (const m of memory) m.settled = rssKiB(m.child.pid);
+
+  // A TCP tunnel's bulk rows (their own server and client processes, see bench/tcp.ts).
+  if (ONLY.includes("tcp")) {
+    note("TCP tunnel bulk (bench/tcp.ts)");
+    const out = await run(Deno.execPath(), [
+      "run",
+      "-A",
+      ...DENO_FLAGS,
+      new URL("./tcp.ts", import.meta.url).pathname,
+      "--mib",
+      String(BULK_MB),
+      "--runs",
+      String(BULK_REPS),
+    ]);
+    for (const line of out.split("\n")) {
+      const cells = line.split("|").map((c) => c.trim()).filter(Boolean);
+      if (cells.length === 4 && /MB\/s/.test(cells[0]!)) {
+        rows.push([`${cells[0]}`, cells[1]!, cells[2]!, "0 / 0", cells[3]!]);
+      }
+    }
+  }
 
   const version = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
     .version;
