@@ -7,7 +7,7 @@
 import { ARENA_SLAB_BYTES } from "./limits.ts";
 
 /**
- * A bump allocator of byte copies: runs up to a quarter of a slab are copied
+ * A bump allocator of byte copies: runs up to half a slab are copied
  * into the current slab (a new one when it is full), larger ones get their own
  * buffer.
  *
@@ -33,7 +33,7 @@ export class ByteArena {
   /** A copy of `bytes` that stays valid after `bytes` is reused. */
   copy(bytes: Uint8Array): Uint8Array {
     const n = bytes.length;
-    if (n > this.#slabBytes / 4) return bytes.slice();
+    if (n > this.#slabBytes / 2) return bytes.slice();
     if (!this.#slab || this.#at + n > this.#slab.length) {
       this.#slab = new Uint8Array(this.#slabBytes);
       this.#at = 0;

@@ -164,11 +164,17 @@ export const INSPECTOR_LAST_PORT = 4050;
 export const INSPECTOR_LIMIT = 500;
 /** Body bytes the inspector keeps in all; the oldest exchanges' bodies are dropped first. */
 export const INSPECTOR_BODY_BUDGET_BYTES = 64 * 1024 * 1024;
+/** The inspector keeps body bytes in slabs of this size, written again once freed... */
+export const INSPECTOR_BODY_SLAB_BYTES = 1024 * 1024;
+/** ...and keeps this many free slabs for that (more go to the collector). */
+export const INSPECTOR_FREE_SLABS = 4;
 /**
- * Small copies that outlive a reused buffer (inspector captures, requests kept
- * to send again) share slabs of this size.
+ * Copies that outlive a reused buffer (inspector captures, requests kept to
+ * send again) share slabs of this size; a copy over half of it gets its own.
+ * (Copies live in arrival order, so slabs free up in order too; a slab lives
+ * while any copy in it is kept.)
  */
-export const ARENA_SLAB_BYTES = 64 * 1024;
+export const ARENA_SLAB_BYTES = 256 * 1024;
 /** Bytes kept of one body; the rest is counted, not kept (the body is marked truncated). */
 export const INSPECTOR_MAX_BODY_BYTES = 1024 * 1024;
 /** Largest body the inspector decodes (gzip, br, deflate) for a HAR export or a replay. */

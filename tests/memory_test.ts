@@ -110,9 +110,9 @@ Deno.test("ByteArena: small copies share a slab and outlive their source; large 
   const b = arena.copy(new Uint8Array([4, 5]));
   assert.deepEqual([...a, ...b], [1, 2, 3, 4, 5]);
   assert.equal(a.buffer, b.buffer, "one slab");
-  const big = arena.copy(new Uint8Array(17)); // over a quarter of the slab
+  const big = arena.copy(new Uint8Array(33)); // over half the slab
   assert.notEqual(big.buffer, a.buffer);
-  const filler = Array.from({ length: 5 }, () => arena.copy(new Uint8Array(16)));
+  const filler = Array.from({ length: 5 }, () => arena.copy(new Uint8Array(32)));
   assert.notEqual(filler.at(-1)!.buffer, a.buffer, "a full slab is followed by a new one");
   assert.deepEqual([...a], [1, 2, 3], "earlier copies are untouched");
 });

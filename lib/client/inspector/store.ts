@@ -4,6 +4,8 @@
 
 import { concatBytes } from "../../bytes.ts";
 import { ByteArena } from "../../arena.ts";
+import { INSPECTOR_BODY_SLAB_BYTES } from "../../limits.ts";
+import { BodySlabs, type Piece } from "./body_slabs.ts";
 import { dechunk } from "./body.ts";
 import type { WsCounts, WsFrameCounter } from "./ws_frames.ts";
 
@@ -78,38 +80,44 @@ export class BodyCapture implements CapturedBody {
   chunked = false;
   /** Freed for newer bodies, or its exchange left the store: nothing more is kept. */
   dropped = false;
-  #chunks: Uint8Array[] = [];
+  #pieces: Piece[] = [];
+  #slabs: BodySlabs;
+
+  /** A body whose kept bytes go into `slabs`. */
+  constructor(slabs: BodySlabs) {
+    this.#slabs = slabs;
+  }
 
   get truncated(): boolean {
     return this.kept < this.size;
   }
 
+  /** A copy of the kept bytes (slabs are written again once freed: never a view). */
   get wire(): Uint8Array {
-    if (this.#chunks.length > 1) this.#chunks = [concatBytes(...this.#chunks)];
-    return this.#chunks[0] ?? new Uint8Array(0);
+    return concatBytes(...this.#pieces.map((piece) => piece.bytes));
   }
 
   get content(): Uint8Array {
     return this.chunked ? dechunk(this.wire) : this.wire;
   }
 
-  /**
-   * Counts `bytes` and keeps a copy (made by `copy`) of the first `room` of
-   * them; returns how many were kept.
-   */
-  add(bytes: Uint8Array, room: number, copy: (bytes: Uint8Array) => Uint8Array): number {
+  /** Counts `bytes` and keeps a copy of the first `room` of them; returns how many were kept. */
+  add(bytes: Uint8Array, room: number): number {
     this.size += bytes.length;
     const take = Math.min(room, bytes.length);
-    if (take <= 0) return 0;
-    this.#chunks.push(copy(take < bytes.length ? bytes.subarray(0, take) : bytes));
-    this.kept += take;
-    return take;
+    for (let at = 0; at < take; at += INSPECTOR_BODY_SLAB_BYTES) {
+      const end = Math.min(take, at + INSPECTOR_BODY_SLAB_BYTES);
+      this.#pieces.push(this.#slabs.copy(bytes.subarray(at, end)));
+    }
+    this.kept += Math.max(0, take);
+    return Math.max(0, take);
   }
 
   /** Lets the kept bytes go; returns how many. */
   free(): number {
     const freed = this.kept;
-    this.#chunks = [];
+    for (const piece of this.#pieces) this.#slabs.release(piece);
+    this.#pieces = [];
     this.kept = 0;
     this.dropped = true;
     return freed;
@@ -126,10 +134,10 @@ export class ExchangeEntry implements CapturedExchange {
   method: string;
   target: string;
   readonly requestHead: Uint8Array | undefined;
-  readonly request: BodyCapture = new BodyCapture();
+  readonly request: BodyCapture;
   status: number | undefined = undefined;
   responseHead: Uint8Array | undefined = undefined;
-  readonly response: BodyCapture = new BodyCapture();
+  readonly response: BodyCapture;
   durationMs: number | undefined = undefined;
   state: "pending" | "open" | "complete" = "pending";
   upgrade: string | undefined = undefined;
@@ -138,9 +146,11 @@ export class ExchangeEntry implements CapturedExchange {
   problem: string | undefined = undefined;
   readonly replayOf: number | undefined;
 
-  /** An exchange whose request head (a copy) arrived at `startedAt`. */
-  constructor(id: number, init: ExchangeInit) {
+  /** An exchange whose request head (a copy) arrived at `startedAt`; bodies go into `slabs`. */
+  constructor(id: number, init: ExchangeInit, slabs: BodySlabs) {
     this.id = id;
+    this.request = new BodyCapture(slabs);
+    this.response = new BodyCapture(slabs);
     this.startedAt = init.startedAt;
     this.visitor = init.visitor;
     this.tunnel = init.tunnel;
@@ -198,6 +208,7 @@ export class CaptureStore {
   #used = 0; // body bytes kept
   #freedBelow = 1; // every exchange with a smaller id has had its bodies freed
   #arena = new ByteArena();
+  #slabs = new BodySlabs();
 
   /** A store that keeps what `limits` allow. */
   constructor(limits: StoreLimits) {
@@ -210,8 +221,6 @@ export class CaptureStore {
   copy(bytes: Uint8Array): Uint8Array {
     return this.#arena.copy(bytes);
   }
-
-  #copy = (bytes: Uint8Array): Uint8Array => this.#arena.copy(bytes);
 
   /** Exchanges kept. */
   get size(): number {
@@ -226,7 +235,7 @@ export class CaptureStore {
   /** A new exchange, the newest; the oldest leaves if the ring is full. */
   open(init: ExchangeInit): ExchangeEntry {
     if (this.#count === this.limits.limit) this.#evictOldest();
-    const entry = new ExchangeEntry(this.#nextId++, init);
+    const entry = new ExchangeEntry(this.#nextId++, init, this.#slabs);
     if (this.#count === 0) this.#oldestId = entry.id;
     this.#ring[(this.#start + this.#count) % this.limits.limit] = entry;
     this.#count++;
@@ -241,7 +250,7 @@ export class CaptureStore {
       this.#makeRoom(room, entry.id);
       room = Math.min(room, this.limits.bodyBudgetBytes - this.#used);
     }
-    this.#used += body.add(bytes, room, this.#copy);
+    this.#used += body.add(bytes, room);
   }
 
   /** `entry` changed: tells `onChange` if it is still kept. */
