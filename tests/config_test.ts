@@ -22,7 +22,7 @@ const EXAMPLE = (() => {
 Deno.test("parseConfig() reads the README's example, in order, with ${GOTUNNEL_TOKEN} expanded", () => {
   assert.equal(YAML_VERSION, "2.9.1");
   const config = read(EXAMPLE, { GOTUNNEL_TOKEN: "a-long-secret-token" });
-  assert.equal(config.server, "https://tunnel.example");
+  assert.deepEqual(config.server, ["https://tunnel.example"]);
   assert.equal(config.token, "a-long-secret-token");
   assert.deepEqual(config.tunnels, [
     { name: "web", port: 3000, subdomain: "web" },
@@ -76,6 +76,26 @@ Deno.test("parseConfig() names the line and column of every mistake", () => {
       /^gotunnel\.yaml:1:8: environment variable NOPE is not set/,
     ],
     ["server: x\n", /^gotunnel\.yaml:1:1: no tunnels/],
+    [
+      "server: ftp://a\ntunnels: {a: {port: 1}}\n",
+      /^gotunnel\.yaml:1:9: server: Unsupported scheme "ftp:" in server URL "ftp:\/\/a"/,
+    ],
+    [
+      "server:\n  - http://a\n  - http://b/x\ntunnels: {a: {port: 1}}\n",
+      /^gotunnel\.yaml:3:5: server\[1\]: Server URL "http:\/\/b\/x" must be only scheme/,
+    ],
+    [
+      "server: http://a,,http://b\ntunnels: {a: {port: 1}}\n",
+      /^gotunnel\.yaml:1:9: server: Empty item in the server list/,
+    ],
+    [
+      "server: []\ntunnels: {a: {port: 1}}\n",
+      /^gotunnel\.yaml:1:9: server: expected a URL or a list/,
+    ],
+    [
+      "server:\n  - {url: http://a}\ntunnels: {a: {port: 1}}\n",
+      /^gotunnel\.yaml:2:5: server\[0\]: expected a single value/,
+    ],
     ["- a\n- b\n", /^gotunnel\.yaml:1:1: expected a mapping/],
     ['tunnels:\n  "a b": {port: 1}\n', /^gotunnel\.yaml:2:3: tunnel name "a b"/],
     [
@@ -102,6 +122,21 @@ Deno.test("parseConfig() names the line and column of every mistake", () => {
       text,
     );
   }
+});
+
+Deno.test("parseConfig() reads server as one URL, URLs separated by commas, or a list", () => {
+  const tunnels = "tunnels: {a: {port: 1}}\n";
+  assert.deepEqual(read(`server: https://a.example\n${tunnels}`).server, ["https://a.example"]);
+  assert.deepEqual(read(`server: http://a, http://b:8080\n${tunnels}`).server, [
+    "http://a",
+    "http://b:8080",
+  ]);
+  assert.deepEqual(
+    read(`server:\n  - https://a.example\n  - \${NODE_B}\n${tunnels}`, {
+      NODE_B: "https://b.example",
+    }).server,
+    ["https://a.example", "https://b.example"],
+  );
 });
 
 Deno.test("parseConfig() takes customDomain as custom-domain, and numbers given as strings", () => {

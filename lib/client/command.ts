@@ -14,6 +14,7 @@ import { checkSubdomain, hostWithPort, normalizeHost } from "../names.ts";
 import { ConfigError } from "./config.ts";
 import { readConfigFile } from "./config_file.ts";
 import { parseServerUrl } from "./dial.ts";
+import { splitServerList } from "./server_list.ts";
 import { CLIENT_FLAGS, FOREIGN_FLAGS, HOST_NAME, inspectFlags, parseTarget } from "./options.ts";
 import type { TunnelsOptions, TunnelSpec } from "./tunnel_types.ts";
 
@@ -66,7 +67,7 @@ export async function readClientCommand(
   if (values.version) return { kind: "version" };
   const configFile = string(values.config);
   let specs: TunnelSpec[];
-  let fromFile: { server?: string; token?: string; ca?: string; pool?: number } = {};
+  let fromFile: { server?: string[]; token?: string; ca?: string; pool?: number } = {};
   if (configFile !== undefined) {
     const given = TUNNEL_FLAGS.find((flag) => values[flag] !== undefined);
     if (given) {
@@ -101,13 +102,7 @@ export async function readClientCommand(
   } else {
     specs = [await oneTunnel(values, positionals)];
   }
-  const server = string(values.server) ?? fromFile.server ?? env("GOTUNNEL_SERVER") ??
-    "http://localhost:8080";
-  try {
-    parseServerUrl(server);
-  } catch (e) {
-    throw new UsageError(`Invalid --server: ${(e as Error).message}`);
-  }
+  const servers = readServers(values.server, fromFile.server, env);
   const token = string(values.token) ?? fromFile.token ?? env("GOTUNNEL_TOKEN");
   let ca: string[] | undefined;
   const caFile = string(values.ca) ?? fromFile.ca;
@@ -128,7 +123,7 @@ export async function readClientCommand(
     locals: new Map(specs.map((s, i) => [s.name ?? `tunnel${i + 1}`, describeLocal(s)])),
     options: {
       tunnels: specs,
-      server,
+      server: servers.length === 1 ? servers[0]! : servers,
       ...(token === undefined ? {} : { token }),
       ...(ca === undefined ? {} : { ca }),
       wait: values.wait === true,
@@ -145,6 +140,30 @@ export async function readClientCommand(
       logger: createLogger({ level: logLevelFlag(values["log-level"]) }),
     },
   };
+}
+
+/**
+ * The servers to try, in order: every --server (each may hold URLs separated
+ * by commas), else the config file's (checked there), else $GOTUNNEL_SERVER (a
+ * comma list too), else http://localhost:8080. A bad URL is named.
+ */
+function readServers(
+  flag: FlagValue,
+  fromFile: string[] | undefined,
+  env: (name: string) => string | undefined,
+): string[] {
+  const fromEnv = env("GOTUNNEL_SERVER");
+  if (flag === undefined && fromFile) return fromFile;
+  const [source, texts] = flag !== undefined
+    ? ["--server", Array.isArray(flag) ? flag : [String(flag)]]
+    : ["$GOTUNNEL_SERVER", [fromEnv ?? "http://localhost:8080"]];
+  try {
+    const urls = texts.flatMap(splitServerList);
+    for (const url of urls) parseServerUrl(url);
+    return urls;
+  } catch (e) {
+    throw new UsageError(`Invalid ${source}: ${(e as Error).message}`);
+  }
 }
 
 /** The one tunnel of a command line without --config: its target and flags. */

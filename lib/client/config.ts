@@ -4,6 +4,8 @@
 
 import { MAX_TUNNEL_NAME_LENGTH, MAX_TUNNELS_PER_SESSION } from "../limits.ts";
 import { checkSubdomain, normalizeHost } from "../names.ts";
+import { parseServerUrl } from "./dial.ts";
+import { splitServerList } from "./server_list.ts";
 
 /** The part of npm:yaml (2.x) the config reader uses, typed by hand (it is loaded on demand). */
 export interface YamlLib {
@@ -18,6 +20,8 @@ export interface YamlLib {
   isMap(node: unknown): node is YamlMap;
   /** Whether a node is a scalar. */
   isScalar(node: unknown): node is YamlScalar;
+  /** Whether a node is a sequence (a list). */
+  isSeq(node: unknown): node is YamlSeq;
 }
 
 /** Offsets to lines and columns (1-based). */
@@ -41,6 +45,11 @@ export interface YamlNode {
 /** A mapping node. */
 export interface YamlMap extends YamlNode {
   items: { key: unknown; value: unknown }[];
+}
+
+/** A sequence node. */
+export interface YamlSeq extends YamlNode {
+  items: unknown[];
 }
 
 /** A scalar node. */
@@ -87,8 +96,8 @@ export interface ConfigTunnel {
 
 /** A config file, read and checked. */
 export interface ClientConfig {
-  /** The server's URL. */
-  server?: string;
+  /** The servers' URLs (one, or several nodes of one cluster, tried in turn). */
+  server?: string[];
   /** The token. */
   token?: string;
   /** A CA file (PEM) to trust. */
@@ -100,8 +109,8 @@ export interface ClientConfig {
 }
 
 type Kind = "string" | "boolean" | "port" | "count";
-const TOP_KEYS: Record<string, Kind | "tunnels"> = {
-  server: "string",
+const TOP_KEYS: Record<string, Kind | "tunnels" | "servers"> = {
+  server: "servers",
   token: "string",
   ca: "string",
   pool: "count",
@@ -205,9 +214,13 @@ export function parseConfig(
       tunnelsNode = value;
       continue;
     }
+    if (kind === "servers") {
+      config.server = readServers(value ?? key, yaml, read, fail);
+      continue;
+    }
     const got = read(value ?? key, kind, name);
     if (name === "pool") config.pool = got as number;
-    else if (name === "server" || name === "token" || name === "ca") config[name] = got as string;
+    else if (name === "token" || name === "ca") config[name] = got as string;
   }
   if (!tunnelsNode || tunnelsNode.items.length === 0) {
     return fail(tunnelsNode ?? doc.contents, "no tunnels: add a tunnels mapping with one or more");
@@ -229,6 +242,37 @@ export function parseConfig(
     config.tunnels.push(readTunnel(name, value, yaml, read, fail, key));
   }
   return config;
+}
+
+/** `server:` as one URL, URLs separated by commas, or a list of URLs; each one checked. */
+function readServers(
+  node: unknown,
+  yaml: YamlLib,
+  read: (node: unknown, kind: Kind, key: string) => string | number | boolean,
+  fail: (node: unknown, message: string) => never,
+): string[] {
+  const check = (at: unknown, key: string, url: string): string => {
+    try {
+      parseServerUrl(url);
+    } catch (e) {
+      return fail(at, `${key}: ${(e as Error).message}`);
+    }
+    return url;
+  };
+  if (yaml.isSeq(node)) {
+    if (node.items.length === 0) return fail(node, "server: expected a URL or a list of URLs");
+    return node.items.map((item, i) =>
+      check(item, `server[${i}]`, read(item, "string", `server[${i}]`) as string)
+    );
+  }
+  const text = read(node, "string", "server") as string;
+  let urls: string[];
+  try {
+    urls = splitServerList(text);
+  } catch (e) {
+    return fail(node, `server: ${(e as Error).message}`);
+  }
+  return urls.map((url) => check(node, "server", url));
 }
 
 function readTunnel(

@@ -35,7 +35,8 @@ export function parseServerUrl(url: string, caCerts?: string[]): ServerTarget {
   }
   if (parsed.protocol !== "http:" && parsed.protocol !== "https:") {
     throw new TypeError(
-      `Unsupported server URL scheme "${parsed.protocol}": use http:// or https://`,
+      `Unsupported scheme "${parsed.protocol}" in server URL ${JSON.stringify(url)}: ` +
+        "use http:// or https://",
     );
   }
   if (parsed.pathname !== "/" || parsed.search || parsed.hash || parsed.username) {

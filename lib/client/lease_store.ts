@@ -60,20 +60,39 @@ export class LeaseStore {
     this.#warn = warn;
   }
 
-  /** The lease saved for `subdomain` on `server`, if any. */
-  async get(server: string, subdomain: string): Promise<string | undefined> {
+  /**
+   * The lease saved for `subdomain` on `server`, if any; given the servers of
+   * one cluster (one lease key), the one saved last on any of them.
+   */
+  async get(server: string | readonly string[], subdomain: string): Promise<string | undefined> {
     const { entries, dropped } = await this.#read();
     if (dropped) await this.#update(() => {}, false); // rewritten without the bad entries
-    return entries[`${server} ${subdomain}`]?.lease;
+    let found: Entries[string] | undefined;
+    for (const one of typeof server === "string" ? [server] : server) {
+      const entry = entries[`${one} ${subdomain}`];
+      if (entry && (!found || entry.saved > found.saved)) found = entry; // ISO times sort
+    }
+    return found?.lease;
   }
 
-  /** Saves (or, with `undefined`, forgets) the lease for `subdomain` on `server`. */
-  set(server: string, subdomain: string, lease: string | undefined): Promise<void> {
-    const key = `${server} ${subdomain}`;
+  /**
+   * Saves (or, with `undefined`, forgets) the lease for `subdomain` on
+   * `server`; given the servers of one cluster, it is saved for the first and
+   * forgotten for the others (a lease is the cluster's, whichever node issued it).
+   */
+  set(
+    server: string | readonly string[],
+    subdomain: string,
+    lease: string | undefined,
+  ): Promise<void> {
+    const [first, ...others] = typeof server === "string" ? [server] : server;
+    if (first === undefined) return Promise.reject(new TypeError("Cannot save a lease: no server"));
+    const key = `${first} ${subdomain}`;
     if (lease !== undefined && invalidLeaseEntry(key, { lease })) {
       return Promise.reject(new TypeError(`Cannot save an invalid lease for ${key}`));
     }
     return this.#update((entries) => {
+      for (const other of others) delete entries[`${other} ${subdomain}`];
       if (lease === undefined) delete entries[key];
       else entries[key] = { lease, saved: new Date().toISOString() };
     });
@@ -133,35 +152,66 @@ export class LeaseStore {
 }
 
 /**
- * One tunnel's leases on one server, through an optional store: a failure to
- * read or write the file only loses the lease, and is logged.
+ * A client's leases on its servers (one cluster), through an optional store: a
+ * failure to read or write the file only loses the lease, and is logged. A
+ * lease saved while on one server is presented to any other of the list.
  */
 export class LeaseKeeper {
   #store: LeaseStore | undefined;
-  #server: string;
+  #servers: readonly string[];
+  #current: string;
   #log: Logger;
 
-  /** Keeps leases for `server` in `store` (none: in memory only, by the caller). */
-  constructor(store: LeaseStore | undefined, server: string, log: Logger) {
+  /** Keeps leases for `servers` in `store` (none: in memory only, by the caller). */
+  constructor(store: LeaseStore | undefined, servers: string | readonly string[], log: Logger) {
     this.#store = store;
-    this.#server = server;
+    this.#servers = typeof servers === "string" ? [servers] : servers;
+    this.#current = this.#servers[0] ?? "";
     this.#log = log;
   }
 
-  /** The lease saved for `subdomain`, if any (and readable). */
+  /**
+   * A keeper for `servers` whose leases live in `file` (`false`: in memory
+   * only, by the caller; undefined: the default file), warnings to `log`.
+   *
+   * @example Leases in memory only, for two nodes of one cluster
+   * ```ts
+   * import { LeaseKeeper } from "./lease_store.ts";
+   * import { silentLogger } from "../log.ts";
+   * const keeper = LeaseKeeper.inFile(false, ["https://a.example", "https://b.example"], silentLogger);
+   * console.log(await keeper.load("demo")); // undefined
+   * ```
+   */
+  static inFile(
+    file: string | false | undefined,
+    servers: readonly string[],
+    log: Logger,
+  ): LeaseKeeper {
+    const path = file === false ? undefined : file ?? defaultLeaseFile();
+    const store = path === undefined ? undefined : new LeaseStore(path, (m) => log.warn(m));
+    return new LeaseKeeper(store, servers, log);
+  }
+
+  /** Leases saved from now on are saved for `server` (the one connected to). */
+  use(server: string): void {
+    this.#current = server;
+  }
+
+  /** The lease saved for `subdomain` on any of the servers, if any (and readable). */
   async load(subdomain: string): Promise<string | undefined> {
     try {
-      return await this.#store?.get(this.#server, subdomain);
+      return await this.#store?.get(this.#servers, subdomain);
     } catch (e) {
       this.#log.warn("Cannot read lease file", { error: describeError(e) });
       return undefined;
     }
   }
 
-  /** Saves the lease for `subdomain`, or forgets it (`undefined`). */
+  /** Saves the lease for `subdomain`, or forgets it (`undefined`), for all the servers. */
   async save(subdomain: string, lease: string | undefined): Promise<void> {
+    const others = this.#servers.filter((s) => s !== this.#current);
     try {
-      await this.#store?.set(this.#server, subdomain, lease);
+      await this.#store?.set([this.#current, ...others], subdomain, lease);
     } catch (e) {
       this.#log.warn("Cannot write lease file", { error: describeError(e) });
     }

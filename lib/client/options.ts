@@ -30,7 +30,8 @@ over one connection to the server; see the README for its keys.
 
 Options:
   --server URL         Gotunnel server, http:// or https:// (default $GOTUNNEL_SERVER, else
-                       http://localhost:8080)
+                       http://localhost:8080); several nodes of one cluster: repeat it or
+                       separate URLs with commas (also in $GOTUNNEL_SERVER); tried in turn
   --subdomain NAME     subdomain to ask for: a-z, 0-9, "-", 1-63 chars (default: a random one)
   --token TOKEN        token for a server that requires one (default $GOTUNNEL_TOKEN)
   --ca FILE            trust this CA (PEM) for an https:// server (and a --local-https app)
@@ -75,6 +76,7 @@ $XDG_CACHE_HOME/gotunnel/leases.json (else ~/.cache/gotunnel/leases.json).
 Examples:
   gotunnel-client 3000 --subdomain demo                 # http://demo.localhost:8080
   gotunnel-client 3000 --server https://tunnel.example  # a self-hosted server
+  gotunnel-client 3000 --server https://a.tunnel.example,https://b.tunnel.example  # either node
   gotunnel-client localhost:5173                        # Vite checks Host: it sees localhost:5173
   gotunnel-client https://localhost:8443 --allow-invalid-cert  # an app with a self-signed certificate
   gotunnel-client 22 --tcp --server http://tunnel.example  # SSH: tcp://tunnel.example:20022
@@ -83,7 +85,7 @@ Examples:
 
 /** The client's flags, as `node:util` `parseArgs` takes them. */
 export const CLIENT_FLAGS = {
-  server: { type: "string" },
+  server: { type: "string", multiple: true },
   subdomain: { type: "string" },
   token: { type: "string" },
   ca: { type: "string" },

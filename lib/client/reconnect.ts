@@ -7,8 +7,17 @@ import { PEER_TIMEOUT_MS, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from "../limits.t
 import { describeError, type Logger } from "../log.ts";
 import type { Established } from "./handshake.ts";
 
-/** Refusals after which reconnecting cannot help. */
-const FATAL: ReadonlySet<string> = new Set([
+/**
+ * Refusals after which reconnecting cannot help, from this server or another
+ * node of its cluster.
+ *
+ * @example
+ * ```ts
+ * import { FATAL_REFUSALS } from "./reconnect.ts";
+ * console.log(FATAL_REFUSALS.has("unauthorized"), FATAL_REFUSALS.has("connect")); // true false
+ * ```
+ */
+export const FATAL_REFUSALS: ReadonlySet<string> = new Set([
   "version",
   "invalid-subdomain",
   "unauthorized",
@@ -43,7 +52,7 @@ export async function reconnect(
     try {
       return await establish();
     } catch (e) {
-      if (e instanceof TunnelError && FATAL.has(e.code)) throw e;
+      if (e instanceof TunnelError && FATAL_REFUSALS.has(e.code)) throw e;
       if (e instanceof TunnelError && e.code === "subdomain-reserved") {
         // Held for a lease we do not have (the server lost its key): wait it out.
         const ms = (e.retryAfterMs ?? RECONNECT_MIN_MS) + RESERVED_RETRY_MARGIN_MS;

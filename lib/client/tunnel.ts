@@ -23,6 +23,20 @@ export type { Tunnel, TunnelOptions } from "./tunnel_types.ts";
  * });
  * console.log(tunnel.url); // http://<random>.localhost:<port>
  * ```
+ *
+ * @example Several servers of one cluster, tried in turn
+ * ```ts
+ * import { openTunnel, startServer } from "@gotunnel/gotunnel";
+ * const leaseKey = crypto.getRandomValues(new Uint8Array(32)); // the cluster's
+ * await using b = await startServer({ port: 0, hostname: "127.0.0.1", leaseKey });
+ * await using tunnel = await openTunnel({
+ *   port: 3000,
+ *   localHost: "127.0.0.1",
+ *   server: ["http://127.0.0.1:9", `http://127.0.0.1:${b.addr.port}`], // nothing on port 9
+ *   leaseFile: false,
+ * });
+ * console.log(tunnel.url); // on the second server: http://<random>.localhost:<its port>
+ * ```
  */
 export async function openTunnel(options: TunnelOptions): Promise<Tunnel> {
   const {

@@ -68,8 +68,16 @@ export interface TunnelSpec {
 
 /** What a client's tunnels share: the server, the token, leases, the pool, the watchers. */
 export interface SessionOptions {
-  /** URL of the Gotunnel server. @default {"http://localhost:8080"} */
-  server?: string;
+  /**
+   * URL of the Gotunnel server, or the URLs of several nodes of one cluster
+   * (sharing one lease key), tried in turn: a connect that fails (refused,
+   * timed out, TLS, shutting down) moves on to the next at once, and backoff
+   * comes only after all failed. Once connected the client stays; after a
+   * lost connection it tries the server that worked last first, then the
+   * others. Its lease is presented to whichever server it reaches.
+   * @default {"http://localhost:8080"}
+   */
+  server?: string | readonly string[];
   /** Token for a server that requires one. */
   token?: string;
   /** CA certificates (PEM) to trust for an `https://` server (and a `localHttps` app). */

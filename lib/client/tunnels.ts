@@ -23,14 +23,15 @@ import {
   type ServerMessage,
   type TunnelGrant,
 } from "../protocol.ts";
-import { parseServerUrl, type ServerTarget } from "./dial.ts";
+import type { ServerTarget } from "./dial.ts";
 import { type InspectorServer, startInspector } from "./inspector/inspector.ts";
 import type { CaptureStore } from "./inspector/store.ts";
 import { captureStoreFor, tunnelObservers } from "./observers.ts";
 import { type Established, openControl, refusalError } from "./handshake.ts";
-import { defaultLeaseFile, LeaseKeeper, LeaseStore } from "./lease_store.ts";
+import { LeaseKeeper } from "./lease_store.ts";
 import { afterRefusal, reconnect } from "./reconnect.ts";
 import { ProxyPool } from "./proxy.ts";
+import { ServerList } from "./server_list.ts";
 import { ClientTunnel } from "./client_tunnel.ts";
 import type { TunnelGroup, TunnelHandle, TunnelsOptions } from "./tunnel_types.ts";
 
@@ -62,10 +63,20 @@ export async function openTunnels(options: TunnelsOptions): Promise<TunnelGroup>
   return client;
 }
 
-/** The tunnels of one client and the control connection that carries them. */
+/**
+ * The tunnels of one client and the control connection that carries them.
+ *
+ * @example Two nodes of one cluster, tried in turn
+ * ```ts ignore
+ * const servers = ["https://a.tunnel.example", "https://b.tunnel.example"];
+ * await using client = new TunnelClient({ server: servers, tunnels: [{ port: 3000 }] });
+ * await client.start(); // logs "Connected to https://a.tunnel.example" (or b) on each (re)connect
+ * ```
+ */
 export class TunnelClient implements TunnelGroup {
   #options: TunnelsOptions;
-  #target: ServerTarget;
+  #servers: ServerList;
+  #target: ServerTarget; // the server of the current (or last) connection
   #log: Logger & { close(): void };
   #pool: number;
   #stopTrimmer: (() => void) | undefined; // from start() to close(), which a failed start calls
@@ -92,7 +103,8 @@ export class TunnelClient implements TunnelGroup {
         `Cannot open ${options.tunnels.length} tunnels: at most ${MAX_TUNNELS_PER_SESSION}`,
       );
     }
-    this.#target = parseServerUrl(options.server ?? "http://localhost:8080", options.ca);
+    this.#servers = new ServerList(options.server ?? "http://localhost:8080", options.ca);
+    this.#target = this.#servers.current;
     // Per-visitor warnings (an app that refuses) are written once per interval, with a count.
     this.#log = throttleWarnings(options.logger ?? silentLogger);
     const names = new Set<string>();
@@ -107,16 +119,7 @@ export class TunnelClient implements TunnelGroup {
       options.pool === undefined ? perTunnel * this.#tunnels.length : perTunnel,
       MAX_IDLE_PROXIES,
     );
-    const leaseFile = options.leaseFile === false
-      ? undefined
-      : options.leaseFile ?? defaultLeaseFile();
-    this.#leases = new LeaseKeeper(
-      leaseFile === undefined
-        ? undefined
-        : new LeaseStore(leaseFile, (message) => this.#log.warn(message)),
-      this.#target.url,
-      this.#log,
-    );
+    this.#leases = LeaseKeeper.inFile(options.leaseFile, this.#servers.urls, this.#log);
     this.#finished.promise.catch(() => {}); // callers may never look
     const http = this.#tunnels.filter((t) => t.local.http !== undefined);
     if (http.length > 0) this.#store = captureStoreFor(options, this.#log);
@@ -226,13 +229,15 @@ export class TunnelClient implements TunnelGroup {
     const wanted = this.#tunnels.filter((t) => t.state !== "failed");
     const replace = first && this.#options.replace === true;
     const claims = await Promise.all(wanted.map((t) => t.claim(this.#leases, replace)));
-    const established = await openControl(
-      this.#target,
-      hello,
-      claims,
-      this.#stop.signal,
+    // Each server in turn, at once: backoff is for a round in which all failed.
+    const { value: established, target } = await this.#servers.connect(
+      (server) => openControl(server, hello, claims, this.#stop.signal, this.#log),
       this.#log,
+      this.#stop.signal,
     );
+    this.#target = target;
+    this.#leases.use(target.url); // leases are the cluster's: saved for the node in use
+    this.#log.info(`Connected to ${target.url}`);
     this.#byId.clear();
     await this.#take(established.grants, first);
     return established;
