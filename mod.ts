@@ -31,12 +31,13 @@ export type { TunnelInfo, TunnelKind } from "./lib/server/tunnel.ts";
 export type { AdminOptions } from "./lib/server/admin.ts";
 export type { TokenRules, TokenScope } from "./lib/server/auth.ts";
 export { DEFAULT_SERVER_LIMITS } from "./lib/limits.ts";
-export type { ServerLimits } from "./lib/limits.ts";
+export type { ClusterTimings, ServerLimits } from "./lib/limits.ts";
 export {
   LETS_ENCRYPT_DIRECTORY,
   LETS_ENCRYPT_STAGING_DIRECTORY,
 } from "./lib/server/acme/service.ts";
 export type { ServerAcme } from "./lib/server/acme/service.ts";
+export type { ClusterOptions, ClusterStatus, NodeCount } from "./lib/server/cluster/node.ts";
 export { DEFAULT_ACME_TIMINGS } from "./lib/limits.ts";
 export type { AcmeTimings } from "./lib/limits.ts";
 export { openTunnel } from "./lib/client/tunnel.ts";

@@ -30,8 +30,10 @@ Settings (environment variables, with their defaults):
   BULK_MB=100     size of the bulk download and upload
   BULK_REPS=5     bulk transfers per direction (median)
   SETTLE=60       seconds to wait after the load before the last memory reading
-  ONLY="keepalive close 64k download upload tcp"   rows to run (tcp: bench/tcp.ts, a TCP
-                  tunnel's bulk MB/s each way, BULK_MB and BULK_REPS, after the memory readings)
+  ONLY="keepalive close 64k download upload tcp cluster"   rows to run (tcp: bench/tcp.ts, a
+                  TCP tunnel's bulk MB/s each way, BULK_MB and BULK_REPS; cluster: bench/cluster.ts,
+                  two nodes on a redis-server, through the node that holds the tunnel and through
+                  the other one; both after the memory readings)
   V8_FLAGS=""     V8 flags for the server and clients (e.g. --max-semi-space-size=2)
   SERVER_ARGS=""  extra flags for server.ts
   CLIENT_ARGS=""  extra flags for client.ts
@@ -52,7 +54,7 @@ const RUNS = env("RUNS", 5);
 const BULK_MB = env("BULK_MB", 100);
 const BULK_REPS = env("BULK_REPS", 5);
 const SETTLE_S = env("SETTLE", 60);
-const ONLY = words("ONLY", "keepalive close 64k download upload tcp");
+const ONLY = words("ONLY", "keepalive close 64k download upload tcp cluster");
 const V8_FLAGS = words("V8_FLAGS");
 const DENO_FLAGS = V8_FLAGS.length > 0 ? [`--v8-flags=${V8_FLAGS.join(",")}`] : [];
 
@@ -249,6 +251,20 @@ try {
     }
   }
 
+  // Two nodes of a cluster: the owning node against the forwarding one (bench/cluster.ts).
+  let clusterTable: string[] = [];
+  if (ONLY.includes("cluster")) {
+    note("cluster: owning node against forwarding node (bench/cluster.ts)");
+    const out = await run(Deno.execPath(), [
+      "run",
+      "-A",
+      ...DENO_FLAGS,
+      new URL("./cluster.ts", import.meta.url).pathname,
+      ...["--runs", String(RUNS), "--seconds", String(WRK.seconds), "--mib", String(BULK_MB)],
+    ]);
+    clusterTable = ["", "Two cluster nodes (bench/cluster.ts): " + out.trim()];
+  }
+
   const version = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)))
     .version;
   const lines = [
@@ -269,6 +285,7 @@ try {
       `| ${m.name} | ${mib(m.idle)} | ${mib(m.peak)} | ${mib(m.after2)} | ${mib(m.settled)} | ` +
       `${fmt(m.settled / m.idle, 2)}× | ${m.cpu.toFixed(1)} |`
     ),
+    ...clusterTable,
   ];
   // deno-lint-ignore no-console -- the report is the output
   console.log(lines.join("\n"));

@@ -4,7 +4,7 @@
 // RUNS times per variant; prints the median MB/s and whether half-close survived
 // (the receiver answers after EOF and the sender must get that answer).
 
-import { relay } from "./raw_relay.ts";
+import { pipe } from "../lib/pipe.ts";
 
 const SIZE_MB = Number(Deno.env.get("SIZE_MB") ?? 512);
 const RUNS = Number(Deno.env.get("RUNS") ?? 5);
@@ -13,7 +13,7 @@ const CHUNK = new Uint8Array(256 * 1024).fill(7);
 type Relay = (a: Deno.TcpConn, b: Deno.TcpConn) => Promise<void>;
 
 /** Our relay: a read/write loop with a reused, growing buffer; half-close kept. */
-const loop: Relay = async (a, b) => void await relay(a, b);
+const loop: Relay = async (a, b) => void await pipe(a, b);
 
 /** pipeTo over conn.readable/writable: the stream closes the socket at EOF. */
 const pipeToNative: Relay = async (a, b) => {

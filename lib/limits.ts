@@ -444,6 +444,19 @@ export const CLUSTER_CACHE_MAX_ENTRIES = 100_000;
 export const CLUSTER_CACHE_MAX_AGE_MS = 30_000;
 /** A node hello is accepted this long before or after the receiver's clock (clock skew). */
 export const CLUSTER_HELLO_WINDOW_MS = 30_000;
+/** Connect, upgrade, hello and welcome of one node connection to another node, together. */
+export const NODE_CONNECT_TIMEOUT_MS = 2_000;
+/** The owner's answer to a `forward` on a node connection. */
+export const NODE_ANSWER_TIMEOUT_MS = 2_000;
+/** Authenticated idle node connections a node keeps ready to each node it forwards to. */
+export const NODE_POOL_IDLE = 4;
+/**
+ * An idle node connection is closed by the node that dialled it after this long
+ * unused, and by the dialled node after this long plus NODE_CONNECT_TIMEOUT_MS.
+ */
+export const NODE_IDLE_MS = 30_000;
+/** The node list `/api/tunnels` shows is read again from Redis when older than this. */
+export const NODE_LIST_MAX_AGE_MS = 5_000;
 /** Longest node id (`--node-id`), in characters: it is part of Redis keys and of every claim. */
 export const MAX_NODE_ID_LENGTH = 128;
 /** Nonces of accepted node hellos remembered to refuse a replay; past this, new hellos are refused. */

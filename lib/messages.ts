@@ -16,6 +16,7 @@ export type ErrorCode =
   | "unauthorized" // unknown tunnel or wrong secret, or a token that does not allow it
   | "pool-full" // too many idle proxy connections
   | "limit" // a per-IP limit: too many tunnels, or too many new ones a minute
+  | "unavailable" // the cluster's registry (Redis) cannot be reached now: retry
   | "shutdown"; // server is going away
 
 /** One tunnel a client asks for in a `claim`: a name (HTTP and TLS by SNI) or a TCP port. */

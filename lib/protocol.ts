@@ -77,6 +77,20 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 
 /** Encodes one message as a length-prefixed JSON frame. */
 export function encodeFrame(message: ClientMessage | ServerMessage): Uint8Array {
+  return encodeJsonFrame(message);
+}
+
+/**
+ * Frames any JSON object as a control frame (a message of another connection
+ * type, e.g. between server nodes); a RangeError beyond MAX_FRAME_BYTES.
+ *
+ * @example
+ * ```ts
+ * import { encodeJsonFrame } from "./protocol.ts";
+ * console.log(encodeJsonFrame({ type: "hi" }).length); // 17: 4 bytes of header, 13 of JSON
+ * ```
+ */
+export function encodeJsonFrame(message: object): Uint8Array {
   const json = encoder.encode(JSON.stringify(message));
   if (json.length > MAX_FRAME_BYTES) {
     throw new RangeError(`Cannot encode frame: ${json.length} bytes exceeds ${MAX_FRAME_BYTES}`);
@@ -129,6 +143,26 @@ export function decodeServerFrame(bytes: Uint8Array): DecodeResult<ServerMessage
   return decodeFrame(bytes, parseServerMessage);
 }
 
+/**
+ * Decodes the first frame in `bytes` as a JSON object that `parse` checks (a
+ * message of another connection type, e.g. between server nodes), of at most `maxBytes`.
+ *
+ * @example
+ * ```ts
+ * import { decodeJsonFrame, encodeJsonFrame } from "./protocol.ts";
+ * const bytes = encodeJsonFrame({ type: "hi" });
+ * const result = decodeJsonFrame(bytes, (v) => v.type === "hi" ? "hi" : "not hi");
+ * console.log(result.state === "frame" && result.message); // hi
+ * ```
+ */
+export function decodeJsonFrame<M>(
+  bytes: Uint8Array,
+  parse: (value: Record<string, unknown>) => M | string,
+  maxBytes: number = MAX_FRAME_BYTES,
+): DecodeResult<M> {
+  return decodeFrame(bytes, parse, maxBytes);
+}
+
 function decodeFrame<M>(
   bytes: Uint8Array,
   parse: (value: Record<string, unknown>) => M | string,
@@ -178,6 +212,7 @@ const ERROR_CODES: ReadonlySet<string> = new Set<ErrorCode>([
   "unauthorized",
   "pool-full",
   "limit",
+  "unavailable",
   "shutdown",
 ]);
 const isCode = (v: unknown): v is ErrorCode => isString(v) && ERROR_CODES.has(v);

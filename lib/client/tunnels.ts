@@ -83,6 +83,8 @@ export class TunnelClient implements TunnelGroup {
   #tunnels: ClientTunnel[];
   #byId = new Map<number, ClientTunnel>();
   #control: ControlChannel<ServerMessage, ClientMessage> | undefined;
+  /** Counts connections made (a refusal retried on an older one is claimed by the reconnect). */
+  #connection = 0;
   #pools = new Set<ProxyPool>();
   #leases: LeaseKeeper;
   #replaced: TunnelError | undefined;
@@ -239,6 +241,7 @@ export class TunnelClient implements TunnelGroup {
     this.#leases.use(target.url); // leases are the cluster's: saved for the node in use
     this.#log.info(`Connected to ${target.url}`);
     this.#byId.clear();
+    this.#connection++;
     await this.#take(established.grants, first);
     return established;
   }
@@ -291,14 +294,15 @@ export class TunnelClient implements TunnelGroup {
     }
   }
 
-  // Claims `tunnel` again on the current connection after `ms`.
+  // Claims `tunnel` again on the current connection after `ms` (its control channel
+  // may not be in place yet when the refusal came with the connection's welcome).
   #reclaimLater(tunnel: ClientTunnel, ms: number): void {
-    const control = this.#control;
+    const connection = this.#connection;
     this.#track((async () => {
       await sleep(ms, this.#stop.signal);
       if (this.#stop.signal.aborted || tunnel.state !== "pending") return;
       const now = this.#control;
-      if (!now || now.closed || (control !== undefined && now !== control)) return; // a reconnect claims it
+      if (!now || now.closed || this.#connection !== connection) return; // a reconnect claims it
       now.send({ type: "claim", tunnels: [await tunnel.claim(this.#leases, false)] });
     })());
   }

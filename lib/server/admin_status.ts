@@ -3,9 +3,17 @@
 
 import { GOTUNNEL_VERSION } from "../protocol.ts";
 import type { MetricCounts, TunnelSnapshot } from "./server_metrics.ts";
+import type { ClusterStatus } from "./cluster/node.ts";
 
 /** Outcomes of public connections that are not refusals; the others are listed as refused. */
-const SERVED: ReadonlySet<string> = new Set(["routed", "client", "page", "redirect"]);
+const SERVED: ReadonlySet<string> = new Set([
+  "routed",
+  "forwarded",
+  "client",
+  "node",
+  "page",
+  "redirect",
+]);
 
 /** One refusal count. */
 export interface RefusalCount {
@@ -63,12 +71,15 @@ export interface AdminStatus {
   refusals: RefusalCount[];
   /** The tunnels registered now, oldest first. */
   tunnels: TunnelStatus[];
+  /** In a cluster: this node, Redis, the live nodes, and visitors handed between nodes. */
+  cluster?: ClusterStatus;
 }
 
 /** Sums up `counts` and lists `tunnels` (oldest first) as of `now`. */
 export function adminStatus(
   counts: MetricCounts,
   tunnels: readonly TunnelSnapshot[],
+  cluster?: ClusterStatus,
   now: number = Date.now(),
 ): AdminStatus {
   const connections: Record<string, number> = {};
@@ -110,5 +121,6 @@ export function adminStatus(
       streams: t.streamsTotal,
       streamsPerSecond: t.streamsPerSecond,
     })),
+    ...(cluster ? { cluster } : {}),
   };
 }

@@ -13,6 +13,7 @@ import type { ClaimTarget } from "./auth.ts";
 import type { ServerContext } from "./context.ts";
 import { REVOKED, type Session } from "./session.ts";
 import { ServerTunnel } from "./tunnel.ts";
+import { claimInCluster, releaseInCluster } from "./cluster/tunnel_claim.ts";
 
 /** How many random names are drawn before giving up (each is 36^10 to one to clash). */
 const RANDOM_NAME_ATTEMPTS = 100;
@@ -146,6 +147,7 @@ async function judge(
     const reserved: ErrorCode = want.kind === "tcp" ? "port-reserved" : "subdomain-reserved";
     const what = want.kind === "tcp" ? `TCP port ${want.port}` : `subdomain "${name}"`;
     let adoptPort = false;
+    let replacedHere = false; // a tunnel of this node replaced: its claim may not be released yet
     if (name !== undefined) {
       // The check and the registration that follows have no await between them; a
       // probe of a live holder waits, then checks again.
@@ -189,6 +191,7 @@ async function judge(
             },
           });
           adoptPort = want.kind === "tcp";
+          replacedHere = true;
         } else if (holder) {
           return refusal(ctx, ref, taken, `Cannot register ${what}: already in use`);
         } else {
@@ -254,6 +257,24 @@ async function judge(
       leaseNonce: nonce,
       maxStreams: ctx.limits.maxStreamsPerTunnel,
     });
+    if (ctx.cluster) {
+      const what = want.kind === "tcp" ? `TCP port ${port}` : `subdomain "${tunnelName}"`;
+      const takeover = claim.replace || replacedHere ? "always" : "if-owner-gone";
+      const refused = await claimInCluster(ctx.cluster, tunnel, what, takeover);
+      // The directory answered after an await: this node may have changed meanwhile.
+      const lateRefusal = refused ??
+        (session.closed
+          ? { code: "shutdown" as const, message: "The session has ended" }
+          : ctx.registry.get(tunnelName)
+          ? { code: taken, message: `Cannot register ${what}: already in use` }
+          : undefined);
+      if (lateRefusal) {
+        if (!refused) releaseInCluster(ctx.cluster, tunnel, 0, ctx.log);
+        if (port !== undefined && !ctx.registry.get(tunnelName)) ctx.ports?.release(port);
+        const { code, message } = lateRefusal;
+        return refusal(ctx, ref, code, message, refused?.retryAfterMs);
+      }
+    }
     session.tunnels.set(tunnel.id, tunnel);
     ctx.registry.add(tunnel);
     ctx.metrics.registered();
@@ -310,10 +331,11 @@ export function endTunnel(ctx: ServerContext, tunnel: ServerTunnel, how: TunnelE
   ctx.admission.releaseTunnel(session.ip);
   tunnel.unwatch?.();
   const holds = how.hold && !ctx.registry.get(tunnel.name);
-  if (holds) {
-    ctx.leases.hold(tunnel.name, tunnel.leaseNonce);
-    ctx.metrics.leaseHeld();
-  }
+  if (ctx.cluster) {
+    // The directory holds the name for its client, whichever node it comes back through.
+    releaseInCluster(ctx.cluster, tunnel, holds ? ctx.leases.durationMs : 0, ctx.log);
+  } else if (holds) ctx.leases.hold(tunnel.name, tunnel.leaseNonce);
+  if (holds) ctx.metrics.leaseHeld();
   if (tunnel.port !== undefined && !how.keepPort) {
     if (holds) ctx.ports?.hold(tunnel.port, ctx.leases.durationMs);
     else ctx.ports?.release(tunnel.port);

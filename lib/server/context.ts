@@ -11,6 +11,7 @@ import type { Session } from "./session.ts";
 import type { ServerTunnel } from "./tunnel.ts";
 import type { ServerMetrics } from "./server_metrics.ts";
 import type { TcpPorts } from "./tcp_ports.ts";
+import type { ClusterNode } from "./cluster/node.ts";
 
 /** State shared by the accept loops and the handlers of one server. */
 export interface ServerContext {
@@ -52,6 +53,8 @@ export interface ServerContext {
    * names no tunnel (and with `apex`, the server's own domain too).
    */
   readonly defaultTunnel: { name: string; apex: boolean } | undefined;
+  /** With `--redis`: this server as a node of a cluster (names claimed in a shared directory). */
+  readonly cluster?: ClusterNode | undefined;
   /** With automatic HTTPS (ACME): HTTP-01 answers, and which hosts have a certificate. */
   readonly acme?: AcmeRouting | undefined;
   /** With automatic HTTPS: tunnel URLs follow their certificates. */

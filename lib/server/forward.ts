@@ -93,6 +93,17 @@ class VisitorWatch {
   }
 }
 
+/**
+ * Where a visitor came from when another node forwarded it: its address, and
+ * for a TCP port the address it reached (else both come from `conn`).
+ */
+export interface Origin {
+  /** The visitor's address, `ip:port`. */
+  peer: string;
+  /** For a TCP port: the address the visitor reached. */
+  dest?: string;
+}
+
 /** Hands a public connection to an idle proxy connection and relays one stream over it. */
 export async function forward(
   ctx: ServerContext,
@@ -101,6 +112,7 @@ export async function forward(
   tunnel: ServerTunnel,
   carried: Carried,
   id: number,
+  origin?: Origin,
 ): Promise<void> {
   const where = { conn: id, tunnel: tunnel.name };
   const session = tunnel.session as Session;
@@ -124,7 +136,7 @@ export async function forward(
   let proxy: ProxyChannel | undefined;
   let reused = false;
   try {
-    const peer = peerOf(conn);
+    const peer = origin?.peer ?? peerOf(conn);
     const deadline = Date.now() + ctx.limits.proxyWaitTimeoutMs;
     const waitStarted = performance.now(); // for the metrics
     // A proxy connection a NAT dropped silently looks idle until it fails to
@@ -139,7 +151,7 @@ export async function forward(
       const open: ServerMessage = carried === "tls" || carried === "tcp"
         ? { type: "open", tunnel: tunnel.id, peer, proto: carried }
         : { type: "open", tunnel: tunnel.id, peer, proto: "http", scheme: carried };
-      if (carried === "tcp") open.dest = localOf(conn);
+      if (carried === "tcp") open.dest = origin?.dest ?? localOf(conn);
       if (quiet) open.accept = true;
       await proxy.sendStart(encodeStreamStart(open, watch.prefix()));
       if (!quiet || await proxy.readAccept(ctx.limits.streamAcceptTimeoutMs)) break;

@@ -21,6 +21,7 @@ import { ADMIN_FLAGS, ADMIN_USAGE, readAdminFlags } from "./admin_flags.ts";
 import type { ServerOptions } from "./server.ts";
 import { ACME_FLAGS, ACME_USAGE, readAcmeFlags } from "./acme/flags.ts";
 import { parsePortRanges } from "./tcp_ports.ts";
+import { CLUSTER_FLAGS, CLUSTER_USAGE, readClusterFlags } from "./cluster/flags.ts";
 
 /** The server's `--help` text. */
 export const SERVER_USAGE =
@@ -59,6 +60,7 @@ ${ADMIN_USAGE}
   -V, --version      show the version
 
 ${ACME_USAGE}
+${CLUSTER_USAGE}
 Limits (TIME: 500ms, 10s, 10m, 1h; N = 0: no limit):
 ${limitUsage(DEFAULT_SERVER_LIMITS)}
 
@@ -96,6 +98,7 @@ export const SERVER_FLAGS = {
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
   ...ACME_FLAGS,
+  ...CLUSTER_FLAGS,
   ...Object.fromEntries(LIMIT_FLAGS.map(({ flag }) => [flag, { type: "string" } as const])),
 } as const;
 
@@ -280,12 +283,22 @@ export async function readServerCommand(
   if (values["default-tunnel-apex"] && defaultTunnel === undefined) {
     throw new UsageError("--default-tunnel-apex needs --default-tunnel");
   }
+  const cluster = await readClusterFlags(values);
   const acme = await readAcmeFlags(values, values["tls-port"]);
   if (acme && tls) throw new UsageError("--acme-email and --tls-cert exclude each other");
   if (!tls && !acme && (values["tls-port"] !== undefined || values["redirect-http"])) {
     throw new UsageError(
       "--tls-port and --redirect-http need --tls-cert and --tls-key, or --acme-email",
     );
+  }
+  const logger = createLogger({
+    level: logLevelFlag(values["log-level"]),
+    format: choiceFlag("log-format", values["log-format"], "text", ["text", "json"] as const),
+  });
+  if (cluster?.keyCreated) {
+    logger.warn("Created a new cluster key: copy this file to every other node", {
+      file: string("cluster-key-file"),
+    });
   }
   return {
     kind: "serve",
@@ -315,10 +328,8 @@ export async function readServerCommand(
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: string("hostname") ?? "0.0.0.0",
       domain: host.host,
-      logger: createLogger({
-        level: logLevelFlag(values["log-level"]),
-        format: choiceFlag("log-format", values["log-format"], "text", ["text", "json"] as const),
-      }),
+      ...(cluster ? { cluster: cluster.options } : {}),
+      logger,
     },
   };
 }

@@ -20,6 +20,10 @@ import { forward } from "./forward.ts";
 import { handleClient } from "./handshake.ts";
 import { renderPage } from "./pages.ts";
 import type { ServerTunnel } from "./tunnel.ts";
+import { NODE_UPGRADE_TOKEN } from "./cluster/node_wire.ts";
+import { serveNode } from "./cluster/node_serve.ts";
+import { forwardRemote } from "./cluster/remote.ts";
+import type { DirectoryKind } from "./cluster/records.ts";
 
 const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request timeout");
 
@@ -114,21 +118,32 @@ export async function routeConnection(
         ? undefined
         : { host: result.serverName, ip: false };
       const found = findTunnel(ctx, host);
-      if (!found.tunnel) ctx.metrics.connection("closed");
-      if (!found.tunnel) {
-        return ctx.log.debug("TLS for no tunnel", { conn: id, sni: result.serverName });
-      }
-      return await forward(ctx, conn, reader, found.tunnel, "tls", id);
+      if (found.tunnel) return await forward(ctx, conn, reader, found.tunnel, "tls", id);
+      const item = ctx.cluster && host ? remoteItem(ctx, found.route, host.host) : undefined;
+      if (item && await forwardRemote(ctx, conn, reader, item, "tls", id) === "forwarded") return;
+      ctx.metrics.connection("closed");
+      return ctx.log.debug("TLS for no tunnel", { conn: id, sni: result.serverName });
     }
     case "http":
       return await routeHttp(ctx, conn, reader, result, id, secure, routed);
   }
 }
 
-/** Whether sniffed bytes are a Gotunnel client's upgrade request. */
+/** Whether sniffed bytes are a Gotunnel client's (or another node's) upgrade request. */
 function isUpgrade(result: SniffResult): boolean {
-  return result.state === "http" && result.upgrade === UPGRADE_TOKEN &&
-    result.target === UPGRADE_PATH;
+  return result.state === "http" && result.target === UPGRADE_PATH &&
+    (result.upgrade === UPGRADE_TOKEN || result.upgrade === NODE_UPGRADE_TOKEN);
+}
+
+/** What the cluster directory calls the item a host routes to, if it may be another node's. */
+function remoteItem(
+  ctx: ServerContext,
+  route: Route,
+  host: string,
+): { kind: DirectoryKind; value: string } | undefined {
+  if (route.kind === "tunnel") return { kind: "name", value: route.name };
+  if (route.kind === "other" && host !== ctx.domain) return { kind: "host", value: host };
+  return undefined;
 }
 
 async function routeHttp(
@@ -142,6 +157,10 @@ async function routeHttp(
 ): Promise<Outcome> {
   if (isUpgrade(head)) {
     reader.consume(head.headLength);
+    if (head.upgrade === NODE_UPGRADE_TOKEN) {
+      ctx.metrics.connection("node");
+      return await serveNode(ctx, conn, reader, id, routed);
+    }
     ctx.metrics.connection("client");
     return await handleClient(ctx, conn, reader, id, routed);
   }
@@ -175,6 +194,22 @@ async function routeHttp(
     const location = `https://${hostWithPort(head.host, ctx.redirectPort, HTTPS_PORT)}${path}`;
     ctx.metrics.connection("redirect");
     return await answerAndLinger(conn, httpRedirect(location));
+  }
+  if (!tunnel && ctx.cluster) {
+    const item = remoteItem(ctx, route, head.host);
+    const carried = secure ? "https" : "http";
+    const outcome = item && await forwardRemote(ctx, conn, reader, item, carried, id);
+    if (outcome === "forwarded") return;
+    if (outcome === "held") {
+      ctx.metrics.connection(502);
+      const body = `Tunnel ${head.host} is reconnecting, try again shortly`;
+      return await answerAndLinger(conn, httpError(502, body));
+    }
+    if (outcome === "unavailable") {
+      ctx.metrics.connection(503);
+      const body = `Cannot find tunnel ${head.host} now: the registry is unavailable, try again`;
+      return await answerAndLinger(conn, httpError(503, body));
+    }
   }
   if (!tunnel) {
     if (route.kind === "tunnel" && ctx.leases.isHeld(route.name)) {

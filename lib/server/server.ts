@@ -29,6 +29,9 @@ import { revokeTunnel, tunnelTarget } from "./claim.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 import { AdminListener, checkAdminOptions } from "./admin.ts";
 import { adminStatus } from "./admin_status.ts";
+import type { ClusterNode } from "./cluster/node.ts";
+import type { Claim } from "./cluster/claim.ts";
+import { endTunnel as endTunnelOf } from "./claim.ts";
 
 export type { ServerOptions, ServerTls, TunnelServer } from "./server_types.ts";
 
@@ -66,10 +69,17 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   // Everything that can fail without a socket comes first: once a listener is
   // open, start-up either completes or closes it again.
   let auth = await Auth.create(options.tokens, options.reservedNames);
+  if (options.cluster && !options.leaseKey) {
+    throw new TypeError(
+      "A cluster node needs a lease key (--lease-key-file), the same file on every node, " +
+        "so that a client's lease is valid on any node",
+    );
+  }
+  // In a cluster the directory holds names across restarts: no restart grace.
   const leases = await Leases.create(
     options.leaseKey,
     leaseMs,
-    options.leaseGrace ?? true,
+    !options.cluster && (options.leaseGrace ?? true),
   );
   if (options.acme && options.tls) throw new TypeError("Cannot use both acme and tls");
   // Opens and locks the cert dir, loads the ACME library: orders nothing yet.
@@ -106,7 +116,37 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   const stopAccepting = new AbortController();
   let tlsPort: TlsPort | undefined;
   let admin: AdminListener | undefined;
+  let cluster: ClusterNode | undefined;
+  // A claim of this node taken over through another node: its tunnel ends here.
+  const lost = (claim: Claim): void => {
+    const name = claim.kind === "port" ? `tcp:${claim.value}` : claim.value;
+    const tunnel = registry.get(name);
+    if (!tunnel || tunnel.uid !== claim.session) return;
+    tunnel.claim = undefined; // another session holds it now: nothing to release
+    log.info("Tunnel taken over through another node", { tunnel: name });
+    endTunnelOf(ctx, tunnel, {
+      hold: false,
+      tell: {
+        code: "replaced",
+        message: "This tunnel was taken over by a new connection of its client (another node)",
+      },
+    });
+  };
   try {
+    if (options.cluster) {
+      // Loaded only in a cluster: the directory brings the Redis client.
+      const { ClusterNode } = await import("./cluster/node.ts");
+      // A dead node's names outlive it by a lease time, for their clients to reclaim them.
+      const timings = { claimTtlMs: leaseMs, ...options.cluster.timings };
+      cluster = await ClusterNode.open({ ...options.cluster, timings }, {
+        hostname: addr.hostname,
+        port: addr.port,
+        log,
+        onLost: lost,
+      });
+      metrics.extend(...cluster.metricFamilies());
+      await cluster.refreshNodes().catch(() => {});
+    }
     if (options.tls || acme) {
       const { cert, key, port = DEFAULT_TLS_PORT } = options.tls ?? { port: acme?.port };
       tlsPort = await openTlsPort(
@@ -122,7 +162,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
         options.admin,
         {
           metrics: () => metrics.render(),
-          status: () => adminStatus(metrics.counts(), metrics.tunnels()),
+          status: () => adminStatus(metrics.counts(), metrics.tunnels(), cluster?.status()),
         },
         { timeoutMs: limits.sniffTimeoutMs, maxHeadBytes: limits.maxSniffBytes },
         log,
@@ -131,6 +171,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
   } catch (e) {
     closeQuietly(listener);
     tlsPort?.close();
+    await cluster?.close();
     await acme?.close();
     throw e;
   }
@@ -158,6 +199,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       ? undefined
       : { name: options.defaultTunnel, apex: options.defaultTunnelApex === true },
     acme,
+    cluster,
     certificates: acme?.tunnels(plainUrl, httpsUrl),
     limits,
     admission,
@@ -196,6 +238,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     for (const session of registry.sessions()) {
       session.close({ type: "error", code: "shutdown", message: "Server is shutting down" });
     }
+    cluster?.closeConnections();
   };
   const stopTrimmer = useMemoryTrimmer();
   const close = (): Promise<void> => {
@@ -205,6 +248,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
       await admin?.close();
       connections.closeAll();
       await connections.settled();
+      await cluster?.close(); // after the sessions' last releases
       await acme?.close();
       stopTrimmer();
       log.info("Server closed");
@@ -278,6 +322,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     },
     tlsAddr,
     adminAddr: admin?.addr,
+    cluster: () => cluster?.status(),
     reloadTls,
     reloadAuth,
     finished: finished.promise,

@@ -11,7 +11,8 @@ import { MinuteRate, type TunnelStats } from "./tunnel_stats.ts";
 
 /**
  * What the server did with a public connection, each counted once: `routed`
- * (relayed to a tunnel), `client` (a Gotunnel client's upgrade), `page` (the
+ * (relayed to a tunnel), `forwarded` (to the node that holds its tunnel),
+ * `client` (a Gotunnel client's upgrade), `node` (another node's), `page` (the
  * server's own pages), `redirect` (308 to HTTPS), an HTTP status it answered
  * with, `limit` (closed at accept: too many connections being routed),
  * `abandoned` (the visitor left while waiting for the tunnel), `closed` (no
@@ -22,7 +23,21 @@ export type ConnectionOutcome = typeof CONNECTION_OUTCOMES[number];
 
 /** Every outcome, so that each series exists (at 0) from the start. */
 export const CONNECTION_OUTCOMES = [
-  ...["routed", "client", "page", "redirect", "400", "404", "408", "431", "502", "503", "504"],
+  ...[
+    "routed",
+    "forwarded",
+    "client",
+    "node",
+    "page",
+    "redirect",
+    "400",
+    "404",
+    "408",
+    "431",
+    "502",
+    "503",
+    "504",
+  ],
   ...["limit", "abandoned", "closed", "tls_error"],
 ] as const;
 
@@ -365,6 +380,11 @@ export class ServerMetrics {
   /** A held name taken back with its lease. */
   leaseReclaimed(): void {
     this.#leaseReclaims.inc();
+  }
+
+  /** Adds metric families of another part of the server (the cluster's). */
+  extend(...families: Collected[]): void {
+    for (const family of families) this.#registry.add(family);
   }
 
   /** Every metric in the text exposition format 0.0.4. */

@@ -1,5 +1,6 @@
 // What `startServer` takes and gives: its options and the handle of a running server.
 
+import type { ClusterOptions, ClusterStatus } from "./cluster/node.ts";
 import type { Logger } from "../log.ts";
 import type { ServerLimits } from "../limits.ts";
 import type { TokenRules } from "./auth.ts";
@@ -78,6 +79,13 @@ export interface ServerOptions {
   defaultTunnel?: string;
   /** With `defaultTunnel`: the server's own domain (and IP addresses) go to it too. @default {false} */
   defaultTunnelApex?: boolean;
+  /**
+   * Several nodes, one directory in Redis (`--redis`): names, ports and
+   * hostnames are claimed cluster-wide and visitors are forwarded to the node
+   * that holds their tunnel. Needs `leaseKey` (the same on every node).
+   * @default {undefined: one node, names in memory}
+   */
+  cluster?: ClusterOptions;
 }
 
 /** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */
@@ -103,6 +111,8 @@ export interface TunnelServer {
   readonly tlsAddr: Deno.NetAddr | undefined;
   /** The admin listener's address, when there is one. */
   readonly adminAddr: Deno.NetAddr | undefined;
+  /** In a cluster: this node's view (its id, Redis, the nodes, what it forwarded). */
+  cluster(): ClusterStatus | undefined;
   /**
    * Swaps the TLS certificate: new connections get the new one, open ones
    * are untouched. Rejects (keeping the old one) if the pair is unusable.

@@ -4,6 +4,8 @@
 // an unannounced end. Its session (lib/server/session.ts) carries its streams.
 
 import { TunnelStats } from "./tunnel_stats.ts";
+import { randomToken } from "../names.ts";
+import type { Claim } from "./cluster/claim.ts";
 
 /** What kind of tunnel: a name routed by HTTP Host and TLS SNI, or a TCP port of its own. */
 export type TunnelKind = "http" | "tcp";
@@ -74,6 +76,10 @@ export interface TunnelInit {
 export class ServerTunnel {
   /** Its id on the control connection, named in each `open`. */
   readonly id: number;
+  /** Its id in the whole cluster: the session its directory claim names (random). */
+  readonly uid: string = randomToken(16);
+  /** In a cluster: its claim in the directory (released when it ends). */
+  claim: Claim | undefined;
   /** Its name: a subdomain, a custom hostname, or `tcp:<port>`. */
   readonly name: string;
   /** HTTP (by name) or TCP (a port). */

@@ -50,6 +50,19 @@ export interface DirectoryEntry {
 }
 
 /**
+ * `kind:value`, as the directory's keys and the logs name an item.
+ *
+ * @example
+ * ```ts
+ * import { itemOf } from "./records.ts";
+ * console.log(itemOf({ kind: "name", value: "demo" })); // name:demo
+ * ```
+ */
+export function itemOf(item: { kind: DirectoryKind; value: string }): string {
+  return `${item.kind}:${item.value}`;
+}
+
+/**
  * A node's record: where the others reach it.
  *
  * @example
