@@ -66,6 +66,14 @@ export const MAX_STREAMS_PER_TUNNEL = 200;
 export const MAX_SNIFFING_PER_IP = 50;
 /** Connections whose first bytes are still being read, in all. */
 export const MAX_SNIFFING_TOTAL = 10_000;
+/**
+ * The longest PROXY protocol header the server reads from a trusted proxy, as
+ * HAProxy's: a version 2 header's 16 fixed bytes and 4 KiB of addresses and
+ * TLVs (a version 1 header is at most 107 bytes).
+ */
+export const MAX_PROXY_HEADER_BYTES = 16 + 4096;
+/** CIDR ranges `--trusted-proxies` may list (each address is matched against all of them). */
+export const MAX_TRUSTED_PROXIES = 256;
 /** Tunnels one IP address may hold. */
 export const MAX_TUNNELS_PER_IP = 10;
 /** New control sessions one IP address may open per minute. */

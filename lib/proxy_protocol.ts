@@ -4,6 +4,9 @@
 // decoder of both versions over a byte prefix (for a server behind a trusted
 // proxy). Spec: https://www.haproxy.org/download/2.9/doc/proxy-protocol.txt
 
+import { ipv4Bytes, ipv6Bytes, ipv6Text } from "./ip.ts";
+import { MAX_PROXY_HEADER_BYTES } from "./limits.ts";
+
 /** The 12 bytes every version 2 header starts with. */
 export const PROXY_V2_SIGNATURE: Uint8Array = Uint8Array.of(
   0x0d,
@@ -26,7 +29,7 @@ export const MAX_PROXY_V1_BYTES = 107;
 /** The fixed part of a version 2 header: signature, version and command, family, length. */
 const V2_FIXED_BYTES = 16;
 /** The longest version 2 header this decoder takes (addresses and TLVs), like HAProxy's. */
-export const MAX_PROXY_V2_BYTES = V2_FIXED_BYTES + 4096;
+export const MAX_PROXY_V2_BYTES: number = MAX_PROXY_HEADER_BYTES;
 
 /** An address and port of one end of the proxied connection. */
 export interface ProxyEndpoint {
@@ -63,68 +66,6 @@ export type ProxyDecodeResult =
   | { state: "none" }
   /** It starts like one but is malformed: close the connection. */
   | { state: "invalid"; reason: string };
-
-const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
-
-/** The 4 bytes of an IPv4 address, or undefined. */
-function ipv4Bytes(text: string): Uint8Array | undefined {
-  if (!IPV4.test(text)) return undefined;
-  return Uint8Array.from(text.split("."), Number);
-}
-
-/** The 16 bytes of an IPv6 address (`::` and a trailing IPv4 part allowed), or undefined. */
-function ipv6Bytes(text: string): Uint8Array | undefined {
-  if (!/^[0-9a-fA-F:.]+$/.test(text) || !text.includes(":")) return undefined;
-  let tail: Uint8Array | undefined;
-  let body = text;
-  const lastColon = text.lastIndexOf(":");
-  if (text.slice(lastColon + 1).includes(".")) {
-    tail = ipv4Bytes(text.slice(lastColon + 1));
-    if (!tail) return undefined;
-    body = text.slice(0, lastColon + 1) + "0:0";
-  }
-  const halves = body.split("::");
-  if (halves.length > 2) return undefined;
-  const parse = (part: string): number[] | undefined => {
-    if (part === "") return [];
-    const groups = part.split(":");
-    if (groups.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
-    return groups.map((g) => parseInt(g, 16));
-  };
-  const head = parse(halves[0]!);
-  const rest = halves.length === 2 ? parse(halves[1]!) : [];
-  if (!head || !rest) return undefined;
-  const missing = 8 - head.length - rest.length;
-  if (halves.length === 1 ? missing !== 0 : missing < 1) return undefined;
-  const groups = [...head, ...Array(halves.length === 2 ? missing : 0).fill(0), ...rest];
-  const out = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    out[i * 2] = g >> 8;
-    out[i * 2 + 1] = g & 0xff;
-  });
-  if (tail) out.set(tail, 12);
-  return out;
-}
-
-/** An IPv6 address's text (RFC 5952: lowercase, the longest run of zero groups as `::`). */
-function ipv6Text(bytes: Uint8Array): string {
-  const groups = Array.from({ length: 8 }, (_, i) => (bytes[i * 2]! << 8) | bytes[i * 2 + 1]!);
-  let best = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) [best, bestLength] = [i, j - i];
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (best < 0) return hex.join(":");
-  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLength).join(":")}`;
-}
 
 /**
  * Encodes a version 2 header saying that `source` connected to
@@ -208,6 +149,27 @@ export function decodeProxyHeader(bytes: Uint8Array): ProxyDecodeResult {
     return bytes.length < V1_PREFIX.length ? { state: "need-more" } : decodeV1(bytes);
   }
   return { state: "none" };
+}
+
+/**
+ * Whether a stream starts with a PROXY header's signature, without decoding
+ * it: `v1` once `PROXY ` is there, `v2` once the 12-byte signature is,
+ * `maybe` while the bytes so far agree with one of them, `no` otherwise. For a
+ * server that refuses headers from untrusted peers (they need not be whole).
+ *
+ * @example A request from a proxy the server does not trust
+ * ```ts
+ * import { proxySignature } from "./proxy_protocol.ts";
+ * console.log(proxySignature(new TextEncoder().encode("PROXY TCP4 "))); // "v1"
+ * console.log(proxySignature(new TextEncoder().encode("POST /"))); // "no"
+ * ```
+ */
+export function proxySignature(bytes: Uint8Array): "v1" | "v2" | "maybe" | "no" {
+  if (agrees(bytes, PROXY_V2_SIGNATURE)) {
+    return bytes.length >= PROXY_V2_SIGNATURE.length ? "v2" : "maybe";
+  }
+  if (agrees(bytes, V1_PREFIX)) return bytes.length >= V1_PREFIX.length ? "v1" : "maybe";
+  return "no";
 }
 
 function decodeV2(bytes: Uint8Array): ProxyDecodeResult {

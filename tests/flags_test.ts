@@ -39,3 +39,35 @@ Deno.test("flags: each mistake is a one-line UsageError that says what to do", (
     /^UsageError: Unknown flag --lport: that is ngrok's/,
   );
 });
+
+Deno.test("flags: --trusted-proxies takes CIDRs and addresses, repeated or comma-separated, and names a bad one", async () => {
+  const { readServerCommand } = await import("../lib/server/options.ts");
+  const command = await readServerCommand([
+    "--trusted-proxies",
+    "10.0.0.0/8,192.0.2.7",
+    "--trusted-proxies=fd00::/8",
+  ]);
+  assert.ok(command.kind === "serve");
+  assert.deepEqual(command.options.trustedProxies, ["10.0.0.0/8,192.0.2.7", "fd00::/8"]);
+  const plain = await readServerCommand([]);
+  assert.ok(plain.kind === "serve" && plain.options.trustedProxies === undefined, "off by default");
+  const cases: [string, RegExp][] = [
+    [
+      "10.0.0.0/8,10.0.0.0/40",
+      /^Invalid --trusted-proxies: "10\.0\.0\.0\/40": "40" is not a prefix length \(0-32\)$/,
+    ],
+    [
+      "lb.internal",
+      /^Invalid --trusted-proxies: "lb\.internal": "lb\.internal" is not an IPv4 or IPv6 address$/,
+    ],
+    ["10.0.0.0/8,,fd00::/8", /^Invalid --trusted-proxies: an empty entry$/],
+    ["", /^Invalid --trusted-proxies: an empty entry$/],
+  ];
+  for (const [value, message] of cases) {
+    await assert.rejects(
+      readServerCommand(["--trusted-proxies", value]),
+      (e) => e instanceof UsageError && message.test(e.message),
+      value,
+    );
+  }
+});

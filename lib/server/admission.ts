@@ -39,24 +39,29 @@ export class Admission {
     this.#limits = limits;
   }
 
-  /** Counts a connection being sniffed; false (and not counted) when over a limit. */
-  enterSniffing(address: string): boolean {
-    const ip = ipKey(address);
+  /**
+   * Counts a connection being sniffed; false (and not counted) when over a
+   * limit. Without an address (a trusted proxy's connection whose PROXY header
+   * has yet to name its visitor) it counts against the total only.
+   */
+  enterSniffing(address: string | undefined): boolean {
+    const ip = address === undefined ? undefined : ipKey(address);
     const { maxSniffingPerIp: perIp, maxSniffingTotal: total } = this.#limits;
-    const mine = this.#sniffing.get(ip) ?? 0;
+    const mine = ip === undefined ? 0 : this.#sniffing.get(ip) ?? 0;
     if ((perIp > 0 && mine >= perIp) || (total > 0 && this.#sniffingTotal >= total)) return false;
-    this.#sniffing.set(ip, mine + 1);
+    if (ip !== undefined) this.#sniffing.set(ip, mine + 1);
     this.#sniffingTotal++;
     return true;
   }
 
-  /** Uncounts a connection counted by `enterSniffing`. */
-  leaveSniffing(address: string): void {
+  /** Uncounts a connection counted by `enterSniffing` (with the same address). */
+  leaveSniffing(address: string | undefined): void {
+    this.#sniffingTotal--;
+    if (address === undefined) return;
     const ip = ipKey(address);
     const mine = (this.#sniffing.get(ip) ?? 1) - 1;
     if (mine > 0) this.#sniffing.set(ip, mine);
     else this.#sniffing.delete(ip);
-    this.#sniffingTotal--;
   }
 
   /** Counts a TCP visitor from `address`; false (and not counted) over its per-IP limit. */

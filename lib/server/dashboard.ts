@@ -141,6 +141,8 @@ export const DASHBOARD_JS = String.raw`"use strict";
     "connection abandoned": "visitor left while waiting",
     "connection closed": "closed before routing, or no route",
     "connection tls_error": "TLS handshake failed",
+    "connection proxy_refused": "PROXY header from an untrusted peer",
+    "connection proxy_invalid": "trusted proxy sent no valid PROXY header",
     "handshake timeout": "client sent no first frame in time",
     "handshake closed": "client closed before its first frame",
     "handshake bad-request": "unreadable or unexpected first frame",

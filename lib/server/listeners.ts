@@ -2,7 +2,7 @@
 // say which address failed, and every accepted connection admitted, tracked and
 // routed until its handler is done.
 
-import { closeQuietly, type Conn, ipOf } from "../io.ts";
+import { closeQuietly, type Conn, ipOf, peerOf } from "../io.ts";
 import type { ServerLimits } from "../limits.ts";
 import { describeError, isDisconnect, type Logger } from "../log.ts";
 import type { Outcome, ServerContext } from "./context.ts";
@@ -12,6 +12,13 @@ import { forwardTcp } from "./forward.ts";
 import type { TlsPort } from "./tls_port.ts";
 import type { AcmeService } from "./acme/service.ts";
 import type { ServerMetrics } from "./server_metrics.ts";
+import {
+  type HeaderRead,
+  ProxiedConn,
+  readProxyHeader,
+  type TrustedProxies,
+  visitorAddr,
+} from "./proxy_header.ts";
 
 /**
  * A listen failure that says which address could not be had (the plain or
@@ -52,14 +59,24 @@ export class Connections {
   #admission: Admission;
   #metrics: ServerMetrics;
   #log: Logger;
+  #trusted: TrustedProxies | undefined;
   /** The context handlers get; set once the server has one. */
   ctx: ServerContext | undefined;
 
-  /** Connections admitted by `admission`, counted in `metrics`. */
-  constructor(admission: Admission, metrics: ServerMetrics, log: Logger) {
+  /**
+   * Connections admitted by `admission`, counted in `metrics`; those from
+   * `trusted` proxies start with a PROXY header.
+   */
+  constructor(
+    admission: Admission,
+    metrics: ServerMetrics,
+    log: Logger,
+    trusted?: TrustedProxies | undefined,
+  ) {
     this.#admission = admission;
     this.#metrics = metrics;
     this.#log = log;
+    this.#trusted = trusted;
   }
 
   /** Runs `task` until it settles; `close()` waits for it. */
@@ -98,6 +115,50 @@ export class Connections {
 
   /** A connection accepted on the plain port: counted, then routed, or closed over a limit. */
   admitPlain = (conn: Deno.Conn): void => {
+    if (this.#trusted?.trusts(ipOf(conn))) this.#admitProxied(conn);
+    else this.#admitVisitor(conn);
+  };
+
+  /**
+   * A trusted proxy's connection: its PROXY header is read under the sniff
+   * deadline, counted meanwhile against the total of connections being routed
+   * only (per IP, every one would be the proxy's); then it is admitted as its
+   * visitor's, or closed without a valid header.
+   */
+  #admitProxied(conn: Deno.Conn): void {
+    if (!this.#admission.enterSniffing(undefined)) {
+      this.#metrics.connection("limit");
+      this.#log.debug("Over the limit of connections being routed", { ip: ipOf(conn) });
+      return closeQuietly(conn);
+    }
+    this.conns.add(conn);
+    const reading = readProxyHeader(conn, this.ctx!.limits.sniffTimeoutMs)
+      .catch((e): HeaderRead => {
+        const reason = describeError(e);
+        if (!isDisconnect(e)) this.#log.warn("Reading a PROXY header failed", { error: reason });
+        return { state: "failed", reason };
+      });
+    this.track(reading.then((read) => {
+      this.#admission.leaveSniffing(undefined);
+      this.conns.delete(conn);
+      const own = conn.remoteAddr as Deno.NetAddr;
+      if (this.ctx!.closing) return closeQuietly(conn); // closeAll() has been and gone
+      if (read.state === "failed") {
+        this.#metrics.connection("proxy_invalid");
+        this.#log.debug("Trusted proxy's connection closed", {
+          ip: own.hostname,
+          reason: read.reason,
+        });
+        return closeQuietly(conn);
+      }
+      const visitor = new ProxiedConn(conn, visitorAddr(read.header, own), read.rest);
+      this.#log.debug("PROXY header read", { ip: own.hostname, visitor: peerOf(visitor) });
+      this.#admitVisitor(visitor);
+    }));
+  }
+
+  /** A visitor's connection: counted against its IP's limit, then routed. */
+  #admitVisitor(conn: Conn): void {
     const ip = ipOf(conn);
     if (!this.#admission.enterSniffing(ip)) {
       this.#metrics.connection("limit");
@@ -109,7 +170,7 @@ export class Connections {
       if (sniffing) this.#admission.leaveSniffing(ip);
       sniffing = false;
     });
-  };
+  }
 
   /** A visitor accepted on a TCP tunnel's port: counted per IP, then relayed, or closed over it. */
   handleTcp = (conn: Deno.Conn, port: number): void => {
@@ -161,6 +222,8 @@ export interface TlsPortPlan {
   acme: AcmeService | undefined;
   /** Limits in force (the handshake shares the sniff deadline). */
   limits: ServerLimits;
+  /** Peers whose connections start with a PROXY header. */
+  trusted: TrustedProxies | undefined;
 }
 
 /** Opens the TLS port; its connections go to `connections` once their handshake completes. */
@@ -181,6 +244,7 @@ export async function openTlsPort(
     key,
     sni: acme && ((host) => acme.book.contextFor(host)),
     handshakeTimeoutMs: plan.limits.sniffTimeoutMs,
+    trusted: plan.trusted,
     admit: (ip) => {
       const admitted = admission.enterSniffing(ip);
       if (!admitted) metrics.connection("limit");
@@ -188,6 +252,10 @@ export async function openTlsPort(
     },
     release: (ip) => admission.leaveSniffing(ip),
     onConnection: (conn, routed) => connections.handle(conn, true, routed),
+    onProxyError: (reason, ip) => {
+      metrics.connection("proxy_invalid");
+      log.debug("Trusted proxy's connection closed", { ip, reason });
+    },
     onHandshakeError: (e) => {
       metrics.connection("tls_error");
       log.debug("TLS handshake failed", { error: describeError(e) });

@@ -22,6 +22,7 @@ import type { ServerOptions } from "./server.ts";
 import { ACME_FLAGS, ACME_USAGE, readAcmeFlags } from "./acme/flags.ts";
 import { parsePortRanges } from "./tcp_ports.ts";
 import { CLUSTER_FLAGS, CLUSTER_USAGE, readClusterFlags } from "./cluster/flags.ts";
+import { parseCidrList } from "../ip.ts";
 
 /** The server's `--help` text. */
 export const SERVER_USAGE =
@@ -52,6 +53,9 @@ Options:
   --default-tunnel N connections whose Host or SNI names no tunnel go to the tunnel N (a
                      subdomain or custom hostname) instead of a 404: one app, no wildcard DNS
   --default-tunnel-apex  with --default-tunnel: the domain itself (and IP addresses) too
+  --trusted-proxies CIDR,...  load balancers in front (e.g. 10.0.0.0/8,fd00::/8; repeatable):
+                     their connections must start with a PROXY v1/v2 header, whose visitor
+                     address is then used (limits, logs, X-Forwarded-For); off by default
   --lease TIME       how long a client that went away keeps its subdomain (default 60s, 5s-24h)
   --lease-key-file F key that signs leases, created if missing; keep it so that clients
                      reclaim their subdomains after a server restart (default: new each run)
@@ -94,6 +98,7 @@ export const SERVER_FLAGS = {
   "tcp-ports": { type: "string" },
   "default-tunnel": { type: "string" },
   "default-tunnel-apex": { type: "boolean" },
+  "trusted-proxies": { type: "string", multiple: true },
   ...ADMIN_FLAGS,
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "V" },
@@ -280,6 +285,11 @@ export async function readServerCommand(
       );
     }
   }
+  const trusted = (values["trusted-proxies"] as string[] | undefined) ?? [];
+  const trustedRanges = parseCidrList(trusted);
+  if (trusted.length > 0 && typeof trustedRanges === "string") {
+    throw new UsageError(`Invalid --trusted-proxies: ${trustedRanges}`);
+  }
   if (values["default-tunnel-apex"] && defaultTunnel === undefined) {
     throw new UsageError("--default-tunnel-apex needs --default-tunnel");
   }
@@ -325,6 +335,7 @@ export async function readServerCommand(
         defaultTunnelApex: values["default-tunnel-apex"] === true,
       }),
       ...(admin ? { admin } : {}),
+      ...(trusted.length > 0 ? { trustedProxies: trusted } : {}),
       port: intFlag("port", values.port, 8080, 0, 65535),
       hostname: string("hostname") ?? "0.0.0.0",
       domain: host.host,

@@ -14,6 +14,7 @@ import {
 import { LINGER_MS } from "../limits.ts";
 import { hostWithPort, HTTPS_PORT, type NormalizedHost, type Route, routeHost } from "../names.ts";
 import { UPGRADE_PATH, UPGRADE_TOKEN } from "../protocol.ts";
+import { proxySignature } from "../proxy_protocol.ts";
 import { sniff, type SniffedHttp, type SniffResult } from "../sniff.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import { forward } from "./forward.ts";
@@ -26,6 +27,26 @@ import { forwardRemote } from "./cluster/remote.ts";
 import type { DirectoryKind } from "./cluster/records.ts";
 
 const REQUEST_TIMEOUT_ANSWER = httpError(408, "Request timeout");
+const PROXY_REFUSED_ANSWER = httpError(
+  400,
+  "Bad request: a PROXY header is only accepted from --trusted-proxies",
+);
+
+/** What a connection's first bytes are: sniffed, or a PROXY header where none is trusted. */
+type FirstBytes = SniffResult | { state: "proxy"; version: "v1" | "v2" };
+
+/**
+ * Sniffs the first bytes, but refuses a PROXY header (v1 or v2): a trusted
+ * proxy's was read and taken off before routing, so here one comes from a
+ * peer that may not say who its visitor is. Checked first, because the
+ * sniffer would close a v2 header as garbage and a v1 one as a malformed line.
+ */
+function sniffFirst(bytes: Uint8Array, maxBytes: number): FirstBytes {
+  const signature = proxySignature(bytes);
+  if (signature === "maybe") return { state: "need-more" };
+  if (signature !== "no") return { state: "proxy", version: signature };
+  return sniff(bytes, maxBytes);
+}
 
 /**
  * Whether new bytes (from `before` on) can change a need-more answer: an HTTP
@@ -77,14 +98,14 @@ export async function routeConnection(
   let expired: Promise<void> | undefined;
   const sniffStarted = performance.now(); // for the metrics
   const timer = deadline(ctx.limits.sniffTimeoutMs, () => expired = answerTimeout());
-  let result = sniff(reader.buffered, maxBytes);
+  let result = sniffFirst(reader.buffered, maxBytes);
   try {
     while (result.state === "need-more") {
       const before = reader.buffered.length;
       if (!await reader.fill()) break;
       if (timer.expired) reader.consume(reader.buffered.length); // drop: answered already
       else if (worthSniffing(reader.buffered, before, maxBytes)) {
-        result = sniff(reader.buffered, maxBytes);
+        result = sniffFirst(reader.buffered, maxBytes);
       }
     }
   } catch (e) {
@@ -113,6 +134,14 @@ export async function routeConnection(
         await answerAndLinger(conn, httpError(400, `Bad request: ${result.reason}`));
       }
       return;
+    case "proxy":
+      ctx.log.debug("PROXY header from an untrusted peer: refused", {
+        conn: id,
+        version: result.version,
+      });
+      ctx.metrics.connection("proxy_refused");
+      if (result.version === "v1") await answerAndLinger(conn, PROXY_REFUSED_ANSWER);
+      return;
     case "tls": {
       const host = result.serverName === undefined
         ? undefined
@@ -130,7 +159,7 @@ export async function routeConnection(
 }
 
 /** Whether sniffed bytes are a Gotunnel client's (or another node's) upgrade request. */
-function isUpgrade(result: SniffResult): boolean {
+function isUpgrade(result: FirstBytes): boolean {
   return result.state === "http" && result.target === UPGRADE_PATH &&
     (result.upgrade === UPGRADE_TOKEN || result.upgrade === NODE_UPGRADE_TOKEN);
 }

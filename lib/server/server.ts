@@ -32,6 +32,7 @@ import { adminStatus } from "./admin_status.ts";
 import type { ClusterNode } from "./cluster/node.ts";
 import type { Claim } from "./cluster/claim.ts";
 import { endTunnel as endTunnelOf } from "./claim.ts";
+import { trustedProxies } from "./proxy_header.ts";
 
 export type { ServerOptions, ServerTls, TunnelServer } from "./server_types.ts";
 
@@ -64,6 +65,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     throw new RangeError(`Invalid leaseMs ${leaseMs}: use 1-${LEASE_RANGE_MS[1]}`);
   }
   const hostname = options.hostname ?? "0.0.0.0";
+  const trusted = trustedProxies(options.trustedProxies); // throws RangeError on a bad entry
   const adminUnusable = options.admin && checkAdminOptions(options.admin);
   if (adminUnusable) throw new RangeError(`Invalid admin options: ${adminUnusable}`);
   // Everything that can fail without a socket comes first: once a listener is
@@ -107,7 +109,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     idleProxies: () => [...registry.sessions()].reduce((sum, s) => sum + s.idleCount, 0),
     tcpPorts: (): number => ports?.size ?? 0,
   }, options.admin?.perTunnelMetrics === true);
-  const connections = new Connections(admission, metrics, log);
+  const connections = new Connections(admission, metrics, log, trusted);
   const ports: TcpPorts | undefined = options.tcpPorts && options.tcpPorts.length > 0
     ? new TcpPorts({ hostname, ranges: options.tcpPorts, onConnection: connections.handleTcp, log })
     : undefined;
@@ -150,7 +152,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     if (options.tls || acme) {
       const { cert, key, port = DEFAULT_TLS_PORT } = options.tls ?? { port: acme?.port };
       tlsPort = await openTlsPort(
-        { hostname, port, cert, key, acme, limits },
+        { hostname, port, cert, key, acme, limits, trusted },
         connections,
         admission,
         metrics,

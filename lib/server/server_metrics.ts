@@ -17,7 +17,9 @@ import { MinuteRate, type TunnelStats } from "./tunnel_stats.ts";
  * with, `limit` (closed at accept: too many connections being routed),
  * `abandoned` (the visitor left while waiting for the tunnel), `closed` (no
  * route: closed before a head, not HTTP, TLS for no tunnel), `tls_error` (a
- * failed TLS handshake on the TLS port).
+ * failed TLS handshake on the TLS port), `proxy_refused` (a PROXY header from
+ * a peer not in `trustedProxies`: 400 for v1, closed for v2), `proxy_invalid`
+ * (a trusted proxy's connection without a valid PROXY header in time: closed).
  */
 export type ConnectionOutcome = typeof CONNECTION_OUTCOMES[number];
 
@@ -38,7 +40,7 @@ export const CONNECTION_OUTCOMES = [
     "503",
     "504",
   ],
-  ...["limit", "abandoned", "closed", "tls_error"],
+  ...["limit", "abandoned", "closed", "tls_error", "proxy_refused", "proxy_invalid"],
 ] as const;
 
 /**
@@ -165,7 +167,7 @@ export class ServerMetrics {
   readonly #connections = new Counter(
     "gotunnel_public_connections_total",
     "Public connections by what the server did with them: routed, client, page, redirect, " +
-      "the status it answered, limit, abandoned, closed, tls_error.",
+      "the status it answered, limit, abandoned, closed, tls_error, proxy_refused, proxy_invalid.",
     ["outcome"],
   );
   readonly #tcp = new Counter(

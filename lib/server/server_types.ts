@@ -86,6 +86,28 @@ export interface ServerOptions {
    * @default {undefined: one node, names in memory}
    */
   cluster?: ClusterOptions;
+  /**
+   * Proxies (L4 load balancers) the server is behind: CIDR ranges or bare
+   * addresses, IPv4 or IPv6, an entry may hold several comma-separated. A
+   * connection from one of them, on the public port and on the TLS port, must
+   * start with a PROXY protocol header (v1 or v2; v2 LOCAL, a health check,
+   * keeps the proxy's own address); it is then admitted, logged and reported
+   * to the client (X-Forwarded-For) as from the visitor the header names. A
+   * missing or invalid header closes it. Any other peer that sends a header is
+   * refused (400, or closed for v2). A bad entry is a RangeError.
+   * @default {undefined: no proxy is trusted}
+   *
+   * @example Behind load balancers in 10.0.0.0/8
+   * ```ts
+   * import { startServer } from "@gotunnel/gotunnel";
+   * await using server = await startServer({
+   *   port: 0,
+   *   hostname: "127.0.0.1",
+   *   trustedProxies: ["10.0.0.0/8", "fd00::/8"],
+   * });
+   * ```
+   */
+  trustedProxies?: readonly string[];
 }
 
 /** TLS termination: a certificate for `*.<domain>` and the apex, and its port. */

@@ -1,13 +1,22 @@
 // The server's TLS port: node:tls terminates TLS, because in Deno 2.9.6 a
 // Deno.TlsConn closed before its handshake completes keeps its TCP socket open
 // (a client that sends nothing would hold a descriptor for ever), while a node
-// socket closes for real. Each connection counts against the per-IP limit of
-// connections being routed from its TCP accept on, through its handshake.
+// socket closes for real. A node:net server accepts and hands each socket to a
+// node:tls server that never listens itself, so that a trusted proxy's PROXY
+// header can be read off the TCP socket before the ClientHello. Each
+// connection counts against the per-IP limit of connections being routed from
+// its TCP accept on, through its handshake.
 
 import tls from "node:tls";
-import type net from "node:net";
+import net from "node:net";
 import type { Conn } from "../io.ts";
 import { NodeConn } from "../node_conn.ts";
+import {
+  ProxiedConn,
+  readSocketProxyHeader,
+  type TrustedProxies,
+  visitorAddr,
+} from "./proxy_header.ts";
 
 /** ALPN: HTTP/1.1 only, so browsers cannot coalesce subdomains onto one HTTP/2 connection. */
 const ALPN = ["http/1.1"];
@@ -28,12 +37,25 @@ export interface TlsPortOptions {
    * the handshake. Clients without SNI get the default certificate.
    */
   sni?: ((host: string) => tls.SecureContext | undefined) | undefined;
-  /** Time a connection has from its TCP accept to a completed handshake. */
+  /**
+   * Time a connection has for its handshake (from its TCP accept, or from its
+   * PROXY header; the header has as long).
+   */
   handshakeTimeoutMs: number;
-  /** Counts a new TCP connection from `ip`; false refuses it (it is closed at once). */
-  admit(ip: string): boolean;
+  /**
+   * Peers whose connections start with a PROXY header, read before the
+   * handshake. @default {undefined: none}
+   */
+  trusted?: TrustedProxies | undefined;
+  /**
+   * Counts a new TCP connection from `ip` (undefined: a trusted proxy's, until
+   * its header names the visitor); false refuses it (it is closed at once).
+   */
+  admit(ip: string | undefined): boolean;
   /** Uncounts a connection counted by `admit`, once, when it is routed or gone. */
-  release(ip: string): void;
+  release(ip: string | undefined): void;
+  /** A trusted proxy's connection without a valid PROXY header in time (it is closed). */
+  onProxyError(reason: string, ip: string): void;
   /** A connection whose handshake completed; call `routed` once its first bytes are read. */
   onConnection(conn: Conn, routed: () => void): void;
   /** A handshake that failed (for the log). */
@@ -63,15 +85,18 @@ function sniCallback(
 export class TlsPort {
   /** The address it listens on, with the bound port. */
   readonly addr: Deno.NetAddr;
-  #server: tls.Server;
-  #handshaking: Map<string, { ip: string; socket: net.Socket }>;
+  #server: net.Server;
+  #engine: tls.Server;
+  #handshaking: Map<string, net.Socket>;
 
   private constructor(
-    server: tls.Server,
+    server: net.Server,
+    engine: tls.Server,
     addr: Deno.NetAddr,
-    handshaking: Map<string, { ip: string; socket: net.Socket }>,
+    handshaking: Map<string, net.Socket>,
   ) {
     this.#server = server;
+    this.#engine = engine;
     this.addr = addr;
     this.#handshaking = handshaking;
   }
@@ -80,7 +105,8 @@ export class TlsPort {
   static async open(options: TlsPortOptions): Promise<TlsPort> {
     const { cert, key, sni } = options;
     if (cert !== undefined && key !== undefined) checkCertificatePair(cert, key);
-    const server = tls.createServer({
+    // Never listens: sockets come from `server` below, as node's docs allow.
+    const engine = tls.createServer({
       ...(cert !== undefined && key !== undefined ? { cert, key } : {}),
       ...(sni ? { SNICallback: sniCallback(sni) } : {}),
       ALPNProtocols: ALPN,
@@ -88,35 +114,59 @@ export class TlsPort {
       allowHalfOpen: true,
     } as tls.TlsOptions);
     // Admission is per TCP connection, from accept to its first bytes after the
-    // handshake (the handler's `routed`): keyed by its address and port.
-    const handshaking = new Map<string, { ip: string; socket: net.Socket }>();
-    const admitted = new Map<string, string>();
+    // handshake (the handler's `routed`): keyed by its address and port. A
+    // trusted proxy's counts against the total only until its header names
+    // the visitor, then against the visitor's IP.
+    const handshaking = new Map<string, net.Socket>();
+    const admitted = new Map<string, string | undefined>();
+    const visitors = new Map<string, Deno.NetAddr>();
     const keyOf = (s: net.Socket): string => `${s.remoteAddress}|${s.remotePort}`;
     const settle = (key: string): void => {
       handshaking.delete(key);
+      visitors.delete(key);
+      if (!admitted.has(key)) return;
       const ip = admitted.get(key);
-      if (ip === undefined) return;
       admitted.delete(key);
       options.release(ip);
     };
-    server.on("connection", (socket: net.Socket) => {
+    const proxied = async (socket: net.Socket, key: string, own: Deno.NetAddr): Promise<void> => {
+      const read = await readSocketProxyHeader(socket, options.handshakeTimeoutMs);
+      if (!handshaking.has(key)) return; // closed meanwhile (by the peer, or by close())
+      if (read.state === "failed") {
+        options.onProxyError(read.reason, own.hostname);
+        return void socket.destroy();
+      }
+      const visitor = visitorAddr(read.header, own);
+      settle(key);
+      if (!options.admit(visitor.hostname)) return void socket.destroy();
+      admitted.set(key, visitor.hostname);
+      handshaking.set(key, socket);
+      visitors.set(key, visitor);
+      engine.emit("connection", socket);
+    };
+    const server = net.createServer({ allowHalfOpen: true }, (socket: net.Socket) => {
       const ip = (socket.remoteAddress ?? "").replace(/^::ffff:(?=\d+\.)/, "");
-      if (!options.admit(ip)) return socket.destroy();
+      const trusted = options.trusted?.trusts(ip) === true;
+      if (!options.admit(trusted ? undefined : ip)) return void socket.destroy();
       const key = keyOf(socket);
-      admitted.set(key, ip);
-      handshaking.set(key, { ip, socket });
+      admitted.set(key, trusted ? undefined : ip);
+      handshaking.set(key, socket);
       socket.on("close", () => settle(key));
       socket.on("error", () => socket.destroy());
+      if (!trusted) return void engine.emit("connection", socket);
+      void proxied(socket, key, { transport: "tcp", hostname: ip, port: socket.remotePort ?? 0 });
     });
-    server.on("tlsClientError", (error: Error, socket: net.Socket) => {
+    engine.on("tlsClientError", (error: Error, socket: net.Socket) => {
       options.onHandshakeError(error);
       socket.destroy();
     });
-    server.on("secureConnection", (socket: tls.TLSSocket) => {
+    engine.on("secureConnection", (socket: tls.TLSSocket) => {
       const key = keyOf(socket);
       handshaking.delete(key);
       socket.setNoDelay(true);
-      options.onConnection(new NodeConn(socket), () => settle(key));
+      const visitor = visitors.get(key);
+      const conn = visitor ? new ProxiedConn(new NodeConn(socket), visitor) : new NodeConn(socket);
+      options.onConnection(conn, () => settle(key));
     });
     await new Promise<void>((resolve, reject) => {
       const fail = (e: Error & { code?: string }): void => {
@@ -131,6 +181,7 @@ export class TlsPort {
     const address = server.address() as net.AddressInfo;
     return new TlsPort(
       server,
+      engine,
       { transport: "tcp", hostname: address.address, port: address.port },
       handshaking,
     );
@@ -143,7 +194,7 @@ export class TlsPort {
    */
   setCertificate(cert: string, key: string): void {
     checkCertificatePair(cert, key);
-    this.#server.setSecureContext({ cert, key });
+    this.#engine.setSecureContext({ cert, key });
   }
 
   /**
@@ -152,7 +203,7 @@ export class TlsPort {
    */
   close(): void {
     this.#server.close();
-    for (const { socket } of this.#handshaking.values()) socket.destroy();
+    for (const socket of this.#handshaking.values()) socket.destroy();
     this.#handshaking.clear();
   }
 }
