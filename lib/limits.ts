@@ -467,8 +467,13 @@ export const NODE_IDLE_MS = 30_000;
 export const NODE_LIST_MAX_AGE_MS = 5_000;
 /** Longest node id (`--node-id`), in characters: it is part of Redis keys and of every claim. */
 export const MAX_NODE_ID_LENGTH = 128;
-/** Nonces of accepted node hellos remembered to refuse a replay; past this, new hellos are refused. */
-export const CLUSTER_HELLO_MAX_NONCES = 10_000;
+/**
+ * Nonces of accepted node hellos remembered to refuse a replay; past this, new
+ * hellos are refused. Each forwarded visitor uses a node connection of its own,
+ * so this bounds the node connections one node accepts per CLUSTER_HELLO_WINDOW_MS
+ * (100,000 in 30 s: 3,333 a second, about 10 MiB of nonces at most).
+ */
+export const CLUSTER_HELLO_MAX_NONCES = 100_000;
 
 /** The cluster directory's waits and bounds; `openDirectory({ timings })` shortens them in tests. */
 export interface ClusterTimings {
