@@ -15,7 +15,7 @@ import { LocalDialer } from "./lib/client/local_dialer.ts";
 import { CLIENT_USAGE, refusalHint } from "./lib/client/options.ts";
 import { describeLocal, readClientCommand } from "./lib/client/command.ts";
 import { recordStyle, requestPrinter } from "./lib/client/request_log.ts";
-import { openTunnels } from "./lib/client/tunnels.ts";
+import { openTunnels } from "./lib/client/tunnel.ts";
 import type { TunnelSpec } from "./lib/client/tunnel_types.ts";
 import type { Logger } from "./lib/log.ts";
 import { GOTUNNEL_VERSION } from "./lib/protocol.ts";

@@ -40,9 +40,8 @@ export type { ServerAcme } from "./lib/server/acme/service.ts";
 export type { ClusterOptions, ClusterStatus, NodeCount } from "./lib/server/cluster/node.ts";
 export { DEFAULT_ACME_TIMINGS } from "./lib/limits.ts";
 export type { AcmeTimings } from "./lib/limits.ts";
-export { openTunnel } from "./lib/client/tunnel.ts";
+export { openTunnel, openTunnels } from "./lib/client/tunnel.ts";
 export type { Tunnel, TunnelOptions } from "./lib/client/tunnel.ts";
-export { openTunnels } from "./lib/client/tunnels.ts";
 export type {
   SessionOptions,
   TunnelGroup,

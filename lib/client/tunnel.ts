@@ -1,10 +1,45 @@
-// `openTunnel`: one tunnel over its own control connection, the common case of
-// `openTunnels` (lib/client/tunnels.ts), with the handle of a single tunnel.
+// The client's entry points: `openTunnels`, several tunnels over one control
+// connection (lib/client/tunnels.ts keeps them up), and `openTunnel`, the common
+// case of one, with the handle of a single tunnel.
 
 import { TunnelClient } from "./tunnels.ts";
-import type { Tunnel, TunnelOptions, TunnelSpec } from "./tunnel_types.ts";
+import type {
+  Tunnel,
+  TunnelGroup,
+  TunnelOptions,
+  TunnelsOptions,
+  TunnelSpec,
+} from "./tunnel_types.ts";
 
 export type { Tunnel, TunnelOptions } from "./tunnel_types.ts";
+
+/**
+ * Opens several tunnels over one control connection to a Gotunnel server.
+ * Resolves once each is up or refused (a name held for its previous client is
+ * waited for with `wait`); rejects with the first tunnel's
+ * {@linkcode TunnelError} when none could be opened, or when the server cannot
+ * be reached. After that, lost connections are re-established with backoff,
+ * each tunnel claimed again with its lease.
+ *
+ * @example An HTTP app and SSH through one client
+ * ```ts ignore
+ * import { openTunnels } from "@gotunnel/gotunnel";
+ * await using group = await openTunnels({
+ *   server: "https://tunnel.example",
+ *   token: Deno.env.get("GOTUNNEL_TOKEN"),
+ *   tunnels: [
+ *     { name: "web", port: 3000, subdomain: "web" },
+ *     { name: "ssh", port: 22, tcp: true, remotePort: 20022 },
+ *   ],
+ * });
+ * for (const t of group.tunnels) console.log(t.name, t.url || t.error?.message);
+ * ```
+ */
+export async function openTunnels(options: TunnelsOptions): Promise<TunnelGroup> {
+  const client = new TunnelClient(options);
+  await client.start();
+  return client;
+}
 
 /**
  * Opens a tunnel from a Gotunnel server to a local port. Resolves when the

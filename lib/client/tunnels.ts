@@ -1,4 +1,4 @@
-// `openTunnels`: a client's tunnels over one control connection, kept up with
+// TunnelClient: a client's tunnels over one control connection, kept up with
 // reconnects and leases, and one pool of proxy connections per connection
 // shared by them. Each tunnel is claimed, granted or refused on its own: one
 // that is refused fails alone, and the others go on.
@@ -34,34 +34,6 @@ import { ProxyPool } from "./proxy.ts";
 import { ServerList } from "./server_list.ts";
 import { ClientTunnel } from "./client_tunnel.ts";
 import type { TunnelGroup, TunnelHandle, TunnelsOptions } from "./tunnel_types.ts";
-
-/**
- * Opens several tunnels over one control connection to a Gotunnel server.
- * Resolves once each is up or refused (a name held for its previous client is
- * waited for with `wait`); rejects with the first tunnel's
- * {@linkcode TunnelError} when none could be opened, or when the server cannot
- * be reached. After that, lost connections are re-established with backoff,
- * each tunnel claimed again with its lease.
- *
- * @example An HTTP app and SSH through one client
- * ```ts ignore
- * import { openTunnels } from "@gotunnel/gotunnel";
- * await using group = await openTunnels({
- *   server: "https://tunnel.example",
- *   token: Deno.env.get("GOTUNNEL_TOKEN"),
- *   tunnels: [
- *     { name: "web", port: 3000, subdomain: "web" },
- *     { name: "ssh", port: 22, tcp: true, remotePort: 20022 },
- *   ],
- * });
- * for (const t of group.tunnels) console.log(t.name, t.url || t.error?.message);
- * ```
- */
-export async function openTunnels(options: TunnelsOptions): Promise<TunnelGroup> {
-  const client = new TunnelClient(options);
-  await client.start();
-  return client;
-}
 
 /**
  * The tunnels of one client and the control connection that carries them.
@@ -149,7 +121,7 @@ export class TunnelClient implements TunnelGroup {
     return this.#finished.promise;
   }
 
-  /** Opens the control connection and claims every tunnel; see {@linkcode openTunnels}. */
+  /** Opens the control connection and claims every tunnel (what `openTunnels` does). */
   async start(): Promise<void> {
     this.#stopTrimmer = useMemoryTrimmer();
     const signal = this.#options.signal;

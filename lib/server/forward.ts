@@ -20,7 +20,7 @@ import { logStream, relayStream } from "../relay.ts";
 import type { ServerContext } from "./context.ts";
 import type { Session } from "./session.ts";
 import type { ServerTunnel } from "./tunnel.ts";
-import type { TcpOutcome } from "./server_metrics.ts";
+import type { TcpOutcome } from "./outcomes.ts";
 
 /**
  * What a public connection carries: HTTP in the clear, HTTP the server decrypted

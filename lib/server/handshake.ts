@@ -25,7 +25,7 @@ import {
 } from "../protocol.ts";
 import type { Outcome, ServerContext } from "./context.ts";
 import { serveSession } from "./session_life.ts";
-import type { HandshakeStage } from "./server_metrics.ts";
+import type { HandshakeStage } from "./outcomes.ts";
 
 /**
  * Reads the first frame of an upgraded connection and serves it as a control or

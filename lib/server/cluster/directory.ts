@@ -19,14 +19,13 @@ import { DirectoryView } from "./view.ts";
 import {
   checkItem,
   decodeChange,
-  decodeEntry,
   type DirectoryEntry,
   type DirectoryKind,
+  itemOf,
   type NodeRecord,
-  readReply,
-  SCRIPTS,
 } from "./records.ts";
-import { type LuaScript, luaScript, RedisLink } from "./redis_link.ts";
+import { type DirectoryScripts, directoryScripts, readEntry, readReply } from "./scripts.ts";
+import { type LuaScript, RedisLink } from "./redis_link.ts";
 import { parseRedisUrl } from "./redis_url.ts";
 
 /** A claim this node holds, when it was last renewed, and the revision it holds it at. */
@@ -34,13 +33,6 @@ interface LiveClaim {
   claim: Claim;
   renewedAt: number;
   revision: number;
-}
-
-interface Scripts {
-  lookup: LuaScript;
-  claim: LuaScript;
-  renew: LuaScript;
-  release: LuaScript;
 }
 
 /**
@@ -83,7 +75,7 @@ export class Directory {
   #timings: ClusterTimings;
   #log: Logger;
   #onLost: DirectoryOptions["onLost"];
-  #scripts: Scripts;
+  #scripts: DirectoryScripts;
   #link!: RedisLink;
   #listener!: RedisLink;
   #book!: NodeBook;
@@ -94,7 +86,7 @@ export class Directory {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #reasserting: Promise<void> | undefined;
 
-  private constructor(options: DirectoryOptions, scripts: Scripts) {
+  private constructor(options: DirectoryOptions, scripts: DirectoryScripts) {
     const id = checkNodeId(options.node);
     if (!id.ok) throw new TypeError(id.reason);
     this.node = id.id;
@@ -116,13 +108,7 @@ export class Directory {
   /** See {@linkcode openDirectory}. */
   static async open(options: DirectoryOptions): Promise<Directory> {
     const target = parseRedisUrl(options.redis);
-    const scripts = {
-      lookup: await luaScript(SCRIPTS.lookup),
-      claim: await luaScript(SCRIPTS.claim),
-      renew: await luaScript(SCRIPTS.renew),
-      release: await luaScript(SCRIPTS.release),
-    };
-    const d = new Directory(options, scripts);
+    const d = new Directory(options, await directoryScripts());
     const common = { target, timings: d.#timings, log: d.#log, caCerts: options.caCerts };
     d.#link = await RedisLink.open({
       ...common,
@@ -184,7 +170,7 @@ export class Directory {
     const why = checkItem(kind, value);
     if (why) throw new RangeError(`Cannot claim ${why}`);
     const claim: Claim = { kind, value, session: options.session, holder: options.holder ?? "" };
-    const item = `${kind}:${value}`;
+    const item = itemOf({ kind, value });
     const reply = readReply(
       await this.#run(`claim ${kind} "${value}"`, this.#scripts.claim, item, [
         this.node,
@@ -217,7 +203,7 @@ export class Directory {
    * still held it).
    */
   async renew(claim: Claim): Promise<"renewed" | "restored" | "lost"> {
-    const item = `${claim.kind}:${claim.value}`;
+    const item = itemOf(claim);
     const reply = readReply(
       await this.#run(`renew ${claim.kind} "${claim.value}"`, this.#scripts.renew, item, [
         this.node,
@@ -251,7 +237,7 @@ export class Directory {
    * then lapses after the claim TTL).
    */
   async release(claim: Claim, options: { holdMs?: number } = {}): Promise<ReleaseResult> {
-    const item = `${claim.kind}:${claim.value}`;
+    const item = itemOf(claim);
     if (this.#claims.get(item)?.claim.session === claim.session) this.#claims.delete(item);
     const reply = readReply(
       await this.#run(`release ${claim.kind} "${claim.value}"`, this.#scripts.release, item, [
@@ -378,7 +364,7 @@ export class Directory {
       await this.renew(claim);
     } catch (e) {
       this.#log.debug("Cannot renew a claim yet", {
-        item: `${claim.kind}:${claim.value}`,
+        item: itemOf(claim),
         error: describeError(e),
       });
     }
@@ -405,11 +391,4 @@ export class Directory {
     const claims = [...this.#claims.values()].filter((c) => c.renewedAt <= due);
     await Promise.all(claims.map((c) => this.#renewQuietly(c.claim)));
   }
-}
-
-/** An entry from a script's reply; a TypeError if Redis holds something that is not one. */
-function readEntry(item: string, json: unknown, ttlMs: unknown, now: number): DirectoryEntry {
-  const entry = decodeEntry(String(json), Number(ttlMs), now);
-  if (!entry) throw new TypeError(`Unreadable directory entry for ${item}: ${String(json)}`);
-  return entry;
 }

@@ -6,7 +6,8 @@ import type { ClusterTimings } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import { LookupCache } from "./cache.ts";
 import { DirectoryError } from "./errors.ts";
-import { decodeNode, encodeNode, type NodeRecord, readReply, SCRIPTS } from "./records.ts";
+import { decodeNode, encodeNode, type NodeRecord } from "./records.ts";
+import { readReply, SCRIPTS } from "./scripts.ts";
 import { type LuaScript, luaScript, type RedisLink } from "./redis_link.ts";
 
 /** Node records read by one SCAN at most (a cluster is a handful of nodes; this bounds a stranger's keys). */
