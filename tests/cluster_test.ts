@@ -30,11 +30,11 @@ import {
   sha256,
   startApp,
   T,
-  tcpHop,
   waitFor,
+  webSocketEcho,
   writeAllTo,
 } from "./helpers.ts";
-import { clusterKeys, spawnNode, startNode } from "./cluster_nodes.ts";
+import { type ClusterKeys, clusterKeys, spawnNode, startNode } from "./cluster_nodes.ts";
 import { startRedis, type TestRedis } from "./redis.ts";
 
 const REDIS = { ...needs("redis-server", "redis-cli"), ...T };
@@ -50,8 +50,21 @@ async function get(port: number, host: string, path = "/"): Promise<[number, str
   return [Number(text.slice(9, 12)), text.slice(text.indexOf("\r\n\r\n") + 4)];
 }
 
-/** No client of Redis is left once every node closed (node:net sockets escape the sanitizer). */
-async function assertNoClients(redis: TestRedis): Promise<void> {
+/**
+ * Runs `fn` with a fresh redis-server, cluster keys and an app; once it is done
+ * (its nodes closed), no client of Redis may be left: node:net sockets escape
+ * the resource sanitizer.
+ */
+async function inCluster(
+  fn: (redis: TestRedis, keys: ClusterKeys, app: Deno.HttpServer<Deno.NetAddr>) => Promise<void>,
+): Promise<void> {
+  await using redis = await startRedis();
+  const app = startApp();
+  try {
+    await fn(redis, clusterKeys(), app);
+  } finally {
+    await app.shutdown();
+  }
   await waitFor(async () => (await redis.clients()).length === 0, 5000, "Redis clients closed");
 }
 
@@ -60,13 +73,10 @@ Deno.test({
     "cluster: a tunnel on node A serves visitors through B and C (keep-alive, 64 MiB, WebSocket, TLS by SNI)",
   ...REDIS,
   async fn() {
-    await using redis = await startRedis();
-    const keys = clusterKeys();
-    const app = startApp();
-    const cert = readFixtureText("localhost.pem");
-    const ca = readFixtureText("ca.pem");
-    await using tlsApp = pongApp({ cert, key: readFixtureText("localhost.key") });
-    {
+    await inCluster(async (redis, keys, app) => {
+      const cert = readFixtureText("localhost.pem");
+      const ca = readFixtureText("ca.pem");
+      await using tlsApp = pongApp({ cert, key: readFixtureText("localhost.key") });
       await using a = await startNode(redis, keys, "a");
       await using b = await startNode(redis, keys, "b");
       await using c = await startNode(redis, keys, "c");
@@ -93,19 +103,8 @@ Deno.test({
         http.close();
         assert.equal(body.length, 64 << 20);
         assert.equal(await sha256(body), await sha256(patternBytes(64 << 20)));
-        // WebSocket (a hop puts the tunnel's Host in, as DNS would).
-        await using hop = tcpHop(node.addr.port, { host });
-        const ws = new WebSocket(`ws://${HOST}:${hop.port}/ws`);
-        const messages: string[] = [];
-        const done = Promise.withResolvers<void>();
-        ws.onopen = () => ["one", "x".repeat(70_000)].forEach((m) => ws.send(m));
-        ws.onmessage = (e) => {
-          messages.push(e.data);
-          if (messages.length === 2) ws.close();
-        };
-        ws.onclose = () => done.resolve();
-        ws.onerror = (e) => done.reject(new Error(`WebSocket error: ${(e as ErrorEvent).message}`));
-        await done.promise;
+        // WebSocket.
+        const messages = await webSocketEcho(node.addr.port, host, ["one", "x".repeat(70_000)]);
         assert.deepEqual(messages, ["echo:one", `echo:${"x".repeat(70_000)}`]);
         // TLS end to end by SNI: the app's certificate, through a node that cannot read it.
         assert.equal(
@@ -119,9 +118,7 @@ Deno.test({
       assert.equal(a.cluster()!.claims, 2);
       // An unknown name is a 404 on every node, after one look in the directory.
       assert.equal((await get(b.addr.port, `nobody.localhost:${b.addr.port}`))[0], 404);
-    }
-    await app.shutdown();
-    await assertNoClients(redis);
+    });
   },
 });
 
@@ -129,10 +126,7 @@ Deno.test({
   name: "cluster: 20 clients race for one name across three nodes, exactly one wins",
   ...REDIS,
   async fn() {
-    await using redis = await startRedis();
-    const keys = clusterKeys();
-    const app = startApp();
-    {
+    await inCluster(async (redis, keys, app) => {
       await using a = await startNode(redis, keys, "a");
       await using b = await startNode(redis, keys, "b");
       await using c = await startNode(redis, keys, "c");
@@ -161,9 +155,7 @@ Deno.test({
         );
       }
       await winner.close();
-    }
-    await app.shutdown();
-    await assertNoClients(redis);
+    });
   },
 });
 
@@ -173,52 +165,49 @@ Deno.test({
   ...REDIS,
   timeout: 90_000,
   async fn() {
-    await using redis = await startRedis();
-    const keys = clusterKeys();
-    const app = startApp();
-    const a = await spawnNode(redis, keys, "a");
-    const b = await spawnNode(redis, keys, "b");
-    const c = await spawnNode(redis, keys, "c");
-    try {
-      const tunnel = await openTunnel({
-        port: app.addr.port,
-        localHost: HOST,
-        server: [`http://${HOST}:${a.port}`, `http://${HOST}:${b.port}`],
-        subdomain: "mover",
-        leaseFile: false,
-      });
+    await inCluster(async (redis, keys, app) => {
+      const a = await spawnNode(redis, keys, "a");
+      const b = await spawnNode(redis, keys, "b");
+      const c = await spawnNode(redis, keys, "c");
       try {
-        const host = `mover.localhost:${c.port}`;
-        assert.equal((await get(c.port, host, "/name"))[0], 200);
-        const killed = performance.now();
-        a.cli.kill("SIGKILL");
-        await a.cli.exited;
-        const statuses = new Set<number>();
-        let back = 0;
-        await waitFor(
-          async () => {
-            const [status] = await get(c.port, host, "/name");
-            statuses.add(status);
-            if (status === 200) back = performance.now();
-            return status === 200;
-          },
-          60_000,
-          "the tunnel back through node B",
-        );
-        assert.ok(statuses.has(502), `visitors saw 502 while the client moved: ${[...statuses]}`);
-        assert.ok(!statuses.has(404), "the name was never free");
-        const stored = JSON.parse(await redis.cli("GET", "gotunnel:name:mover"));
-        assert.equal(stored.n, "b", "node B holds the name now");
-        // deno-lint-ignore no-console -- the measurement the closing note quotes
-        console.log(`failover: ${Math.round(back - killed)} ms from kill -9 to 200 through C`);
+        const tunnel = await openTunnel({
+          port: app.addr.port,
+          localHost: HOST,
+          server: [`http://${HOST}:${a.port}`, `http://${HOST}:${b.port}`],
+          subdomain: "mover",
+          leaseFile: false,
+        });
+        try {
+          const host = `mover.localhost:${c.port}`;
+          assert.equal((await get(c.port, host, "/name"))[0], 200);
+          const killed = performance.now();
+          a.cli.kill("SIGKILL");
+          await a.cli.exited;
+          const statuses = new Set<number>();
+          let back = 0;
+          await waitFor(
+            async () => {
+              const [status] = await get(c.port, host, "/name");
+              statuses.add(status);
+              if (status === 200) back = performance.now();
+              return status === 200;
+            },
+            60_000,
+            "the tunnel back through node B",
+          );
+          assert.ok(statuses.has(502), `visitors saw 502 while the client moved: ${[...statuses]}`);
+          assert.ok(!statuses.has(404), "the name was never free");
+          const stored = JSON.parse(await redis.cli("GET", "gotunnel:name:mover"));
+          assert.equal(stored.n, "b", "node B holds the name now");
+          // deno-lint-ignore no-console -- the measurement the closing note quotes
+          console.log(`failover: ${Math.round(back - killed)} ms from kill -9 to 200 through C`);
+        } finally {
+          await tunnel.close();
+        }
       } finally {
-        await tunnel.close();
+        for (const node of [a, b, c]) await node.cli.stop();
       }
-    } finally {
-      for (const node of [a, b, c]) await node.cli.stop();
-      await app.shutdown();
-    }
-    await assertNoClients(redis);
+    });
   },
 });
 
@@ -228,10 +217,7 @@ Deno.test({
   ...REDIS,
   timeout: 60_000,
   async fn() {
-    await using redis = await startRedis();
-    const keys = clusterKeys();
-    const app = startApp();
-    {
+    await inCluster(async (redis, keys, app) => {
       await using a = await startNode(redis, keys, "a");
       await using b = await startNode(redis, keys, "b");
       await using _up = await openTestTunnel(a, app.addr.port, { subdomain: "steady" });
@@ -252,9 +238,7 @@ Deno.test({
       await using _late = await openTestTunnel(b, app.addr.port, { subdomain: "newcomer" });
       assert.equal((await get(a.addr.port, `newcomer.localhost:${a.addr.port}`, "/name"))[0], 200);
       assert.equal((await through(b.addr.port))[0], 200);
-    }
-    await app.shutdown();
-    await assertNoClients(redis);
+    });
   },
 });
 
@@ -263,11 +247,8 @@ Deno.test({
     "cluster: a node without the cluster key is refused, and a forward naming another session is refused",
   ...REDIS,
   async fn() {
-    await using redis = await startRedis();
-    const keys = clusterKeys();
-    const stranger = { ...clusterKeys(), lease: keys.lease };
-    const app = startApp();
-    {
+    await inCluster(async (redis, keys, app) => {
+      const stranger = { ...clusterKeys(), lease: keys.lease };
       await using a = await startNode(redis, keys, "a");
       await using d = await startNode(redis, stranger, "d");
       await using _t = await openTestTunnel(a, app.addr.port, { subdomain: "guarded" });
@@ -312,9 +293,7 @@ Deno.test({
       } finally {
         closeQuietly(conn);
       }
-    }
-    await app.shutdown();
-    await assertNoClients(redis);
+    });
   },
 });
 

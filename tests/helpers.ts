@@ -252,6 +252,32 @@ export async function writeAllTo(conn: Deno.Conn, bytes: Uint8Array): Promise<vo
   for (let at = 0; at < bytes.length;) at += await conn.write(bytes.subarray(at));
 }
 
+/**
+ * Sends `messages` on a WebSocket to `/ws` of the app behind the tunnel whose
+ * Host `host` routes on `port` (Deno cannot resolve *.localhost nor set Host on
+ * a WebSocket, so a hop on 127.0.0.1 puts the Host in, as DNS would); resolves
+ * with as many answers, then closes.
+ */
+export async function webSocketEcho(
+  port: number,
+  host: string,
+  messages: string[],
+): Promise<string[]> {
+  await using hop = tcpHop(port, { host });
+  const ws = new WebSocket(`ws://${HOST}:${hop.port}/ws`);
+  const answers: string[] = [];
+  const done = Promise.withResolvers<void>();
+  ws.onopen = () => messages.forEach((m) => ws.send(m));
+  ws.onmessage = (e) => {
+    answers.push(e.data);
+    if (answers.length === messages.length) ws.close();
+  };
+  ws.onclose = () => done.resolve();
+  ws.onerror = (e) => done.reject(new Error(`WebSocket error: ${(e as ErrorEvent).message}`));
+  await done.promise;
+  return answers;
+}
+
 /** Resolves when `check` returns (or resolves with) true, polling; rejects after `ms`. */
 export async function waitFor(
   check: () => boolean | Promise<boolean>,

@@ -22,7 +22,7 @@ import {
   startStack,
   startTestServer,
   T,
-  tcpHop,
+  webSocketEcho,
   writeAllTo,
 } from "./helpers.ts";
 
@@ -74,20 +74,11 @@ Deno.test({
   ...T,
   async fn() {
     await using stack = await startStack("ws");
-    // Deno cannot resolve *.localhost nor set Host on a WebSocket, so a hop on
-    // 127.0.0.1 puts the tunnel's Host in the upgrade request, like DNS would.
-    await using hop = tcpHop(stack.server.addr.port, { host: stack.host });
-    const ws = new WebSocket(`ws://${HOST}:${hop.port}/ws`);
-    const messages: string[] = [];
-    const done = Promise.withResolvers<void>();
-    ws.onopen = () => ["one", "two", "x".repeat(100_000)].forEach((m) => ws.send(m));
-    ws.onmessage = (e) => {
-      messages.push(e.data);
-      if (messages.length === 3) ws.close();
-    };
-    ws.onclose = () => done.resolve();
-    ws.onerror = (e) => done.reject(new Error(`WebSocket error: ${(e as ErrorEvent).message}`));
-    await done.promise;
+    const messages = await webSocketEcho(stack.server.addr.port, stack.host, [
+      "one",
+      "two",
+      "x".repeat(100_000),
+    ]);
     assert.deepEqual(messages, ["echo:one", "echo:two", `echo:${"x".repeat(100_000)}`]);
   },
 });

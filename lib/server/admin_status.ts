@@ -4,16 +4,10 @@
 import { GOTUNNEL_VERSION } from "../protocol.ts";
 import type { MetricCounts, TunnelSnapshot } from "./server_metrics.ts";
 import type { ClusterStatus } from "./cluster/node.ts";
+import { SERVED_OUTCOMES } from "./outcomes.ts";
 
 /** Outcomes of public connections that are not refusals; the others are listed as refused. */
-const SERVED: ReadonlySet<string> = new Set([
-  "routed",
-  "forwarded",
-  "client",
-  "node",
-  "page",
-  "redirect",
-]);
+const SERVED: ReadonlySet<string> = new Set(SERVED_OUTCOMES);
 
 /** One refusal count. */
 export interface RefusalCount {

@@ -16,15 +16,20 @@
  */
 export type ConnectionOutcome = typeof CONNECTION_OUTCOMES[number];
 
+/** Outcomes of public connections that were served, not refused. */
+export const SERVED_OUTCOMES = [
+  "routed",
+  "forwarded",
+  "client",
+  "node",
+  "page",
+  "redirect",
+] as const;
+
 /** Every outcome, so that each series exists (at 0) from the start. */
 export const CONNECTION_OUTCOMES = [
+  ...SERVED_OUTCOMES,
   ...[
-    "routed",
-    "forwarded",
-    "client",
-    "node",
-    "page",
-    "redirect",
     "400",
     "404",
     "408",
