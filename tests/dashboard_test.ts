@@ -3,7 +3,8 @@
 // violation; the screenshot in docs/ comes from here (UPDATE_SCREENSHOTS=1).
 
 import assert from "node:assert/strict";
-import puppeteer, { type Browser, type Page } from "npm:puppeteer-core@25.16.0";
+import type { Browser, Page } from "npm:puppeteer-core@25.16.0";
+import { CHROMIUM, launchChromium } from "./browser.ts";
 import { DASHBOARD_JS } from "../lib/server/dashboard.ts";
 import type { TunnelServer } from "../lib/server/server.ts";
 import {
@@ -20,36 +21,8 @@ import {
   writeAllTo,
 } from "./helpers.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const BROWSER_T = { ...T, timeout: 60_000 };
 const SCREENSHOT = new URL("../docs/dashboard.png", import.meta.url);
-
-/** Headless Chromium with a throw-away profile, spoken to over a pipe (no port). */
-async function launch(): Promise<Browser & { [Symbol.asyncDispose](): Promise<void> }> {
-  const profile = await Deno.makeTempDir({ prefix: "gotunnel-chromium-" });
-  const browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    pipe: true,
-    headless: true,
-    userDataDir: profile,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  return Object.assign(browser, {
-    async [Symbol.asyncDispose]() {
-      await browser.close();
-      await Deno.remove(profile, { recursive: true });
-    },
-  });
-}
 
 /** A page whose console errors, page errors and failed requests are kept. */
 async function watchedPage(browser: Browser): Promise<{ page: Page; problems: string[] }> {
@@ -100,7 +73,7 @@ Deno.test({
     assert.match(await rawRequest(port, "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), / 400 /);
     await waitFor(() => server.tunnels().every((t) => t.streams === 0), 5_000, "streams to end");
 
-    await using browser = await launch();
+    await using browser = await launchChromium();
     const { page, problems } = await watchedPage(browser);
     await page.goto(dashboardUrl(server));
     await page.waitForFunction("Number(document.body.dataset.updates) >= 1", {
@@ -161,7 +134,7 @@ Deno.test({
   async fn() {
     const token = "dashboard-token-0123456789";
     await using server = await startTestServer({ admin: { port: 0, token } });
-    await using browser = await launch();
+    await using browser = await launchChromium();
     const { page, problems } = await watchedPage(browser);
     await page.goto(dashboardUrl(server));
     await page.waitForSelector("#login:not([hidden])", { timeout: 10_000 });

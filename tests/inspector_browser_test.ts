@@ -5,39 +5,13 @@
 // With GOTUNNEL_SCREENSHOTS=1 the list and detail screenshots are written to docs/.
 
 import assert from "node:assert/strict";
-import puppeteer, { type Browser, type Page } from "npm:puppeteer-core@25.16.0";
+import type { Browser, Page } from "npm:puppeteer-core@25.16.0";
+import { CHROMIUM, launchChromium } from "./browser.ts";
 import { needs, T, waitFor } from "./helpers.ts";
 import { checkHar } from "./har_check.ts";
 import { inspected } from "./inspector_stack.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
 const browserTest = { ...needs(CHROMIUM), ...T };
-
-/** Chromium, headless, with a profile of its own that goes away with it. */
-async function launch(): Promise<Browser & AsyncDisposable> {
-  const profile = await Deno.makeTempDir({ prefix: "gotunnel-chromium-" });
-  const browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    pipe: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-      `--user-data-dir=${profile}`,
-    ],
-  });
-  return Object.assign(browser, {
-    async [Symbol.asyncDispose]() {
-      await browser.close();
-      await Deno.remove(profile, { recursive: true });
-    },
-  });
-}
 
 /** The texts of the list's visible rows' cells of class `cell`. */
 function visible(page: Page, cell: string): Promise<string[]> {
@@ -60,7 +34,7 @@ Deno.test({
   ...browserTest,
   async fn() {
     await using t = await inspected();
-    await using browser = await launch();
+    await using browser = await launchChromium();
     const page = await browser.newPage();
     page.setDefaultTimeout(5000);
     await page.setViewport({ width: 1280, height: 720 });
@@ -133,7 +107,7 @@ Deno.test({
   async fn() {
     await using t = await inspected();
     await (await t.visit("/flavour", { headers: { "x-flavour": "vanilla" } })).body?.cancel();
-    await using browser = await launch();
+    await using browser = await launchChromium();
     const page = await browser.newPage();
     page.setDefaultTimeout(5000);
     await page.goto(t.tunnel.inspector!.url);
@@ -174,7 +148,7 @@ Deno.test({
       body: "name=Ada&lang=en",
     })).body?.cancel();
     await (await t.visit("/nothing-here", { method: "PUT", body: "x" })).body?.cancel();
-    await using browser = await launch();
+    await using browser = await launchChromium();
     const page = await browser.newPage();
     page.setDefaultTimeout(5000);
     await page.setViewport({ width: 1280, height: 720 }); // list and detail side by side
@@ -245,7 +219,7 @@ Deno.test({
       headers: { "content-type": "text/html" },
       body: "<script>document.title='pwned'</script>",
     })).body?.cancel();
-    await using browser = await launch();
+    await using browser = await launchChromium();
     const page = await browser.newPage();
     page.setDefaultTimeout(5000);
     await page.setViewport({ width: 360, height: 740 });

@@ -21,7 +21,7 @@ import {
 } from "./helpers.ts";
 import { dialPort, freePortRange } from "./tcp_helpers.ts";
 import { afterRefusal } from "../lib/client/reconnect.ts";
-import { openTunnels } from "../lib/client/tunnels.ts";
+import { openTunnels } from "../lib/client/tunnel.ts";
 import { frameBatches } from "../lib/protocol.ts";
 
 /** A TCP app that says its name, then echoes. */

@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import { TunnelError } from "../lib/errors.ts";
-import { openTunnels } from "../lib/client/tunnels.ts";
+import { openTunnels } from "../lib/client/tunnel.ts";
 import type { TokenScope } from "../lib/server/auth.ts";
 import { closeQuietly } from "../lib/io.ts";
 import {

@@ -8,6 +8,7 @@ import { GOTUNNEL_VERSION } from "../protocol.ts";
 import type { StreamResult } from "../relay.ts";
 import { Collected, Counter, Gauge, Histogram, type Labels, MetricsRegistry } from "./metrics.ts";
 import { MinuteRate, type TunnelStats } from "./tunnel_stats.ts";
+import type { TunnelInfo } from "./tunnel.ts";
 import {
   ATTACH_RESULTS,
   CONNECTION_OUTCOMES,
@@ -21,26 +22,18 @@ import {
 } from "./outcomes.ts";
 
 /** What the metrics read from a tunnel when they are rendered (a `TunnelInfo` is one). */
-export interface TunnelSnapshot {
-  /** Its subdomain. */
-  subdomain: string;
-  /** Its client's address, `ip:port`. */
-  peer: string;
-  /** When it was registered (ms since the epoch). */
-  since: number;
-  /** Public connections waiting for or relaying a stream. */
-  streams: number;
-  /** Idle proxy connections. */
-  idleProxies: number;
-  /** Bytes from visitors relayed to it (streams that ended). */
-  bytesIn: number;
-  /** Bytes from it relayed to visitors (streams that ended). */
-  bytesOut: number;
-  /** Streams relayed so far. */
-  streamsTotal: number;
-  /** Streams started a second, over the last minute. */
-  streamsPerSecond: number;
-}
+export type TunnelSnapshot = Pick<
+  TunnelInfo,
+  | "subdomain"
+  | "peer"
+  | "since"
+  | "streams"
+  | "idleProxies"
+  | "bytesIn"
+  | "bytesOut"
+  | "streamsTotal"
+  | "streamsPerSecond"
+>;
 
 /** What the metrics read from the server when they are rendered. */
 export interface ServerView {
