@@ -38,8 +38,8 @@ export {
 } from "./lib/server/acme/service.ts";
 export type { ServerAcme } from "./lib/server/acme/service.ts";
 export type { ClusterOptions, ClusterStatus, NodeCount } from "./lib/server/cluster/node.ts";
-export { DEFAULT_ACME_TIMINGS } from "./lib/limits.ts";
-export type { AcmeTimings } from "./lib/limits.ts";
+export { DEFAULT_ACME_TIMINGS } from "./lib/server/acme/timings.ts";
+export type { AcmeTimings } from "./lib/server/acme/timings.ts";
 export { openTunnel, openTunnels } from "./lib/client/tunnel.ts";
 export type { Tunnel, TunnelOptions } from "./lib/client/tunnel.ts";
 export type {

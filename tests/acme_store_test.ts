@@ -6,7 +6,7 @@ import { CertBook, nameCovers } from "../lib/server/acme/book.ts";
 import { AcmeError, parseRetryAfter } from "../lib/server/acme/errors.ts";
 import { retryDelay } from "../lib/server/acme/scheduler.ts";
 import { CertDirError, CertStore, parseCertificateFile } from "../lib/server/acme/store.ts";
-import { DEFAULT_ACME_TIMINGS } from "../lib/limits.ts";
+import { DEFAULT_ACME_TIMINGS } from "../lib/server/acme/timings.ts";
 import { readFixtureText, startTestServer } from "./helpers.ts";
 
 const DIRECTORY = "https://ca.test:14000/dir";

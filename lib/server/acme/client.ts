@@ -5,7 +5,7 @@
 // DENO_CERT), and leaves no socket behind once the server closes.
 
 import { sleep } from "../../io.ts";
-import type { AcmeTimings } from "../../limits.ts";
+import type { AcmeTimings } from "./timings.ts";
 import type { Logger } from "../../log.ts";
 import { GOTUNNEL_VERSION } from "../../protocol.ts";
 import { AcmeError, type AcmeProblem, parseRetryAfter } from "./errors.ts";

@@ -1,7 +1,7 @@
 // The server's ACME flags, read into `ServerAcme`; their part of `--help`.
 
 import { type FlagValue, intFlag, UsageError } from "../../cli.ts";
-import { ACME_PER_NAME_ORDERS_PER_HOUR } from "../../limits.ts";
+import { ACME_PER_NAME_ORDERS_PER_HOUR } from "./timings.ts";
 import { isSubdomain } from "../../names.ts";
 import {
   DEFAULT_ACME_TLS_PORT,

@@ -4,7 +4,7 @@
 // every failure retried with backoff (429: after its Retry-After).
 
 import { sleep } from "../../io.ts";
-import { ACME_RENEW_AT_FRACTION, type AcmeTimings } from "../../limits.ts";
+import { ACME_RENEW_AT_FRACTION, type AcmeTimings } from "./timings.ts";
 import { describeError, isBug, type Logger } from "../../log.ts";
 import type { CertBook } from "./book.ts";
 import type { ChallengeSolver } from "./client.ts";

@@ -5,7 +5,7 @@ import {
   ACME_PER_NAME_ORDERS_PER_HOUR,
   type AcmeTimings,
   DEFAULT_ACME_TIMINGS,
-} from "../../limits.ts";
+} from "./timings.ts";
 import type { Logger } from "../../log.ts";
 import { isSubdomain } from "../../names.ts";
 import { CertBook } from "./book.ts";
