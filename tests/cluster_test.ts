@@ -116,6 +116,9 @@ Deno.test({
       assert.ok(bView.forwarded.out >= 4 && cView.forwarded.out >= 4, "B and C forwarded");
       assert.ok(a.cluster()!.forwarded.in >= 8, "A received them");
       assert.equal(a.cluster()!.claims, 2);
+      // The public status says which node answered.
+      const [, status] = await get(b.addr.port, `localhost:${b.addr.port}`, "/api/status");
+      assert.equal(JSON.parse(status).node, "b");
       // An unknown name is a 404 on every node, after one look in the directory.
       assert.equal((await get(b.addr.port, `nobody.localhost:${b.addr.port}`))[0], 404);
     });

@@ -11,8 +11,10 @@ export interface PageInfo {
   domain: string;
   /** Whether opening a tunnel needs a token. */
   tokenRequired: boolean;
-  /** Tunnels registered now. */
+  /** Tunnels registered now (on this node). */
   tunnels: number;
+  /** In a cluster: this node's id (which node answered). */
+  node?: string | undefined;
 }
 
 const escapeHtml = (text: string): string =>
@@ -60,7 +62,9 @@ export function renderPage(method: string, target: string, info: PageInfo): Uint
     });
   }
   if (path === "/api/status") {
-    const body = JSON.stringify({ version: GOTUNNEL_VERSION, tunnels: info.tunnels }) + "\n";
+    const status = { version: GOTUNNEL_VERSION, tunnels: info.tunnels };
+    const body = JSON.stringify(info.node === undefined ? status : { ...status, node: info.node }) +
+      "\n";
     return httpResponse(200, { body, type: "application/json", headers: noStore, headOnly });
   }
   return httpError(404, "Not found");

@@ -206,6 +206,7 @@ async function routeHttp(
       domain: ctx.domain,
       tokenRequired: ctx.auth.required,
       tunnels: ctx.registry.size,
+      node: ctx.cluster?.id,
     });
     return await answerAndLinger(conn, page);
   }
