@@ -29,6 +29,7 @@ import {
   readFixtureText,
   sha256,
   startApp,
+  startTestServer,
   T,
   waitFor,
   webSocketEcho,
@@ -341,4 +342,13 @@ Deno.test("cluster flags: --redis needs both key files; companions need --redis;
   assert.equal(cluster?.nodeId, "edge-1");
   assert.equal(cluster?.nodeAddr, "10.0.0.1:80");
   assert.deepEqual(cluster?.key, keys.cluster);
+});
+
+Deno.test("cluster: a node connection to a server that is not a node gets a 404", async () => {
+  await using server = await startTestServer();
+  using conn = await connect(server.addr.port);
+  await writeAllTo(conn, encodeNodeUpgrade(`${HOST}:${server.addr.port}`));
+  const answer = decode(await readAll(conn));
+  assert.match(answer, /^HTTP\/1\.1 404 /);
+  assert.match(answer, /not a node of a cluster/);
 });

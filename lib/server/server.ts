@@ -25,13 +25,12 @@ import { useMemoryTrimmer } from "../memory.ts";
 import type { Session } from "./session.ts";
 import type { ServerTunnel, TunnelInfo } from "./tunnel.ts";
 import { TcpPorts } from "./tcp_ports.ts";
-import { revokeTunnel, tunnelTarget } from "./claim.ts";
+import { endTunnel, revokeTunnel, tunnelTarget } from "./claim.ts";
 import { ServerMetrics } from "./server_metrics.ts";
 import { AdminListener, checkAdminOptions } from "./admin.ts";
 import { adminStatus } from "./admin_status.ts";
 import type { ClusterNode } from "./cluster/node.ts";
 import type { Claim } from "./cluster/claim.ts";
-import { endTunnel as endTunnelOf } from "./claim.ts";
 import { trustedProxies } from "./proxy_header.ts";
 
 export type { ServerOptions, ServerTls, TunnelServer } from "./server_types.ts";
@@ -126,7 +125,7 @@ export async function startServer(options: ServerOptions = {}): Promise<TunnelSe
     if (!tunnel || tunnel.uid !== claim.session) return;
     tunnel.claim = undefined; // another session holds it now: nothing to release
     log.info("Tunnel taken over through another node", { tunnel: name });
-    endTunnelOf(ctx, tunnel, {
+    endTunnel(ctx, tunnel, {
       hold: false,
       tell: {
         code: "replaced",

@@ -4,6 +4,7 @@
 // holds it (the split-brain check), as if the visitor had come here.
 
 import {
+  answerAndLinger,
   ByteReader,
   closeQuietly,
   type Conn,
@@ -13,6 +14,7 @@ import {
 } from "../../io.ts";
 import { NODE_CONNECT_TIMEOUT_MS, NODE_IDLE_MS } from "../../limits.ts";
 import { encodeJsonFrame } from "../../protocol.ts";
+import { httpError } from "../../http/response.ts";
 import { concatBytes } from "../../bytes.ts";
 import type { Outcome, ServerContext } from "../context.ts";
 import { forward } from "../forward.ts";
@@ -43,8 +45,8 @@ export async function serveNode(
   const cluster = ctx.cluster;
   const reader = new ByteReader(conn, FRAME_READER_CAPACITY, bytes.buffered);
   if (!cluster) {
-    ctx.metrics.connection(404);
-    return ctx.log.debug("Node connection to a server not in a cluster", { conn: id });
+    ctx.log.debug("Node connection to a server not in a cluster", { conn: id });
+    return await answerAndLinger(conn, httpError(404, "This server is not a node of a cluster"));
   }
   const timer = deadline(NODE_CONNECT_TIMEOUT_MS, () => closeQuietly(conn));
   let hello;
