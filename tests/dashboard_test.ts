@@ -4,7 +4,7 @@
 
 import assert from "node:assert/strict";
 import type { Browser, Page } from "npm:puppeteer-core@25.16.0";
-import { CHROMIUM, launchChromium } from "./browser.ts";
+import { launchChromium } from "./browser.ts";
 import { DASHBOARD_JS } from "../lib/server/dashboard.ts";
 import type { TunnelServer } from "../lib/server/server.ts";
 import {

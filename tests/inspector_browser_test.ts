@@ -5,7 +5,7 @@
 // With GOTUNNEL_SCREENSHOTS=1 the list and detail screenshots are written to docs/.
 
 import assert from "node:assert/strict";
-import type { Browser, Page } from "npm:puppeteer-core@25.16.0";
+import type { Page } from "npm:puppeteer-core@25.16.0";
 import { CHROMIUM, launchChromium } from "./browser.ts";
 import { needs, T, waitFor } from "./helpers.ts";
 import { checkHar } from "./har_check.ts";
