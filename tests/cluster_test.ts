@@ -9,7 +9,12 @@ import { ByteReader, closeQuietly } from "../lib/io.ts";
 import { encodeJsonFrame } from "../lib/protocol.ts";
 import { importClusterKey } from "../lib/server/cluster/key.ts";
 import { createNodeHello } from "../lib/server/cluster/node_auth.ts";
-import { decodeAnswer, decodeObject, encodeNodeUpgrade } from "../lib/server/cluster/node_wire.ts";
+import {
+  decodeAnswer,
+  decodeObject,
+  encodeForward,
+  encodeNodeUpgrade,
+} from "../lib/server/cluster/node_wire.ts";
 import { TunnelError } from "../lib/errors.ts";
 import { UsageError } from "../lib/cli.ts";
 import { readServerCommand } from "../lib/server/options.ts";
@@ -18,6 +23,7 @@ import { headEnd } from "../lib/http/head.ts";
 import {
   connect,
   decode,
+  encode,
   HOST,
   keepAlive,
   needs,
@@ -25,7 +31,6 @@ import {
   patternBytes,
   pingOverTls,
   pongApp,
-  readAll,
   readFixtureText,
   sha256,
   startApp,
@@ -34,26 +39,10 @@ import {
   waitFor,
   writeAllTo,
 } from "./helpers.ts";
-import { clusterKeys, spawnNode, startNode } from "./cluster_nodes.ts";
-import { startRedis, type TestRedis } from "./redis.ts";
+import { assertNoClients, clusterKeys, get, spawnNode, startNode } from "./cluster_nodes.ts";
+import { startRedis } from "./redis.ts";
 
 const REDIS = { ...needs("redis-server", "redis-cli"), ...T };
-
-/** GET `path` with Host `host` through node `port`: status and body. */
-async function get(port: number, host: string, path = "/"): Promise<[number, string]> {
-  using conn = await connect(port);
-  await writeAllTo(
-    conn,
-    new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
-  );
-  const text = decode(await readAll(conn));
-  return [Number(text.slice(9, 12)), text.slice(text.indexOf("\r\n\r\n") + 4)];
-}
-
-/** No client of Redis is left once every node closed (node:net sockets escape the sanitizer). */
-async function assertNoClients(redis: TestRedis): Promise<void> {
-  await waitFor(async () => (await redis.clients()).length === 0, 5000, "Redis clients closed");
-}
 
 Deno.test({
   name:
@@ -298,13 +287,10 @@ Deno.test({
           session: "not-the-session",
           peer: "192.0.2.1:1",
           carried: "http",
-        };
+        } as const;
         await writeAllTo(
           conn,
-          concatBytes(
-            encodeJsonFrame(forward),
-            new TextEncoder().encode("GET /name HTTP/1.1\r\nHost: guarded.localhost\r\n\r\n"),
-          ),
+          encodeForward(forward, encode("GET /name HTTP/1.1\r\nHost: guarded.localhost\r\n\r\n")),
         );
         const answer = await reader.readFrame(decodeAnswer);
         assert.equal(answer?.type, "refused");
