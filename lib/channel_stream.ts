@@ -6,7 +6,16 @@
 import type { ProxyChannel } from "./channel.ts";
 import { GrowingBuffer } from "./growing_buffer.ts";
 import { closeQuietly, type Conn, writeAll } from "./io.ts";
-import { dataFrame, MAX_DATA_BYTES, type StreamEnd } from "./protocol.ts";
+import {
+  dataFrame,
+  FRAME_HEADER_BYTES,
+  MAX_DATA_BYTES,
+  putDataHeader,
+  type StreamEnd,
+} from "./protocol.ts";
+
+/** Largest payload a write copies into one frame; a larger one goes as a header, then itself. */
+const COPY_MAX_BYTES = 16 * 1024;
 
 /** A read waiting for DATA, or DATA waiting for a read. */
 interface Waiting<T> {
@@ -119,7 +128,15 @@ export class ChannelStream implements Conn {
     const n = Math.min(p.length, MAX_DATA_BYTES);
     if (n === 0) return 0;
     try {
-      await writeAll(this.#channel.conn, dataFrame(p.subarray(0, n)));
+      const conn = this.#channel.conn;
+      if (n <= COPY_MAX_BYTES) await writeAll(conn, dataFrame(p.subarray(0, n)));
+      else {
+        // A bulk chunk: a header of its own rather than a copy of the whole chunk.
+        const header = new Uint8Array(FRAME_HEADER_BYTES);
+        putDataHeader(header, n);
+        await writeAll(conn, header);
+        await writeAll(conn, p.subarray(0, n));
+      }
     } catch (e) {
       this.#out = "abort"; // half a frame may have gone: never clean
       throw e;

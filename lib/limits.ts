@@ -456,8 +456,15 @@ export const CLUSTER_HELLO_WINDOW_MS = 30_000;
 export const NODE_CONNECT_TIMEOUT_MS = 2_000;
 /** The owner's answer to a `forward` on a node connection. */
 export const NODE_ANSWER_TIMEOUT_MS = 2_000;
-/** Authenticated idle node connections a node keeps ready to each node it forwards to. */
-export const NODE_POOL_IDLE = 4;
+/**
+ * Idle node connections a node keeps to each node it forwards to, at most: each
+ * carries one visitor after another, so the pool follows the peak of visitors
+ * forwarded at once (up to this); one given back past it is closed. Each costs
+ * a socket and a 2 KiB read on either node, and lasts NODE_IDLE_MS unused.
+ */
+export const NODE_POOL_IDLE = 64;
+/** Node connections dialled ahead (in the background) when a visitor found none idle to its node. */
+export const NODE_POOL_DIAL_AHEAD = 4;
 /**
  * An idle node connection is closed by the node that dialled it after this long
  * unused, and by the dialled node after this long plus NODE_CONNECT_TIMEOUT_MS.

@@ -4,7 +4,7 @@
 // later visitor gets one out of step.
 
 import assert from "node:assert/strict";
-import { NODE_POOL_IDLE } from "../lib/limits.ts";
+import { NODE_POOL_DIAL_AHEAD } from "../lib/limits.ts";
 import type { TunnelServer } from "../lib/server/server.ts";
 import {
   connect,
@@ -51,7 +51,7 @@ Deno.test({
       assert.equal(b.cluster()!.forwarded.out, 20);
       // One dialled for the first visitor, the pool filled behind it; none per visitor.
       const dialled = await nodeConnections(a);
-      assert.ok(dialled >= 1 && dialled <= NODE_POOL_IDLE + 2, `${dialled} node connections`);
+      assert.ok(dialled >= 1 && dialled <= NODE_POOL_DIAL_AHEAD + 2, `${dialled} node connections`);
     }
     await app.shutdown();
     await assertNoClients(redis);

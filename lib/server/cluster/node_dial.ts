@@ -11,6 +11,7 @@ import {
   MAX_SNIFF_BYTES,
   NODE_CONNECT_TIMEOUT_MS,
   NODE_IDLE_MS,
+  NODE_POOL_DIAL_AHEAD,
   NODE_POOL_IDLE,
 } from "../../limits.ts";
 import { describeError, type Logger } from "../../log.ts";
@@ -46,7 +47,8 @@ export class NodeDialError extends Error {
 /**
  * Dials other nodes for this one (`self`) with the cluster `key`, and keeps up
  * to NODE_POOL_IDLE authenticated idle connections to each node it forwarded
- * to: dialled ahead when a visitor found none, or given back after a stream.
+ * to: given back after a stream, or dialled ahead (NODE_POOL_DIAL_AHEAD) when
+ * a visitor found none.
  *
  * @example
  * ```ts ignore
@@ -195,15 +197,20 @@ export class NodeDialer {
     }
   }
 
-  /** Tops the pool of `node` up to NODE_POOL_IDLE, one dial after another, in the background. */
+  /**
+   * Adds NODE_POOL_DIAL_AHEAD connections to the pool of `node` (not past
+   * NODE_POOL_IDLE), one dial after another, in the background.
+   */
   #fill(node: string, addr: string): void {
     if (this.#filling.has(node) || this.#closed.signal.aborted) return;
     this.#filling.add(node);
     (async () => {
-      while (!this.#closed.signal.aborted && (this.#idle.get(node)?.length ?? 0) < NODE_POOL_IDLE) {
+      for (let n = 0; n < NODE_POOL_DIAL_AHEAD && !this.#closed.signal.aborted; n++) {
         const link = await this.dial(node, addr);
-        if (this.#closed.signal.aborted) return closeQuietly(link.conn);
         const idle = this.#idle.get(node) ?? [];
+        if (this.#closed.signal.aborted || idle.length >= NODE_POOL_IDLE) {
+          return closeQuietly(link.conn);
+        }
         idle.push(link);
         this.#idle.set(node, idle);
       }
