@@ -31,7 +31,8 @@ export type { TunnelInfo, TunnelKind } from "./lib/server/tunnel.ts";
 export type { AdminOptions } from "./lib/server/admin.ts";
 export type { TokenRules, TokenScope } from "./lib/server/auth.ts";
 export { DEFAULT_SERVER_LIMITS } from "./lib/limits.ts";
-export type { ClusterTimings, ServerLimits } from "./lib/limits.ts";
+export type { ServerLimits } from "./lib/limits.ts";
+export type { ClusterTimings } from "./lib/server/cluster/timings.ts";
 export {
   LETS_ENCRYPT_DIRECTORY,
   LETS_ENCRYPT_STAGING_DIRECTORY,

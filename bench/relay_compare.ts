@@ -4,7 +4,7 @@
 // RUNS times per variant; prints the median MB/s and whether half-close survived
 // (the receiver answers after EOF and the sender must get that answer).
 
-import { pipe } from "../lib/pipe.ts";
+import { pipe } from "./pipe.ts";
 
 const SIZE_MB = Number(Deno.env.get("SIZE_MB") ?? 512);
 const RUNS = Number(Deno.env.get("RUNS") ?? 5);

@@ -19,6 +19,8 @@ export interface StreamResult {
   received: number;
   /** Whether the channel is in step and may carry the next stream. */
   reusable: boolean;
+  /** Whether either direction ended in ABORT (the channel may still be in step). */
+  aborted: boolean;
   /** What broke the channel, if it broke. */
   error: unknown;
   /** What ended the raw connection early (a reset, a failed write), if anything did. */
@@ -119,6 +121,7 @@ export async function relayStream(
   let sent = 0;
   let received = 0;
   let outboundEnded = false;
+  let aborted = false;
   // A raw connection that cannot take more bytes: while our direction is open,
   // closing it makes our read fail and send ABORT, which stops the other side.
   // After our END there is no frame left to say so, so the channel goes.
@@ -200,6 +203,7 @@ export async function relayStream(
       const held = end === "end" ? adapter?.flush() : undefined;
       if (held && held.length > 0) await writeAll(channel.conn, dataFrame(held));
       outboundEnded = true;
+      if (end === "abort") aborted = true;
       await channel.sendEnd(end);
     } catch (e) {
       breakChannel(e);
@@ -215,8 +219,10 @@ export async function relayStream(
     try {
       const { end, bytes } = await channel.receive(inboundSink, reads, sinkFailed);
       received = bytes;
-      if (end === "abort") closeRaw();
-      else {
+      if (end === "abort") {
+        aborted = true;
+        closeRaw();
+      } else {
         await inboundSink.drain?.(); // what a rewriter still holds goes before the half-close
         if (!rawClosed) await raw.closeWrite().catch(() => {});
       }
@@ -232,5 +238,5 @@ export async function relayStream(
   signal?.removeEventListener("abort", closeRaw);
   clearTimeout(idleTimer);
   closeRaw();
-  return { sent, received, reusable: error === undefined, error, rawError };
+  return { sent, received, reusable: error === undefined, aborted, error, rawError };
 }

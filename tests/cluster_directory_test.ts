@@ -3,7 +3,7 @@
 // updates, reclaims by lease holder, Redis killed and restarted, deadlines, TLS.
 
 import assert from "node:assert/strict";
-import type { ClusterTimings } from "../lib/limits.ts";
+import type { ClusterTimings } from "../lib/server/cluster/timings.ts";
 import type { Logger } from "../lib/log.ts";
 import type { Claim } from "../lib/server/cluster/claim.ts";
 import { type Directory, openDirectory } from "../lib/server/cluster/directory.ts";

@@ -4,7 +4,16 @@
 
 import { startServer, type TunnelServer } from "../lib/server/server.ts";
 import type { ClusterOptions } from "../lib/server/cluster/node.ts";
-import { type Cli, HOST, spawnCli } from "./helpers.ts";
+import {
+  type Cli,
+  connect,
+  decode,
+  HOST,
+  readAll,
+  spawnCli,
+  waitFor,
+  writeAllTo,
+} from "./helpers.ts";
 import type { TestRedis } from "./redis.ts";
 
 /** Keys every node of one test cluster shares (as files too, for node processes). */
@@ -72,4 +81,20 @@ export async function spawnNode(
   const url = await cli.firstLine();
   const port = Number(new URL(url).port);
   return { id, port, cli };
+}
+
+/** GET `path` with Host `host` through node `port` (`Connection: close`): status and body. */
+export async function get(port: number, host: string, path = "/"): Promise<[number, string]> {
+  using conn = await connect(port);
+  await writeAllTo(
+    conn,
+    new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+  );
+  const text = decode(await readAll(conn));
+  return [Number(text.slice(9, 12)), text.slice(text.indexOf("\r\n\r\n") + 4)];
+}
+
+/** No client of Redis is left once every node closed (node:net sockets escape the sanitizer). */
+export async function assertNoClients(redis: TestRedis): Promise<void> {
+  await waitFor(async () => (await redis.clients()).length === 0, 5000, "Redis clients closed");
 }

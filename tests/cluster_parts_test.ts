@@ -3,7 +3,7 @@
 
 import assert from "node:assert/strict";
 import { UsageError } from "../lib/cli.ts";
-import { DEFAULT_CLUSTER_TIMINGS, MAX_NODE_ID_LENGTH } from "../lib/limits.ts";
+import { DEFAULT_CLUSTER_TIMINGS, MAX_NODE_ID_LENGTH } from "../lib/server/cluster/timings.ts";
 import { LookupCache } from "../lib/server/cluster/cache.ts";
 import { DirectoryError } from "../lib/server/cluster/errors.ts";
 import { importClusterKey, readOrCreateClusterKey } from "../lib/server/cluster/key.ts";

@@ -9,7 +9,12 @@ import { ByteReader, closeQuietly } from "../lib/io.ts";
 import { encodeJsonFrame } from "../lib/protocol.ts";
 import { importClusterKey } from "../lib/server/cluster/key.ts";
 import { createNodeHello } from "../lib/server/cluster/node_auth.ts";
-import { decodeAnswer, decodeObject, encodeNodeUpgrade } from "../lib/server/cluster/node_wire.ts";
+import {
+  decodeAnswer,
+  decodeObject,
+  encodeForward,
+  encodeNodeUpgrade,
+} from "../lib/server/cluster/node_wire.ts";
 import { TunnelError } from "../lib/errors.ts";
 import { UsageError } from "../lib/cli.ts";
 import { readServerCommand } from "../lib/server/options.ts";
@@ -18,6 +23,7 @@ import { headEnd } from "../lib/http/head.ts";
 import {
   connect,
   decode,
+  encode,
   HOST,
   keepAlive,
   needs,
@@ -35,26 +41,21 @@ import {
   webSocketEcho,
   writeAllTo,
 } from "./helpers.ts";
-import { type ClusterKeys, clusterKeys, spawnNode, startNode } from "./cluster_nodes.ts";
+import {
+  assertNoClients,
+  type ClusterKeys,
+  clusterKeys,
+  get,
+  spawnNode,
+  startNode,
+} from "./cluster_nodes.ts";
 import { startRedis, type TestRedis } from "./redis.ts";
 
 const REDIS = { ...needs("redis-server", "redis-cli"), ...T };
 
-/** GET `path` with Host `host` through node `port`: status and body. */
-async function get(port: number, host: string, path = "/"): Promise<[number, string]> {
-  using conn = await connect(port);
-  await writeAllTo(
-    conn,
-    new TextEncoder().encode(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
-  );
-  const text = decode(await readAll(conn));
-  return [Number(text.slice(9, 12)), text.slice(text.indexOf("\r\n\r\n") + 4)];
-}
-
 /**
  * Runs `fn` with a fresh redis-server, cluster keys and an app; once it is done
- * (its nodes closed), no client of Redis may be left: node:net sockets escape
- * the resource sanitizer.
+ * (its nodes closed), no client of Redis may be left.
  */
 async function inCluster(
   fn: (redis: TestRedis, keys: ClusterKeys, app: Deno.HttpServer<Deno.NetAddr>) => Promise<void>,
@@ -66,7 +67,7 @@ async function inCluster(
   } finally {
     await app.shutdown();
   }
-  await waitFor(async () => (await redis.clients()).length === 0, 5000, "Redis clients closed");
+  await assertNoClients(redis);
 }
 
 Deno.test({
@@ -283,13 +284,10 @@ Deno.test({
           session: "not-the-session",
           peer: "192.0.2.1:1",
           carried: "http",
-        };
+        } as const;
         await writeAllTo(
           conn,
-          concatBytes(
-            encodeJsonFrame(forward),
-            new TextEncoder().encode("GET /name HTTP/1.1\r\nHost: guarded.localhost\r\n\r\n"),
-          ),
+          encodeForward(forward, encode("GET /name HTTP/1.1\r\nHost: guarded.localhost\r\n\r\n")),
         );
         const answer = await reader.readFrame(decodeAnswer);
         assert.equal(answer?.type, "refused");

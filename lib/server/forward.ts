@@ -11,6 +11,7 @@ import {
   ByteReader,
   closeQuietly,
   type Conn,
+  type Duplex,
   peerOf,
   withFirstRead,
 } from "../io.ts";
@@ -77,19 +78,18 @@ class VisitorWatch {
   }
 
   /**
-   * Stops watching: the bytes read since `prefix()` and what the read under
-   * way brings (null: the visitor's end; its error rejects) come first in the stream.
+   * Stops watching: what comes first in the stream, in order: the bytes read
+   * since `prefix()` (at once: a visitor may be waiting for its answer), then
+   * what the read under way brings (null: the visitor's end; its error rejects).
    */
-  rest(): Promise<Uint8Array | null> | undefined {
+  rest(): Promise<Uint8Array | null>[] {
     const read = this.#read;
     this.#read = undefined;
-    const unsent = (): Uint8Array => this.#reader.buffered.slice(this.#sent);
-    if (read) {
-      return read.then((more) =>
-        more || this.#sent < this.#reader.buffered.length ? unsent() : null
-      );
-    }
-    return this.#sent < this.#reader.buffered.length ? Promise.resolve(unsent()) : undefined;
+    const reads: Promise<Uint8Array | null>[] = [];
+    const mark = this.#reader.buffered.length;
+    if (this.#sent < mark) reads.push(Promise.resolve(this.#reader.buffered.slice(this.#sent)));
+    if (read) reads.push(read.then((more) => more ? this.#reader.buffered.slice(mark) : null));
+    return reads;
   }
 }
 
@@ -174,8 +174,8 @@ export async function forward(
       }
       return;
     }
-    const rest = watch.rest();
-    const relaying = relayStream(rest ? withFirstRead(conn, rest) : conn, proxy, {
+    const raw = watch.rest().reduceRight<Duplex>(withFirstRead, conn);
+    const relaying = relayStream(raw, proxy, {
       idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
       signal: tunnel.streamSignal,
     });

@@ -3,11 +3,7 @@
 // node, released by their owner only; lookups come from a per-node cache kept
 // current by the changes every script publishes.
 
-import {
-  CLUSTER_RENEW_FRACTION,
-  type ClusterTimings,
-  DEFAULT_CLUSTER_TIMINGS,
-} from "../../limits.ts";
+import { CLUSTER_RENEW_FRACTION, type ClusterTimings, DEFAULT_CLUSTER_TIMINGS } from "./timings.ts";
 import { describeError, type Logger, silentLogger } from "../../log.ts";
 import { randomToken } from "../../names.ts";
 import { DirectoryError } from "./errors.ts";

@@ -2,7 +2,7 @@
 // shares with the other nodes through Redis, the key that proves it one of them,
 // the node connections it dials and those it holds idle, and what it counts.
 
-import { type ClusterTimings, NODE_LIST_MAX_AGE_MS } from "../../limits.ts";
+import { type ClusterTimings, NODE_LIST_MAX_AGE_MS } from "./timings.ts";
 import { Collected } from "../metrics.ts";
 import { closeQuietly } from "../../io.ts";
 import { describeError, type Logger } from "../../log.ts";

@@ -4,7 +4,7 @@
 // of a node connection after the one-port upgrade.
 
 import { toBase64url } from "../../bytes.ts";
-import { CLUSTER_HELLO_MAX_NONCES, CLUSTER_HELLO_WINDOW_MS } from "../../limits.ts";
+import { CLUSTER_HELLO_MAX_NONCES, CLUSTER_HELLO_WINDOW_MS } from "./timings.ts";
 import { randomToken, timingSafeEqual } from "../../names.ts";
 import type { ClusterKey } from "./key.ts";
 import { checkNodeId } from "./node_id.ts";

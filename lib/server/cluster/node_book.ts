@@ -2,7 +2,7 @@
 // (announced, renewed, retired), and the others' records looked up and cached.
 
 import { sleep } from "../../io.ts";
-import type { ClusterTimings } from "../../limits.ts";
+import type { ClusterTimings } from "./timings.ts";
 import type { Logger } from "../../log.ts";
 import { LookupCache } from "./cache.ts";
 import { DirectoryError } from "./errors.ts";
@@ -18,7 +18,7 @@ const MAX_LISTED_NODES = 1_000;
  *
  * @example
  * ```ts
- * import { DEFAULT_CLUSTER_TIMINGS } from "../../limits.ts";
+ * import { DEFAULT_CLUSTER_TIMINGS } from "./timings.ts";
  * import { silentLogger } from "../../log.ts";
  * import type { NodeBookOptions } from "./node_book.ts";
  * const options: NodeBookOptions = {

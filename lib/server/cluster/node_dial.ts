@@ -1,16 +1,19 @@
 // Node connections this node dials to the others, to hand them visitors: each
 // one connected, upgraded and authenticated (hello, welcome) within one
-// deadline, kept ready in a small pool per node, and used for one visitor.
+// deadline, kept ready in a small pool per node, and given back to it after a
+// visitor whose stream ended cleanly, for the next one.
 
 import { concatBytes } from "../../bytes.ts";
 import { headEnd } from "../../http/head.ts";
+import { ProxyChannel } from "../../channel.ts";
 import { ByteReader, closeQuietly, deadline, FRAME_READER_CAPACITY, writeAll } from "../../io.ts";
+import { MAX_SNIFF_BYTES } from "../../limits.ts";
 import {
-  MAX_SNIFF_BYTES,
   NODE_CONNECT_TIMEOUT_MS,
   NODE_IDLE_MS,
+  NODE_POOL_DIAL_AHEAD,
   NODE_POOL_IDLE,
-} from "../../limits.ts";
+} from "./timings.ts";
 import { describeError, type Logger } from "../../log.ts";
 import { encodeJsonFrame } from "../../protocol.ts";
 import type { ClusterKey } from "./key.ts";
@@ -18,12 +21,12 @@ import { createNodeHello, verifyNodeWelcome } from "./node_auth.ts";
 import { parseNodeAddr } from "./node_id.ts";
 import { decodeObject, encodeNodeUpgrade } from "./node_wire.ts";
 
-/** An authenticated node connection, and the bytes read past the welcome. */
+/** An authenticated node connection, framed as a proxy connection is. */
 export interface NodeLink {
   /** The connection to the other node. */
   conn: Deno.TcpConn;
-  /** Its reader (holds whatever followed the welcome). */
-  reader: ByteReader;
+  /** Its frames (it holds whatever followed the welcome). */
+  channel: ProxyChannel;
   /** When it became idle (ms since the epoch). */
   idleSince: number;
 }
@@ -43,13 +46,16 @@ export class NodeDialError extends Error {
 
 /**
  * Dials other nodes for this one (`self`) with the cluster `key`, and keeps up
- * to NODE_POOL_IDLE authenticated idle connections to each node it forwarded to.
+ * to NODE_POOL_IDLE authenticated idle connections to each node it forwarded
+ * to: given back after a stream, or dialled ahead (NODE_POOL_DIAL_AHEAD) when
+ * a visitor found none.
  *
  * @example
  * ```ts ignore
  * const dialer = new NodeDialer(key, "a:8080", log);
  * const link = await dialer.take("b:8080", "10.0.0.2:8080");
- * // send a forward on link.conn, then relay
+ * // send a forward on link.channel, relay the stream; if it ended cleanly:
+ * dialer.give("b:8080", link);
  * dialer.close();
  * ```
  */
@@ -78,15 +84,33 @@ export class NodeDialer {
   }
 
   /**
-   * An authenticated connection to node `node` at `addr`: an idle one, else a
-   * new one; the pool is topped up in the background. Throws NodeDialError.
+   * An authenticated connection to node `node` at `addr`: the idle one used
+   * last, else a new one, and then the pool is topped up in the background
+   * (links come back after their streams, so a hit needs no new one). Throws
+   * NodeDialError.
    */
   async take(node: string, addr: string): Promise<NodeLink> {
-    const idle = this.#idle.get(node);
-    const link = idle?.pop();
-    this.#fill(node, addr);
+    const idle = this.#idle.get(node) ?? [];
+    const now = Date.now();
+    let link: NodeLink | undefined;
+    while ((link = idle.pop()) && now - link.idleSince >= NODE_IDLE_MS) closeQuietly(link.conn);
     if (link) return link;
+    this.#fill(node, addr);
     return await this.dial(node, addr);
+  }
+
+  /**
+   * Gives back a link to `node` whose stream ended cleanly both ways: idle
+   * for the next visitor, or closed when the pool is full or the dialer closed.
+   */
+  give(node: string, link: NodeLink): void {
+    const idle = this.#idle.get(node) ?? [];
+    if (this.#closed.signal.aborted || idle.length >= NODE_POOL_IDLE) {
+      return closeQuietly(link.conn);
+    }
+    link.idleSince = Date.now();
+    idle.push(link);
+    this.#idle.set(node, idle);
   }
 
   /** Forgets the idle connections to `node` (it answered no more, or left). */
@@ -151,7 +175,11 @@ export class NodeDialer {
             `(${welcome === null ? "it closed: another cluster key?" : checked.reason})`,
         );
       }
-      return { conn, reader, idleSince: Date.now() };
+      return {
+        conn,
+        channel: new ProxyChannel(conn, reader.buffered.slice()),
+        idleSince: Date.now(),
+      };
     } catch (e) {
       if (conn) closeQuietly(conn);
       if (e instanceof NodeDialError) throw e;
@@ -169,15 +197,20 @@ export class NodeDialer {
     }
   }
 
-  /** Tops the pool of `node` up to NODE_POOL_IDLE, one dial after another, in the background. */
+  /**
+   * Adds NODE_POOL_DIAL_AHEAD connections to the pool of `node` (not past
+   * NODE_POOL_IDLE), one dial after another, in the background.
+   */
   #fill(node: string, addr: string): void {
     if (this.#filling.has(node) || this.#closed.signal.aborted) return;
     this.#filling.add(node);
     (async () => {
-      while (!this.#closed.signal.aborted && (this.#idle.get(node)?.length ?? 0) < NODE_POOL_IDLE) {
+      for (let n = 0; n < NODE_POOL_DIAL_AHEAD && !this.#closed.signal.aborted; n++) {
         const link = await this.dial(node, addr);
-        if (this.#closed.signal.aborted) return closeQuietly(link.conn);
         const idle = this.#idle.get(node) ?? [];
+        if (this.#closed.signal.aborted || idle.length >= NODE_POOL_IDLE) {
+          return closeQuietly(link.conn);
+        }
         idle.push(link);
         this.#idle.set(node, idle);
       }

@@ -1,7 +1,7 @@
 // Who a node is and where the other nodes reach it: `--node-id` and `--node-addr` (pure).
 
 import { UsageError } from "../../cli.ts";
-import { MAX_NODE_ID_LENGTH } from "../../limits.ts";
+import { MAX_NODE_ID_LENGTH } from "./timings.ts";
 import { normalizeHost } from "../../names.ts";
 
 const NODE_ID = /^[a-z0-9](?:[a-z0-9._:-]*[a-z0-9])?$/;

@@ -1,10 +1,21 @@
 // What server nodes say to each other on a node connection (pure): the upgrade that
 // opens it on the public port, then length-prefixed JSON frames as on a client's
-// connection: the hello and welcome of lib/server/cluster/node_auth.ts, then one
-// `forward` (a visitor for a tunnel the dialled node holds) and its answer; after
-// `forwarded` the connection carries the visitor's bytes as they are, both ways.
+// connection: the hello and welcome of lib/server/cluster/node_auth.ts, then, for
+// each visitor, a `forward` (a visitor for a tunnel the dialled node holds) with
+// the bytes read so far as DATA, and its answer. After `forwarded` the visitor's
+// bytes go as stream frames, exactly as on a proxy connection (lib/stream_frames.ts:
+// DATA, then END or ABORT, each way); once both ways ended with END the connection
+// carries the next `forward`. Anything else (a refusal, an ABORT, half a frame)
+// ends the connection.
 
-import { decodeJsonFrame, type DecodeResult, UPGRADE_PATH } from "../../protocol.ts";
+import { concatBytes } from "../../bytes.ts";
+import {
+  dataFrame,
+  decodeJsonFrame,
+  type DecodeResult,
+  encodeJsonFrame,
+  UPGRADE_PATH,
+} from "../../protocol.ts";
 import type { DirectoryKind } from "./records.ts";
 
 /**
@@ -57,7 +68,8 @@ export type NodeCarried = "http" | "https" | "tls" | "tcp";
  * A visitor handed to the node that holds its tunnel: which item, held by
  * which session (the split-brain check: the owner serves it only if that very
  * session still holds it), the visitor's address, and what the bytes are.
- * The bytes the forwarding node read already follow the frame.
+ * The bytes the forwarding node read already follow the frame, as DATA
+ * ({@linkcode encodeForward}).
  *
  * @example
  * ```ts
@@ -87,7 +99,26 @@ export interface NodeForward {
 }
 
 /**
- * The owner's answer to a `forward`: `forwarded` (the bytes flow from now on),
+ * A `forward` and the visitor's bytes read so far (none: no DATA frame), as
+ * the forwarding node writes them in one go.
+ *
+ * @example
+ * ```ts
+ * import { encodeForward } from "./node_wire.ts";
+ * const bytes = encodeForward(
+ *   { type: "forward", kind: "name", value: "demo", session: "s1", peer: "203.0.113.7:50123", carried: "http" },
+ *   new TextEncoder().encode("GET / HTTP/1.1\r\n\r\n"),
+ * );
+ * console.log(bytes[0]); // 0: a JSON frame first, then a DATA frame (kind 1)
+ * ```
+ */
+export function encodeForward(forward: NodeForward, prefix: Uint8Array): Uint8Array {
+  const frame = encodeJsonFrame(forward);
+  return prefix.length === 0 ? frame : concatBytes(frame, dataFrame(prefix));
+}
+
+/**
+ * The owner's answer to a `forward`: `forwarded` (the stream's frames flow from now on),
  * or `refused` with the status the forwarding node answers the visitor with
  * (502: the tunnel is not here any more, e.g. its client is reconnecting) and why.
  *

@@ -1,6 +1,6 @@
 // How a node joins the cluster directory.
 
-import type { ClusterTimings } from "../../limits.ts";
+import type { ClusterTimings } from "./timings.ts";
 import type { Logger } from "../../log.ts";
 import type { Claim } from "./claim.ts";
 import type { DirectoryEntry } from "./records.ts";

@@ -3,7 +3,7 @@
 // around it, so that every wait has an end and a closed link leaves no timer behind.
 
 import { sleep } from "../../io.ts";
-import type { ClusterTimings } from "../../limits.ts";
+import type { ClusterTimings } from "./timings.ts";
 import { describeError, type Logger } from "../../log.ts";
 import { DirectoryError } from "./errors.ts";
 import type { RedisTarget } from "./redis_url.ts";
@@ -65,7 +65,7 @@ function loadLib(): Promise<RedisLib> {
  *
  * @example
  * ```ts
- * import { DEFAULT_CLUSTER_TIMINGS } from "../../limits.ts";
+ * import { DEFAULT_CLUSTER_TIMINGS } from "./timings.ts";
  * import { silentLogger } from "../../log.ts";
  * import type { RedisLinkOptions } from "./redis_link.ts";
  * import { parseRedisUrl } from "./redis_url.ts";
@@ -141,7 +141,7 @@ export async function luaScript(source: string): Promise<LuaScript> {
  *
  * @example
  * ```ts ignore
- * import { DEFAULT_CLUSTER_TIMINGS } from "../../limits.ts";
+ * import { DEFAULT_CLUSTER_TIMINGS } from "./timings.ts";
  * import { silentLogger } from "../../log.ts";
  * import { RedisLink } from "./redis_link.ts";
  * import { parseRedisUrl } from "./redis_url.ts";

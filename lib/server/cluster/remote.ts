@@ -1,28 +1,26 @@
 // A visitor for a tunnel another node holds: the directory (from this node's
-// cache) says which node and session, a node connection to it carries a
+// cache) says which node and session, a pooled node connection to it carries a
 // `forward` with the bytes read so far, and once the owner accepts, the visitor's
-// bytes are piped to it as they are. No answer is given the visitor here but
-// the outcome; the caller turns it into a status or a close.
+// stream is relayed over it in stream frames, as over a proxy connection; a
+// stream that ended cleanly both ways gives the connection back to the pool. No
+// answer is given the visitor here but the outcome; the caller turns it into a
+// status or a close.
 
-import { concatBytes } from "../../bytes.ts";
-import {
-  type ByteReader,
-  closeQuietly,
-  type Conn,
-  deadline,
-  peerOf,
-  withFirstRead,
-  writeAll,
-} from "../../io.ts";
-import { NODE_ANSWER_TIMEOUT_MS } from "../../limits.ts";
+import { type ByteReader, closeQuietly, type Conn, deadline, peerOf } from "../../io.ts";
+import { NODE_ANSWER_TIMEOUT_MS } from "./timings.ts";
 import { describeError } from "../../log.ts";
-import { pipe } from "../../pipe.ts";
-import { encodeJsonFrame } from "../../protocol.ts";
+import { logStream, relayStream } from "../../relay.ts";
 import type { ServerContext } from "../context.ts";
 import { DirectoryError } from "./errors.ts";
 import { itemOf } from "./records.ts";
 import { NodeDialError, type NodeLink } from "./node_dial.ts";
-import { decodeAnswer, type NodeAnswer, type NodeCarried, type NodeForward } from "./node_wire.ts";
+import {
+  decodeAnswer,
+  encodeForward,
+  type NodeAnswer,
+  type NodeCarried,
+  type NodeForward,
+} from "./node_wire.ts";
 import type { DirectoryEntry, DirectoryKind } from "./records.ts";
 
 /**
@@ -35,8 +33,8 @@ export type RemoteOutcome = "forwarded" | "absent" | "held" | "unavailable";
 
 /**
  * Looks `kind:value` up and, when another node's session holds it, forwards
- * the visitor on `conn` (the bytes in `reader` first) to that node and pipes
- * it until the stream ends.
+ * the visitor on `conn` (the bytes in `reader` first) to that node and relays
+ * its stream until both directions end.
  */
 export async function forwardRemote(
   ctx: ServerContext,
@@ -113,18 +111,23 @@ export async function forwardRemote(
   cluster.count("out");
   ctx.metrics.connection("forwarded");
   reader.consume(reader.buffered.length);
-  const late = link.reader.buffered;
-  const owner = late.length > 0
-    ? withFirstRead(link.conn, Promise.resolve(late.slice()))
-    : link.conn;
+  let reused = false;
   try {
-    const result = await pipe(conn, owner, { idleTimeoutMs: ctx.limits.streamIdleTimeoutMs });
-    if (result.error) {
-      ctx.log.debug("Forwarded stream ended", { ...where, error: describeError(result.error) });
+    const result = await relayStream(conn, link.channel, {
+      idleTimeoutMs: ctx.limits.streamIdleTimeoutMs,
+    });
+    logStream(ctx.log, result, where);
+    // Only a stream that ended with END both ways leaves both nodes sure of where it ended.
+    if (result.reusable && !result.aborted && !ctx.closing) {
+      ctx.conns.delete(link.conn);
+      cluster.dialer.give(entry.node, link);
+      reused = true;
     }
   } finally {
-    ctx.conns.delete(link.conn);
-    closeQuietly(link.conn);
+    if (!reused) {
+      ctx.conns.delete(link.conn);
+      closeQuietly(link.conn);
+    }
   }
   return "forwarded";
 }
@@ -137,8 +140,8 @@ async function ask(
 ): Promise<NodeAnswer | null> {
   const timer = deadline(NODE_ANSWER_TIMEOUT_MS, () => closeQuietly(link.conn));
   try {
-    await writeAll(link.conn, concatBytes(encodeJsonFrame(request), prefix));
-    return await link.reader.readFrame(decodeAnswer);
+    await link.channel.sendStart(encodeForward(request, prefix));
+    return await link.channel.readMessage(decodeAnswer);
   } finally {
     timer.clear();
   }

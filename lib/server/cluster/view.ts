@@ -1,7 +1,7 @@
 // What one node knows of the directory: a bounded cache of entries and absences, kept
 // current by the changes the scripts publish, asked of Redis only on a miss.
 
-import type { ClusterTimings } from "../../limits.ts";
+import type { ClusterTimings } from "./timings.ts";
 import { LookupCache } from "./cache.ts";
 import { DirectoryError } from "./errors.ts";
 import { type ChangeMessage, decodeEntry, type DirectoryEntry } from "./records.ts";
@@ -33,7 +33,7 @@ export type Fetch = (item: string) => Promise<[json: string, ttlOrRevision: numb
  *
  * @example
  * ```ts
- * import { DEFAULT_CLUSTER_TIMINGS } from "../../limits.ts";
+ * import { DEFAULT_CLUSTER_TIMINGS } from "./timings.ts";
  * import { DirectoryView } from "./view.ts";
  * let asked = 0;
  * const view = new DirectoryView(DEFAULT_CLUSTER_TIMINGS, () => {

@@ -1,10 +1,10 @@
-// A plain relay between two byte streams, with half-close: what a server node
-// uses to carry a visitor to the node that holds its tunnel (the bytes are not
-// framed on either side), and the baseline `deno task bench:relay` holds the
-// stream relay (lib/relay.ts) to.
+// A plain relay between two byte streams, with half-close: the baseline
+// `deno task bench:relay` holds the stream relay (lib/relay.ts) to. (Server
+// nodes piped forwarded visitors with it until node connections carried stream
+// frames and were reused.)
 
-import { GrowingBuffer } from "./growing_buffer.ts";
-import { closeQuietly, type Duplex, writeAll } from "./io.ts";
+import { GrowingBuffer } from "../lib/growing_buffer.ts";
+import { closeQuietly, type Duplex, writeAll } from "../lib/io.ts";
 
 /** Bytes moved by a finished pipe, and the error that ended it, if any. */
 export interface PipeResult {
